@@ -1,1 +1,136 @@
-//! placeholder
+//! EcoCityHub's store — the RDS layer.
+//!
+//! One async trait, [`Store`], is all the rest of the platform sees. [`SqlStore`] implements it
+//! on two backends chosen by URL: an SQLite file (the embedded default, WAL) and PostgreSQL
+//! (`postgres://…`, RDS in AWS). Each backend has its own migrations under `migrations/<backend>`;
+//! queries are written once in the SQL both understand.
+
+mod sql;
+pub mod testing;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ecocityhub_domain::{Parameter, QualityFlag, Reading, Station, StationId};
+
+pub use sql::{Backend, SqlStore};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("station {0} does not exist")]
+    UnknownStation(StationId),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One stored value of a series, as the store hands it out: `(epoch seconds, value, flag)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub ts: i64,
+    pub value: f64,
+    pub flag: QualityFlag,
+}
+
+/// A (station, parameter) series and the span of its readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesInfo {
+    pub station: StationId,
+    pub parameter: Parameter,
+    pub first: Option<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+}
+
+/// The recent readings of one series, ending at its latest reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentSeries {
+    pub station: StationId,
+    pub parameter: Parameter,
+    /// Time-ordered, the last one is the latest reading.
+    pub points: Vec<Point>,
+}
+
+/// A device API key as stored: the prefix is public, the secret only as its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceKey {
+    pub prefix: String,
+    pub station: StationId,
+    pub secret_hash: String,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Everything the platform stores about stations, readings and device keys.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and health checks.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates the station or replaces its fields.
+    async fn upsert_station(&self, station: &Station) -> Result<()>;
+
+    /// Creates the station unless one with its id exists. Returns whether it was created.
+    async fn insert_station_if_missing(&self, station: &Station) -> Result<bool>;
+
+    async fn station(&self, id: &StationId) -> Result<Option<Station>>;
+
+    /// All stations, ordered by id.
+    async fn stations(&self) -> Result<Vec<Station>>;
+
+    /// Every series with the span of its readings.
+    async fn series(&self) -> Result<Vec<SeriesInfo>>;
+
+    /// Stores readings in one transaction; an existing reading with the same station,
+    /// parameter and time is replaced (idempotent re-sends). Returns the number stored.
+    /// Fails as a whole, storing nothing, if a station does not exist.
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64>;
+
+    /// Readings of one series with `from <= ts < to`, in time order, at most `limit`.
+    async fn readings(
+        &self,
+        station: &StationId,
+        parameter: Parameter,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<Point>>;
+
+    /// For every series of every active station, the readings within `window_seconds` before
+    /// and including its latest reading.
+    async fn recent(&self, window_seconds: i64) -> Result<Vec<RecentSeries>>;
+
+    /// Number of readings stored (for status and tests).
+    async fn count_readings(&self) -> Result<u64>;
+
+    async fn insert_device_key(&self, key: &DeviceKey) -> Result<()>;
+
+    async fn device_key(&self, prefix: &str) -> Result<Option<DeviceKey>>;
+
+    async fn device_keys(&self, station: &StationId) -> Result<Vec<DeviceKey>>;
+
+    /// Records a successful use of the key.
+    async fn touch_device_key(&self, prefix: &str, at: DateTime<Utc>) -> Result<()>;
+
+    /// Revokes the key; returns false if there was no such key.
+    async fn revoke_device_key(&self, prefix: &str, at: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Opens the store for a database URL: `sqlite://PATH` (created if missing) or `postgres://…`.
+pub async fn connect(url: &str) -> Result<SqlStore> {
+    SqlStore::connect(url).await
+}

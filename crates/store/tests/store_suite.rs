@@ -1,0 +1,276 @@
+//! One suite, two backends: every test runs against an SQLite file and against a fresh
+//! PostgreSQL database.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, StationId};
+use ecocityhub_store::{testing, DeviceKey, SqlStore, Store, StoreError};
+
+fn station(id: &str) -> Station {
+    Station::new(
+        StationId::parse(id).unwrap(),
+        format!("Station {id}"),
+        GeoPoint::new(51.5, -0.15).unwrap(),
+        Some("London".into()),
+        "Europe/London",
+    )
+    .unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
+}
+
+fn reading(st: &str, p: Parameter, hour: i64, value: f64) -> Reading {
+    Reading {
+        station: StationId::parse(st).unwrap(),
+        parameter: p,
+        time: t0() + Duration::hours(hour),
+        value,
+        flag: QualityFlag::Valid,
+    }
+}
+
+async fn stations_round_trip(store: SqlStore) {
+    let mut s = station("s1");
+    s.metadata = serde_json::json!({"operator": "LAQN"});
+    store.upsert_station(&s).await.unwrap();
+    assert_eq!(store.station(&s.id).await.unwrap(), Some(s.clone()));
+    assert!(!store
+        .insert_station_if_missing(&station("s1"))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_station_if_missing(&station("s0"))
+        .await
+        .unwrap());
+    s.name = "Renamed".into();
+    s.active = false;
+    store.upsert_station(&s).await.unwrap();
+    let all = store.stations().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["s0", "s1"]
+    );
+    assert_eq!(all[1].name, "Renamed");
+    assert!(!all[1].active);
+    assert_eq!(
+        store
+            .station(&StationId::parse("nope").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn readings_are_idempotent_and_ordered(store: SqlStore) {
+    store.upsert_station(&station("s1")).await.unwrap();
+    let batch: Vec<Reading> = (0..1200)
+        .map(|h| reading("s1", Parameter::Pm25, h, h as f64))
+        .collect();
+    assert_eq!(store.insert_readings(&batch).await.unwrap(), 1200);
+    // The same batch again changes nothing.
+    store.insert_readings(&batch).await.unwrap();
+    assert_eq!(store.count_readings().await.unwrap(), 1200);
+    // A correction replaces the value; a duplicate inside a batch keeps the last.
+    let fix = vec![
+        reading("s1", Parameter::Pm25, 5, 50.0),
+        reading("s1", Parameter::Pm25, 5, 55.0),
+    ];
+    assert_eq!(store.insert_readings(&fix).await.unwrap(), 1);
+    let id = StationId::parse("s1").unwrap();
+    let from = t0().timestamp();
+    let pts = store
+        .readings(&id, Parameter::Pm25, from, from + 10 * 3600, 1000)
+        .await
+        .unwrap();
+    assert_eq!(pts.len(), 10);
+    assert_eq!(pts[5].value, 55.0);
+    assert!(pts.windows(2).all(|w| w[0].ts < w[1].ts));
+    // Limit and half-open range.
+    let pts = store
+        .readings(&id, Parameter::Pm25, from + 3600, from + 7200, 10)
+        .await
+        .unwrap();
+    assert_eq!(pts.len(), 1);
+    let pts = store
+        .readings(&id, Parameter::Pm25, from, i64::MAX, 7)
+        .await
+        .unwrap();
+    assert_eq!(pts.len(), 7);
+    // No such series: empty, not an error.
+    assert!(store
+        .readings(&id, Parameter::O3, from, i64::MAX, 7)
+        .await
+        .unwrap()
+        .is_empty());
+    // The series knows its span.
+    let series = store.series().await.unwrap();
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].first, Some(t0()));
+    assert_eq!(series[0].last, Some(t0() + Duration::hours(1199)));
+}
+
+async fn a_batch_with_an_unknown_station_stores_nothing(store: SqlStore) {
+    store.upsert_station(&station("s1")).await.unwrap();
+    let batch = vec![
+        reading("s1", Parameter::No2, 0, 1.0),
+        reading("ghost", Parameter::No2, 0, 1.0),
+    ];
+    match store.insert_readings(&batch).await {
+        Err(StoreError::UnknownStation(id)) => assert_eq!(id.as_str(), "ghost"),
+        other => panic!("expected UnknownStation, got {other:?}"),
+    }
+    assert_eq!(store.count_readings().await.unwrap(), 0);
+    // And the series created inside the failed transaction is gone, so later writes work.
+    store.insert_readings(&batch[..1]).await.unwrap();
+    assert_eq!(store.count_readings().await.unwrap(), 1);
+}
+
+async fn recent_returns_the_window_before_each_latest_reading(store: SqlStore) {
+    store.upsert_station(&station("a")).await.unwrap();
+    store.upsert_station(&station("b")).await.unwrap();
+    let mut batch: Vec<Reading> = (0..48)
+        .map(|h| reading("a", Parameter::Pm25, h, h as f64))
+        .collect();
+    batch.extend((0..10).map(|h| reading("a", Parameter::No2, h, 1.0)));
+    batch.extend((100..130).map(|h| reading("b", Parameter::Pm10, h, 2.0)));
+    store.insert_readings(&batch).await.unwrap();
+    let recent = store.recent(24 * 3600).await.unwrap();
+    let summary: Vec<(String, Parameter, usize, f64)> = recent
+        .iter()
+        .map(|r| {
+            (
+                r.station.to_string(),
+                r.parameter,
+                r.points.len(),
+                r.points.last().unwrap().value,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("a".to_string(), Parameter::No2, 10, 1.0),
+            ("a".to_string(), Parameter::Pm25, 24, 47.0),
+            ("b".to_string(), Parameter::Pm10, 24, 2.0),
+        ]
+    );
+    // Inactive stations are left out.
+    let mut b = station("b");
+    b.active = false;
+    store.upsert_station(&b).await.unwrap();
+    assert_eq!(store.recent(3600).await.unwrap().len(), 2);
+}
+
+async fn device_keys_lifecycle(store: SqlStore) {
+    store.upsert_station(&station("s1")).await.unwrap();
+    let key = DeviceKey {
+        prefix: "abcd1234".into(),
+        station: StationId::parse("s1").unwrap(),
+        secret_hash: "00ff".into(),
+        label: Some("roof sensor".into()),
+        created_at: t0(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.insert_device_key(&key).await.unwrap();
+    assert_eq!(
+        store.device_key("abcd1234").await.unwrap(),
+        Some(key.clone())
+    );
+    store
+        .touch_device_key("abcd1234", t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(store
+        .revoke_device_key("abcd1234", t0() + Duration::hours(2))
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_device_key("abcd1234", t0() + Duration::hours(3))
+        .await
+        .unwrap());
+    let got = store.device_keys(&key.station).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].last_used_at, Some(t0() + Duration::hours(1)));
+    assert_eq!(got[0].revoked_at, Some(t0() + Duration::hours(2)));
+    let orphan = DeviceKey {
+        prefix: "zz".into(),
+        station: StationId::parse("ghost").unwrap(),
+        ..key
+    };
+    assert!(matches!(
+        store.insert_device_key(&orphan).await,
+        Err(StoreError::UnknownStation(_))
+    ));
+}
+
+async fn migrations_are_idempotent(store: SqlStore) {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            use ecocityhub_store::Store;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = ecocityhub_store::connect(&ecocityhub_store::testing::sqlite_url(dir.path())).await.unwrap();
+                    store.migrate().await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            use ecocityhub_store::Store;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(url) = super::testing::fresh_postgres_url().await else { return };
+                    let store = ecocityhub_store::connect(&url).await.unwrap();
+                    store.migrate().await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    stations_round_trip,
+    readings_are_idempotent_and_ordered,
+    a_batch_with_an_unknown_station_stores_nothing,
+    recent_returns_the_window_before_each_latest_reading,
+    device_keys_lifecycle,
+    migrations_are_idempotent,
+);
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = testing::sqlite_url(dir.path());
+    {
+        let store = ecocityhub_store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store.upsert_station(&station("s1")).await.unwrap();
+        store
+            .insert_readings(&[reading("s1", Parameter::O3, 0, 3.0)])
+            .await
+            .unwrap();
+    }
+    let store = ecocityhub_store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.count_readings().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    assert!(matches!(
+        ecocityhub_store::connect("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
