@@ -116,7 +116,7 @@ impl IncomingReading {
         if !(min..=max).contains(&value) {
             return Err(ReadingError::OutOfRange {
                 parameter: self.parameter,
-                value: self.value,
+                value,
                 min,
                 max,
                 unit: self.parameter.canonical_unit().symbol(),

@@ -1,1 +1,230 @@
-fn main() {}
+//! The `ecocityhub` binary: one command line for every runtime.
+//!
+//! `serve` runs the API on this machine (or under AWS Lambda when the Lambda runtime starts the
+//! process); `migrate`, `import`, `device` and `bench` manage and measure the platform.
+//! Configuration: flags, environment variables, an optional TOML file (see `config`).
+
+mod bench;
+mod config;
+mod demo;
+mod device;
+mod import;
+mod serve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ecocityhub_store::Store;
+
+use crate::config::FileConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "ecocityhub",
+    version,
+    about = "EcoCityHub: a city's environmental platform — stations, readings, air-quality indices."
+)]
+struct Cli {
+    /// TOML configuration file (default: ./ecocityhub.toml if it exists).
+    #[arg(long, env = "ECOCITYHUB_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log format: `text` or `json`. The level comes from RUST_LOG (default: info).
+    #[arg(long, env = "ECOCITYHUB_LOG_FORMAT", global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives.
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Data directory (the SQLite file lives here). Default: ./data
+    #[arg(long, env = "ECOCITYHUB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: postgres://… for PostgreSQL, sqlite://PATH for another SQLite file.
+    /// Default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (or the Lambda handler when AWS_LAMBDA_RUNTIME_API is set).
+    Serve(serve::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Import CSV files of readings (the wide layout of the shared data, or a long layout).
+    Import(ImportArgs),
+    /// Manage device API keys.
+    Device {
+        #[command(subcommand)]
+        command: device::DeviceCommand,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Measure ingest, query latency, start-up time and memory; prints the numbers.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// CSV files to import.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// CSV of stations (site, lat, lon[, name, area, timezone]) for sites not yet known.
+    /// The shared data's sites are known already.
+    #[arg(long)]
+    stations: Option<PathBuf>,
+    /// Readings per transaction.
+    #[arg(long, default_value_t = import::DEFAULT_BATCH)]
+    batch: usize,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+/// Opens and migrates the store described by the flags, environment and file.
+async fn open_store(args: &StorageArgs, file: &FileConfig) -> Result<Arc<dyn Store>> {
+    let url = config::database_url(args.data_dir.clone(), args.database_url.clone(), file)?;
+    let store = ecocityhub_store::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact(&url)))?;
+    store.migrate().await.context("database migration failed")?;
+    Ok(Arc::new(store))
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+fn init_logging(format: Option<&str>) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.unwrap_or("text") {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("log format {other:?} is not one of text, json"),
+    }
+    Ok(())
+}
+
+async fn import_files(args: ImportArgs, file: &FileConfig) -> Result<()> {
+    let store = open_store(&args.storage, file).await?;
+    let mut known = demo::known_stations();
+    if let Some(path) = &args.stations {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let extra =
+            import::parse_stations(&text).with_context(|| format!("in {}", path.display()))?;
+        known.retain(|k| !extra.iter().any(|e| e.id == k.id));
+        known.extend(extra);
+    }
+    if args.batch == 0 {
+        anyhow::bail!("--batch must be at least 1");
+    }
+    for path in &args.files {
+        let f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        let opts = import::ImportOptions {
+            batch: args.batch,
+            progress: true,
+            ..Default::default()
+        };
+        let report = import::import(store.as_ref(), f, size, &known, &opts)
+            .await
+            .with_context(|| format!("importing {}", path.display()))?;
+        println!(
+            "{}: {} rows, {} readings stored in {:.2} s ({:.0} readings/s), {} rejected",
+            path.display(),
+            report.rows,
+            report.stored,
+            report.elapsed.as_secs_f64(),
+            report.rate(),
+            report.rejected
+        );
+        if !report.stations_created.is_empty() {
+            println!("  stations created: {}", report.stations_created.join(", "));
+        }
+        for c in &report.skipped_columns {
+            println!("  skipped column {c}");
+        }
+        for e in &report.rejected_examples {
+            println!("  rejected {e}");
+        }
+        if !report.unknown_sites.is_empty() {
+            println!(
+                "  skipped rows of unknown sites (give their coordinates with --stations FILE): {}",
+                report
+                    .unknown_sites
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    init_logging(cli.log_format.as_deref().or(file.log_format.as_deref()))?;
+    match cli.command {
+        Command::Serve(args) => serve::run(args, &file).await,
+        Command::Migrate { storage } => {
+            let store = open_store(&storage, &file).await?;
+            println!("migrations applied ({})", store.backend().name());
+            Ok(())
+        }
+        Command::Import(args) => import_files(args, &file).await,
+        Command::Device { command, storage } => {
+            let store = open_store(&storage, &file).await?;
+            device::run(command, store.as_ref()).await
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

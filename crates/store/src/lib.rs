@@ -46,6 +46,8 @@ pub struct SeriesInfo {
     pub parameter: Parameter,
     pub first: Option<DateTime<Utc>>,
     pub last: Option<DateTime<Utc>>,
+    /// Averaging period of each value in seconds, when known (86400 for daily means).
+    pub period_seconds: Option<i64>,
 }
 
 /// The recent readings of one series, ending at its latest reading.
@@ -53,6 +55,8 @@ pub struct SeriesInfo {
 pub struct RecentSeries {
     pub station: StationId,
     pub parameter: Parameter,
+    /// Averaging period of each value in seconds, when known.
+    pub period_seconds: Option<i64>,
     /// Time-ordered, the last one is the latest reading.
     pub points: Vec<Point>,
 }
@@ -99,6 +103,14 @@ pub trait Store: Send + Sync + 'static {
     /// parameter and time is replaced (idempotent re-sends). Returns the number stored.
     /// Fails as a whole, storing nothing, if a station does not exist.
     async fn insert_readings(&self, readings: &[Reading]) -> Result<u64>;
+
+    /// Records the averaging period of a series' values (an import learns it from the file).
+    async fn set_series_period(
+        &self,
+        station: &StationId,
+        parameter: Parameter,
+        seconds: i64,
+    ) -> Result<()>;
 
     /// Readings of one series with `from <= ts < to`, in time order, at most `limit`.
     async fn readings(

@@ -290,7 +290,7 @@ impl Store for SqlStore {
     }
 
     async fn series(&self) -> Result<Vec<SeriesInfo>> {
-        let rows = sqlx::query("SELECT station_id, parameter, first_ts, last_ts FROM series ORDER BY station_id, parameter")
+        let rows = sqlx::query("SELECT station_id, parameter, first_ts, last_ts, period_s FROM series ORDER BY station_id, parameter")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -300,6 +300,7 @@ impl Store for SqlStore {
                     parameter: parameter(&row.try_get::<String, _>("parameter")?)?,
                     first: opt_time(row.try_get("first_ts")?)?,
                     last: opt_time(row.try_get("last_ts")?)?,
+                    period_seconds: row.try_get("period_s")?,
                 })
             })
             .collect()
@@ -411,6 +412,22 @@ impl Store for SqlStore {
         Ok(rows.len() as u64)
     }
 
+    async fn set_series_period(
+        &self,
+        station: &StationId,
+        parameter: Parameter,
+        seconds: i64,
+    ) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("UPDATE series SET period_s = $1 WHERE station_id = $2 AND parameter = $3")
+            .bind(seconds)
+            .bind(station.as_str())
+            .bind(parameter.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn readings(
         &self,
         station: &StationId,
@@ -444,7 +461,7 @@ impl Store for SqlStore {
 
     async fn recent(&self, window_seconds: i64) -> Result<Vec<RecentSeries>> {
         let rows = sqlx::query(
-            "SELECT s.station_id, s.parameter, r.ts, r.value, r.flag \
+            "SELECT s.station_id, s.parameter, s.period_s, r.ts, r.value, r.flag \
              FROM series s JOIN stations st ON st.id = s.station_id \
              JOIN readings r ON r.series_id = s.id \
              WHERE st.active = 1 AND s.last_ts IS NOT NULL AND r.ts > s.last_ts - $1 \
@@ -469,6 +486,7 @@ impl Store for SqlStore {
                 _ => out.push(RecentSeries {
                     station: station_id(station)?,
                     parameter: param,
+                    period_seconds: row.try_get("period_s")?,
                     points: vec![point],
                 }),
             }

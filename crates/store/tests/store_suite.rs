@@ -108,6 +108,12 @@ async fn readings_are_idempotent_and_ordered(store: SqlStore) {
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].first, Some(t0()));
     assert_eq!(series[0].last, Some(t0() + Duration::hours(1199)));
+    assert_eq!(series[0].period_seconds, None);
+    store
+        .set_series_period(&id, Parameter::Pm25, 3600)
+        .await
+        .unwrap();
+    assert_eq!(store.series().await.unwrap()[0].period_seconds, Some(3600));
 }
 
 async fn a_batch_with_an_unknown_station_stores_nothing(store: SqlStore) {

@@ -321,9 +321,16 @@ fn report(sub_indices: Vec<SubIndex>) -> Option<AqiReport> {
 /// mean, NO2 and SO2 by the last hour.
 pub fn latest(window: &HourlyWindow) -> Option<AqiReport> {
     let mut subs = Vec::new();
-    let pm = |p| window.hours(p).and_then(|h| nowcast(&h[..]));
-    subs.extend(sub(Table::Pm25_24h, "nowcast", pm(Parameter::Pm25)));
-    subs.extend(sub(Table::Pm10_24h, "nowcast", pm(Parameter::Pm10)));
+    for (p, table) in [
+        (Parameter::Pm25, Table::Pm25_24h),
+        (Parameter::Pm10, Table::Pm10_24h),
+    ] {
+        match window.hours(p).and_then(|h| nowcast(&h[..])) {
+            Some(nc) => subs.extend(sub(table, "nowcast", Some(nc))),
+            // A station that reports daily means has no NowCast; its day is the 24-hour mean.
+            None => subs.extend(sub(table, "24h_mean", window.daily_means.get(&p).copied())),
+        }
+    }
     subs.extend(o3(window));
     subs.extend(sub(
         Table::Co_8h,

@@ -20,6 +20,8 @@ CREATE TABLE series (
     parameter   TEXT NOT NULL,
     first_ts    BIGINT,
     last_ts     BIGINT,
+    -- Averaging period of each value in seconds (3600 hourly, 86400 daily means); NULL: unknown.
+    period_s    BIGINT,
     UNIQUE (station_id, parameter)
 );
 

@@ -21,6 +21,8 @@ CREATE TABLE series (
     parameter   TEXT NOT NULL,
     first_ts    INTEGER,
     last_ts     INTEGER,
+    -- Averaging period of each value in seconds (3600 hourly, 86400 daily means); NULL: unknown.
+    period_s    INTEGER,
     UNIQUE (station_id, parameter)
 );
 

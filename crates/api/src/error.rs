@@ -1,0 +1,158 @@
+//! One error type for the whole API, answered as RFC 9457 `application/problem+json`.
+//!
+//! Every client mistake maps to a 4xx with a `detail` a person can act on; only a fault of ours
+//! is a 500, and its detail never leaks internals (they go to the log).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ecocityhub_store::StoreError;
+use serde::Serialize;
+
+/// The media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{detail}")]
+    Unauthorized { detail: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Understood, but no row could be accepted; `errors` lists why.
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        errors: Vec<RowProblem>,
+    },
+    #[error("the service is not ready: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// Why one row of a batch was rejected.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct RowProblem {
+    /// Position of the row in the batch, from 0 (for CSV and NDJSON: data rows, header excluded).
+    pub index: usize,
+    pub reason: String,
+}
+
+/// The body of an error answer (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the `title` is the HTTP status phrase and `code` says more.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong and what to do about it.
+    pub detail: String,
+    /// A stable, machine-readable name of the problem.
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<RowProblem>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unprocessable { .. } => "no_valid_rows",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownStation(id) => {
+                ApiError::NotFound(format!("station {id} does not exist"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "Something went wrong on our side; it has been logged. Please try again later."
+                    .to_string()
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "unavailable");
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        let code = self.code();
+        let errors = match self {
+            ApiError::Unprocessable { errors, .. } => errors,
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail,
+            code,
+            errors,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ecocityhub\""),
+            );
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

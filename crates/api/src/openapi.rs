@@ -1,0 +1,56 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and served at
+//! `GET /api/openapi.json`.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "EcoCityHub API",
+        description = "Air quality and weather readings of a city's sensor stations, with the US EPA AQI and the European Air Quality Index. Errors are RFC 9457 problem+json.",
+        license(name = "MIT")
+    ),
+    paths(
+        routes::health::healthz,
+        routes::health::parameters,
+        routes::stations::list,
+        routes::stations::get,
+        routes::latest::latest,
+        routes::readings::history,
+        routes::ingest::post_readings,
+    ),
+    components(schemas(crate::error::Problem, crate::error::RowProblem)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "stations", description = "Stations and what they measure"),
+        (name = "readings", description = "Latest values, history and ingestion"),
+        (name = "meta", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "device_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A station's device API key (`ecocityhub device create --station ID`)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "device_key_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}

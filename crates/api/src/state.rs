@@ -1,0 +1,132 @@
+//! Shared state of the API: the store, configuration, and the cached "latest" snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ecocityhub_store::Store;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::ApiResult;
+use crate::latest::{self, LatestStation};
+
+/// Settings of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How long a computed `/latest` snapshot may be served when no reading arrived through
+    /// this process (readings written by other processes — an import, another Lambda instance —
+    /// show up within this time).
+    pub latest_ttl: Duration,
+    /// A station whose latest reading is older than this is marked `stale`.
+    pub stale_after: chrono::Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            latest_ttl: Duration::from_secs(15),
+            stale_after: chrono::Duration::hours(3),
+        }
+    }
+}
+
+/// The computed latest view, ready to serve.
+pub struct Snapshot {
+    pub generation: u64,
+    pub computed_at: Instant,
+    pub stations: Vec<LatestStation>,
+    /// `stations` serialized once, so every request is a copy of bytes.
+    pub json: Bytes,
+}
+
+/// Cheap to clone; every handler gets one.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: ApiConfig,
+    /// Bumped whenever readings are written through this process.
+    generation: AtomicU64,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    rebuilding: Mutex<()>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                generation: AtomicU64::new(0),
+                snapshot: RwLock::new(None),
+                rebuilding: Mutex::new(()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    /// Marks cached views as outdated after a write.
+    pub fn readings_changed(&self) {
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn is_fresh(&self, s: &Snapshot) -> bool {
+        s.generation == self.inner.generation.load(Ordering::Acquire)
+            && s.computed_at.elapsed() < self.inner.config.latest_ttl
+    }
+
+    /// The latest snapshot, rebuilt by one request at a time when outdated.
+    pub async fn latest(&self) -> ApiResult<Arc<Snapshot>> {
+        if let Some(s) = self
+            .inner
+            .snapshot
+            .read()
+            .await
+            .as_ref()
+            .filter(|s| self.is_fresh(s))
+        {
+            return Ok(s.clone());
+        }
+        let _one_at_a_time = self.inner.rebuilding.lock().await;
+        if let Some(s) = self
+            .inner
+            .snapshot
+            .read()
+            .await
+            .as_ref()
+            .filter(|s| self.is_fresh(s))
+        {
+            return Ok(s.clone());
+        }
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let stations = latest::compute(
+            self.store(),
+            chrono::Utc::now(),
+            self.inner.config.stale_after,
+        )
+        .await?;
+        let json = Bytes::from(
+            serde_json::to_vec(&stations)
+                .map_err(|e| crate::error::ApiError::Internal(e.to_string()))?,
+        );
+        let snapshot = Arc::new(Snapshot {
+            generation,
+            computed_at: Instant::now(),
+            stations,
+            json,
+        });
+        *self.inner.snapshot.write().await = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,721 @@
+//! The API end to end: the real router served on a random port, talked to over HTTP, on an
+//! SQLite file and on a fresh PostgreSQL database (each test runs on both).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use ecocityhub_api::{device_auth, router, ApiConfig, AppState};
+use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, StationId};
+use ecocityhub_store::{testing, Store};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A running API with two stations and a device key for each.
+struct TestApp {
+    addr: SocketAddr,
+    client: reqwest::Client,
+    store: Arc<dyn Store>,
+    /// Key of station `s1`.
+    key: String,
+    /// Key of station `s2`.
+    other_key: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn station(id: &str, lat: f64, lon: f64) -> Station {
+    Station::new(
+        StationId::parse(id).unwrap(),
+        format!("Station {id}"),
+        GeoPoint::new(lat, lon).unwrap(),
+        Some("Test".into()),
+        "UTC",
+    )
+    .unwrap()
+}
+
+async fn spawn_app(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> TestApp {
+    store.migrate().await.unwrap();
+    store
+        .upsert_station(&station("s1", 51.5, -0.15))
+        .await
+        .unwrap();
+    store
+        .upsert_station(&station("s2", 52.5, 13.4))
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for s in ["s1", "s2"] {
+        let (plain, record) =
+            device_auth::generate(&StationId::parse(s).unwrap(), None, Utc::now());
+        store.insert_device_key(&record).await.unwrap();
+        keys.push(plain);
+    }
+    let config = ApiConfig {
+        latest_ttl: std::time::Duration::from_millis(0),
+        ..ApiConfig::default()
+    };
+    let app = router(AppState::new(store.clone(), config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let other_key = keys.pop().unwrap();
+    let key = keys.pop().unwrap();
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        store,
+        key,
+        other_key,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post(
+        &self,
+        key: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/api/v1/readings"))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn post_json(&self, body: Value) -> reqwest::Response {
+        self.post(Some(&self.key), "application/json", body.to_string())
+            .await
+    }
+
+    /// Stores an hourly series directly (bypassing the API), for the read tests.
+    async fn seed_hourly(
+        &self,
+        station: &str,
+        parameter: Parameter,
+        start: DateTime<Utc>,
+        values: &[Option<f64>],
+    ) {
+        let readings: Vec<Reading> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                v.map(|value| Reading {
+                    station: StationId::parse(station).unwrap(),
+                    parameter,
+                    time: start + Duration::hours(i as i64),
+                    value,
+                    flag: QualityFlag::Valid,
+                })
+            })
+            .collect();
+        self.store.insert_readings(&readings).await.unwrap();
+    }
+}
+
+/// Asserts an RFC 9457 problem answer with this status and returns its body.
+async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(resp.status(), status, "unexpected status");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.len() > 10),
+        "a problem needs a helpful detail: {body}"
+    );
+    body
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+// ---- ingestion -------------------------------------------------------------------------------
+
+async fn a_json_batch_is_stored_and_resending_it_changes_nothing(app: TestApp) {
+    let body = json!([
+        {"parameter": "pm25", "time": "2024-03-01T00:00:00Z", "value": 12.5},
+        {"parameter": "no2", "time": "2024-03-01T00:00:00Z", "value": 20, "unit": "ppb"},
+        {"parameter": "temperature", "time": "2024-03-01T00:00:00Z", "value": 50, "unit": "°F", "station": "s1"},
+    ]);
+    let resp = app.post_json(body.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let summary: Value = resp.json().await.unwrap();
+    assert_eq!(summary["received"], 3);
+    assert_eq!(summary["accepted"], 3);
+    assert_eq!(summary["rejected"], json!([]));
+    assert_eq!(app.store.count_readings().await.unwrap(), 3);
+
+    let again = app.post_json(body).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(
+        app.store.count_readings().await.unwrap(),
+        3,
+        "re-sending is idempotent"
+    );
+
+    // Units were converted to the canonical ones: 20 ppb NO2 ≈ 37.6 µg/m³, 50 °F = 10 °C.
+    let no2 = app.get("/api/v1/stations/s1/readings?parameter=no2&from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z").await;
+    let no2: Value = no2.json().await.unwrap();
+    let v = no2["readings"][0]["value"].as_f64().unwrap();
+    assert!((v - 37.6).abs() < 0.2, "{v}");
+    assert_eq!(no2["unit"], "µg/m³");
+    let temp: Value = app
+        .get("/api/v1/stations/s1/readings?parameter=temperature&from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!((temp["readings"][0]["value"].as_f64().unwrap() - 10.0).abs() < 1e-9);
+}
+
+async fn ndjson_and_csv_batches_are_accepted(app: TestApp) {
+    let nd = "{\"parameter\":\"o3\",\"time\":\"2024-03-01T00:00:00Z\",\"value\":40}\n{\"parameter\":\"o3\",\"time\":\"2024-03-01T01:00:00Z\",\"value\":41}\n";
+    let resp = app.post(Some(&app.key), "application/x-ndjson", nd).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap()["accepted"], 2);
+
+    let csv =
+        "time,parameter,value,unit\n2024-03-01T02:00:00Z,o3,20,ppb\n2024-03-01T03:00:00Z,o3,,ppb\n";
+    let resp = app.post(Some(&app.key), "text/csv", csv).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let summary: Value = resp.json().await.unwrap();
+    assert_eq!(summary["accepted"], 1);
+    assert_eq!(summary["rejected"][0]["index"], 1);
+    assert!(summary["rejected"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("value"));
+    assert_eq!(app.store.count_readings().await.unwrap(), 3);
+}
+
+async fn bad_rows_are_listed_and_good_rows_kept(app: TestApp) {
+    let future = iso(Utc::now() + Duration::minutes(30));
+    let soon = iso(Utc::now() + Duration::minutes(5));
+    let body = json!([
+        {"parameter": "pm25", "time": "2024-03-01T00:00:00Z", "value": 10},
+        {"parameter": "pm25", "time": "2024-03-01T01:00:00Z", "value": -3},
+        {"parameter": "relativehumidity", "time": "2024-03-01T00:00:00Z", "value": 140},
+        {"parameter": "pm25", "time": future, "value": 10},
+        {"parameter": "pm25", "time": soon, "value": 11},
+        {"parameter": "radon", "time": "2024-03-01T00:00:00Z", "value": 1},
+        {"parameter": "no2", "time": "2024-03-01T00:00:00Z", "value": 1, "unit": "furlongs"},
+        {"parameter": "pm25", "time": "yesterday", "value": 1},
+    ]);
+    let resp = app.post_json(body).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let summary: Value = resp.json().await.unwrap();
+    assert_eq!(summary["received"], 8);
+    assert_eq!(summary["accepted"], 2, "{summary}");
+    let rejected = summary["rejected"].as_array().unwrap();
+    let indices: Vec<u64> = rejected
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, vec![1, 2, 3, 5, 6, 7]);
+    let reason = |i: usize| rejected[i]["reason"].as_str().unwrap().to_string();
+    assert!(reason(2).contains("future"), "{}", reason(2));
+    assert!(reason(3).contains("radon"), "{}", reason(3));
+    assert_eq!(app.store.count_readings().await.unwrap(), 2);
+
+    // A batch of nothing but bad rows stores nothing and says why, row by row.
+    let resp = app
+        .post_json(json!([{"parameter": "pm25", "time": "2024-03-01T00:00:00Z", "value": -1}]))
+        .await;
+    let body = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["index"], 0);
+}
+
+async fn malformed_bodies_are_refused_without_losing_data(app: TestApp) {
+    assert_eq!(
+        app.post_json(json!([{"parameter": "pm25", "time": "2024-03-01T00:00:00Z", "value": 10}]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    problem(
+        app.post(Some(&app.key), "application/json", "[{\"parameter\":")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.post(Some(&app.key), "application/json", "{\"a\":1}")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.post(Some(&app.key), "text/plain", "hello").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    problem(
+        app.post(Some(&app.key), "text/csv", "a,b\n1,2\n").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let huge = "x".repeat(ecocityhub_api::ingest::MAX_BATCH_BYTES + 1);
+    problem(
+        app.post(Some(&app.key), "application/json", huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    let mut many = String::from("time,parameter,value\n");
+    for i in 0..=ecocityhub_api::ingest::MAX_BATCH_ROWS {
+        many.push_str(&format!("2024-01-01T00:00:{:02}Z,pm25,{i}\n", i % 60));
+    }
+    problem(
+        app.post(Some(&app.key), "text/csv", many).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert_eq!(
+        app.store.count_readings().await.unwrap(),
+        1,
+        "refused requests lose nothing already stored"
+    );
+}
+
+async fn keys_are_checked(app: TestApp) {
+    let row =
+        json!([{"parameter": "pm25", "time": "2024-03-01T00:00:00Z", "value": 10}]).to_string();
+    problem(
+        app.post(None, "application/json", row.clone()).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let wrong_secret = format!("{}x", &app.key[..app.key.len() - 1]);
+    problem(
+        app.post(Some(&wrong_secret), "application/json", row.clone())
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        app.post(Some("not-a-key"), "application/json", row.clone())
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // X-Api-Key works as well as a bearer token.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/readings"))
+        .header("content-type", "application/json")
+        .header("x-api-key", &app.key)
+        .body(row.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The key of station s2 may not write readings of s1.
+    let for_s1 = json!([{"station": "s1", "parameter": "pm25", "time": "2024-03-01T01:00:00Z", "value": 10}]).to_string();
+    let body = problem(
+        app.post(Some(&app.other_key), "application/json", for_s1)
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("s2"));
+
+    // A revoked key stops working at once.
+    let prefix = app.other_key.split('_').nth(1).unwrap();
+    assert!(app
+        .store
+        .revoke_device_key(prefix, Utc::now())
+        .await
+        .unwrap());
+    problem(
+        app.post(Some(&app.other_key), "application/json", row)
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(app.store.count_readings().await.unwrap(), 1);
+}
+
+// ---- reading -----------------------------------------------------------------------------------
+
+async fn stations_list_filters_and_speaks_geojson(app: TestApp) {
+    app.seed_hourly("s1", Parameter::Pm25, t0(), &[Some(10.0)])
+        .await;
+    let all: Value = app.get("/api/v1/stations").await.json().await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all[0]["id"], "s1");
+    assert_eq!(all[0]["parameters"][0]["parameter"], "pm25");
+
+    let pm: Value = app
+        .get("/api/v1/stations?parameter=pm25")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pm.as_array().unwrap().len(), 1);
+    let berlin: Value = app
+        .get("/api/v1/stations?bbox=13,52,14,53")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(berlin[0]["id"], "s2");
+    assert_eq!(berlin.as_array().unwrap().len(), 1);
+
+    let geo = app
+        .client
+        .get(app.url("/api/v1/stations"))
+        .header("accept", "application/geo+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(geo.headers()["content-type"], "application/geo+json");
+    let geo: Value = geo.json().await.unwrap();
+    assert_eq!(geo["type"], "FeatureCollection");
+    assert_eq!(
+        geo["features"][0]["geometry"]["coordinates"],
+        json!([-0.15, 51.5])
+    );
+    let by_param: Value = app
+        .get("/api/v1/stations?format=geojson")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_param["features"].as_array().unwrap().len(), 2);
+
+    problem(
+        app.get("/api/v1/stations?bbox=1,2,3").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations?parameter=radon").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations?format=xml").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let one: Value = app.get("/api/v1/stations/s2").await.json().await.unwrap();
+    assert_eq!(one["name"], "Station s2");
+    problem(
+        app.get("/api/v1/stations/nope").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+async fn latest_shows_values_and_the_aqi(app: TestApp) {
+    let now = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    // A day of PM2.5 at 40 µg/m³: NowCast 40 → AQI 112 ("Unhealthy for Sensitive Groups"),
+    // and a 24-hour mean of 40 → EAQI "Moderate".
+    app.seed_hourly(
+        "s1",
+        Parameter::Pm25,
+        now - Duration::hours(23),
+        &[Some(40.0); 24],
+    )
+    .await;
+    let latest: Value = app.get("/api/v1/latest").await.json().await.unwrap();
+    let s1 = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["station"] == "s1")
+        .unwrap();
+    assert_eq!(s1["values"][0]["parameter"], "pm25");
+    assert_eq!(s1["values"][0]["value"], 40.0);
+    assert_eq!(s1["stale"], false);
+    assert_eq!(s1["aqi"]["aqi"], 112, "{s1}");
+    assert_eq!(s1["eaqi"]["dominant"], "pm25", "{s1}");
+    assert_eq!(s1["eaqi"]["label"], "Moderate");
+    assert_eq!(s1["eaqi"]["sub_levels"][0]["concentration"], 40.0);
+    let s2 = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["station"] == "s2")
+        .unwrap();
+    assert!(s2["aqi"].is_null());
+    assert_eq!(s2["stale"], true);
+
+    // A reading arriving through the API shows at once.
+    let resp = app
+        .post_json(
+            json!([{"parameter": "pm25", "time": iso(now + Duration::minutes(1)), "value": 300}]),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let one: Value = app
+        .get("/api/v1/latest?station=s1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one[0]["values"][0]["value"], 300.0);
+    problem(
+        app.get("/api/v1/latest?station=ghost").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+async fn history_pages_through_raw_readings(app: TestApp) {
+    let values: Vec<Option<f64>> = (0..250).map(|i| Some(i as f64)).collect();
+    app.seed_hourly("s1", Parameter::Pm10, t0(), &values).await;
+    let mut path = format!(
+        "/api/v1/stations/s1/readings?parameter=pm10&from={}&to={}&limit=100",
+        iso(t0()),
+        iso(t0() + Duration::days(30))
+    );
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        pages += 1;
+        seen.extend(
+            page["readings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["value"].as_f64().unwrap()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (0..250).map(|i| i as f64).collect::<Vec<_>>());
+
+    problem(
+        app.get("/api/v1/stations/s1/readings").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/s1/readings?parameter=pm10&limit=0")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/s1/readings?parameter=pm10&limit=100000")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/s1/readings?parameter=pm10&cursor=garbage")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(app.get("/api/v1/stations/s1/readings?parameter=pm10&from=2024-03-02T00:00:00Z&to=2024-03-01T00:00:00Z").await, StatusCode::BAD_REQUEST).await;
+    problem(
+        app.get("/api/v1/stations/s1/readings?parameter=pm10&from=last+week")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/s1/readings?parameter=pm10&interval=5m")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/s1/readings?parameter=pm10&agg=max")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/ghost/readings?parameter=pm10")
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+async fn daily_aggregates_state_period_and_coverage(app: TestApp) {
+    // Day 1 complete (24 h), day 2 with 12 of 24 hours: its mean is marked insufficient.
+    let mut values: Vec<Option<f64>> = vec![Some(10.0); 24];
+    values.extend((0..24).map(|h| (h % 2 == 0).then_some(30.0)));
+    app.seed_hourly("s1", Parameter::No2, t0(), &values).await;
+    let page: Value = app
+        .get(&format!(
+            "/api/v1/stations/s1/readings?parameter=no2&interval=1d&agg=avg&from={}&to={}",
+            iso(t0()),
+            iso(t0() + Duration::days(2))
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["period_seconds"], 86400);
+    assert_eq!(page["aggregate"], "avg");
+    assert_eq!(page["min_coverage"], 0.75);
+    let b = page["buckets"].as_array().unwrap();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0]["value"], 10.0);
+    assert_eq!(b[0]["count"], 24);
+    assert_eq!(b[0]["expected"], 24);
+    assert_eq!(b[0]["sufficient"], true);
+    assert_eq!(b[1]["count"], 12);
+    assert_eq!(b[1]["coverage"], 0.5);
+    assert_eq!(b[1]["sufficient"], false);
+
+    let max: Value = app
+        .get(&format!(
+            "/api/v1/stations/s1/readings?parameter=no2&interval=1h&agg=max&from={}&to={}",
+            iso(t0()),
+            iso(t0() + Duration::hours(3))
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(max["buckets"].as_array().unwrap().len(), 3);
+    assert_eq!(max["period_seconds"], 3600);
+}
+
+async fn csv_export_streams_the_whole_range(app: TestApp) {
+    let values: Vec<Option<f64>> = (0..24 * 400).map(|i| Some((i % 50) as f64)).collect();
+    app.seed_hourly("s1", Parameter::Pm25, t0(), &values).await;
+    let resp = app
+        .get(&format!(
+            "/api/v1/stations/s1/readings?parameter=pm25&format=csv&from={}&to={}",
+            iso(t0()),
+            iso(t0() + Duration::days(400))
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("s1_pm25_raw.csv"));
+    let text = resp.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "time,value,unit,flag");
+    assert_eq!(
+        lines.len(),
+        1 + 24 * 400,
+        "every reading, beyond any page size"
+    );
+    assert_eq!(lines[1], "2024-03-01T00:00:00Z,0,µg/m³,valid");
+
+    let daily = app
+        .get(&format!(
+            "/api/v1/stations/s1/readings?parameter=pm25&format=csv&interval=1d&from={}&to={}",
+            iso(t0()),
+            iso(t0() + Duration::days(3))
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = daily.lines().collect();
+    assert_eq!(
+        lines[0],
+        "start,end,value,unit,aggregate,count,expected,coverage,sufficient"
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(lines[1].ends_with(",avg,24,24,1.000,true"), "{}", lines[1]);
+}
+
+async fn meta_endpoints_answer(app: TestApp) {
+    let health: Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["store"], app.store.backend().name());
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/readings",
+        "/api/v1/latest",
+        "/api/v1/stations",
+        "/api/v1/stations/{id}/readings",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let params: Value = app.get("/api/v1/parameters").await.json().await.unwrap();
+    assert_eq!(params.as_array().unwrap().len(), Parameter::ALL.len());
+    problem(app.get("/api/v1/nothing-here").await, StatusCode::NOT_FOUND).await;
+    problem(
+        app.client
+            .delete(app.url("/api/v1/stations"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = ecocityhub_store::connect(&super::testing::sqlite_url(dir.path())).await.unwrap();
+                    super::$name(super::spawn_app(std::sync::Arc::new(store), Some(dir)).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(url) = super::testing::fresh_postgres_url().await else { return };
+                    let store = ecocityhub_store::connect(&url).await.unwrap();
+                    super::$name(super::spawn_app(std::sync::Arc::new(store), None).await).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    a_json_batch_is_stored_and_resending_it_changes_nothing,
+    ndjson_and_csv_batches_are_accepted,
+    bad_rows_are_listed_and_good_rows_kept,
+    malformed_bodies_are_refused_without_losing_data,
+    keys_are_checked,
+    stations_list_filters_and_speaks_geojson,
+    latest_shows_values_and_the_aqi,
+    history_pages_through_raw_readings,
+    daily_aggregates_state_period_and_coverage,
+    csv_export_streams_the_whole_range,
+    meta_endpoints_answer,
+);

@@ -1,0 +1,73 @@
+//! `ecocityhub device …`: create, list and revoke a station's device API keys.
+
+use anyhow::{bail, Result};
+use chrono::Utc;
+use clap::Subcommand;
+use ecocityhub_api::device_auth;
+use ecocityhub_domain::StationId;
+use ecocityhub_store::Store;
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// Create a key for a station and print it (once: only its hash is stored).
+    Create {
+        #[arg(long)]
+        station: String,
+        /// A note to recognise the device by.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List a station's keys (prefix, label, created, last used, revoked).
+    List {
+        #[arg(long)]
+        station: String,
+    },
+    /// Revoke a key by its prefix (the 12 characters after `ech_`).
+    Revoke { prefix: String },
+}
+
+pub async fn run(command: DeviceCommand, store: &dyn Store) -> Result<()> {
+    match command {
+        DeviceCommand::Create { station, label } => {
+            let id = StationId::parse(&station)?;
+            if store.station(&id).await?.is_none() {
+                bail!("station {id} does not exist (import data for it first, or check the id)");
+            }
+            let (plain, record) = device_auth::generate(&id, label, Utc::now());
+            store.insert_device_key(&record).await?;
+            eprintln!(
+                "Created a key for station {id}. It is shown only now; store it on the device:"
+            );
+            println!("{plain}");
+            Ok(())
+        }
+        DeviceCommand::List { station } => {
+            let id = StationId::parse(&station)?;
+            for k in store.device_keys(&id).await? {
+                println!(
+                    "{}\t{}\tcreated {}\tlast used {}\t{}",
+                    k.prefix,
+                    k.label.as_deref().unwrap_or("-"),
+                    k.created_at.format("%Y-%m-%d %H:%M"),
+                    k.last_used_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    if k.revoked_at.is_some() {
+                        "REVOKED"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+            Ok(())
+        }
+        DeviceCommand::Revoke { prefix } => {
+            if store.revoke_device_key(&prefix, Utc::now()).await? {
+                println!("revoked {prefix}");
+                Ok(())
+            } else {
+                bail!("no active key with prefix {prefix}")
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `ecocityhub serve`: the API as a server on this machine, or as a Lambda function.
+//!
+//! The same `Router` runs either way. When the Lambda runtime starts the process
+//! (`AWS_LAMBDA_RUNTIME_API` is set) it is handed to `lambda_http::run`; otherwise it is served
+//! with `axum::serve` until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ecocityhub_api::{router, ApiConfig, AppState};
+
+use crate::config::FileConfig;
+use crate::{demo, open_store, StorageArgs};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, env = "ECOCITYHUB_BIND")]
+    bind: Option<SocketAddr>,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Do not load the demo city into an empty database.
+    #[arg(long, env = "ECOCITYHUB_NO_DEMO")]
+    no_demo: bool,
+    /// Load the demo with its time axis shifted to the present (clearly labelled as a replay).
+    #[arg(long, env = "ECOCITYHUB_REPLAY")]
+    replay: bool,
+}
+
+/// Is this process running under the AWS Lambda runtime?
+pub fn in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}
+
+pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
+    let started = Instant::now();
+    let store = open_store(&args.storage, file).await?;
+    let demo_wanted = !args.no_demo && file.demo.unwrap_or(true) && !in_lambda();
+    if demo_wanted && store.stations().await?.is_empty() {
+        let replay = args.replay || file.replay.unwrap_or(false);
+        tracing::info!(replay, "empty database: loading the demo city");
+        demo::load(store.as_ref(), replay)
+            .await
+            .context("loading the demo data")?;
+    }
+    let app = router(AppState::new(store.clone(), ApiConfig::default()));
+
+    if in_lambda() {
+        tracing::info!(store = store.backend().name(), "running under AWS Lambda");
+        return lambda_http::run(app)
+            .await
+            .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
+    }
+
+    let bind = args
+        .bind
+        .or(file.bind)
+        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address"));
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find the port.
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
