@@ -78,7 +78,7 @@ pub fn thresholds(parameter: Parameter) -> Option<[f64; 5]> {
 
 /// The band of one pollutant's concentration (µg/m³, averaged as the index requires).
 pub fn level_for(parameter: Parameter, ugm3: f64) -> Option<Level> {
-    if !(ugm3 >= 0.0) {
+    if ugm3.is_nan() || ugm3 < 0.0 {
         return None;
     }
     let t = thresholds(parameter)?;

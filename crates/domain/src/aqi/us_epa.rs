@@ -175,7 +175,7 @@ impl Table {
     }
 
     /// The concentration unit of the table, and the conversion from canonical µg/m³.
-    fn from_canonical(self, ugm3: f64) -> f64 {
+    fn in_table_unit(self, ugm3: f64) -> f64 {
         match self {
             Table::Pm25_24h | Table::Pm10_24h => ugm3,
             Table::O3_8h | Table::O3_1h => {
@@ -220,7 +220,7 @@ fn truncate(x: f64, decimals: i32) -> f64 {
 /// negative value. Above the last row the last segment is extended: the index goes past 500
 /// ("beyond the AQI") and stays Hazardous.
 pub fn index_for(table: Table, concentration: f64) -> Option<u32> {
-    if !(concentration >= 0.0) {
+    if concentration.is_nan() || concentration < 0.0 {
         return None;
     }
     let c = truncate(concentration, table.decimals());
@@ -241,7 +241,7 @@ pub fn index_for(table: Table, concentration: f64) -> Option<u32> {
 
 /// The AQI for a canonical (µg/m³) concentration averaged as the table requires.
 pub fn index_for_canonical(table: Table, ugm3: f64) -> Option<u32> {
-    index_for(table, table.from_canonical(ugm3))
+    index_for(table, table.in_table_unit(ugm3))
 }
 
 /// EPA's NowCast for PM: a weighted mean of the last 12 hourly values (most recent first),
@@ -370,7 +370,7 @@ pub fn daily(window: &HourlyWindow) -> Option<AqiReport> {
 fn o3(window: &HourlyWindow) -> Option<SubIndex> {
     let eight = window
         .mean_of_last(Parameter::O3, 8)
-        .filter(|c| Table::O3_8h.from_canonical(*c) <= 0.2004)
+        .filter(|c| Table::O3_8h.in_table_unit(*c) <= 0.2004)
         .and_then(|c| sub(Table::O3_8h, "8h_mean", Some(c)));
     let one = sub(Table::O3_1h, "1h", window.last_hour(Parameter::O3));
     match (eight, one) {
@@ -381,7 +381,7 @@ fn o3(window: &HourlyWindow) -> Option<SubIndex> {
 
 fn so2(window: &HourlyWindow) -> Option<SubIndex> {
     let hour = window.last_hour(Parameter::So2)?;
-    if truncate(Table::So2_1h.from_canonical(hour), 0) <= 304.0 {
+    if truncate(Table::So2_1h.in_table_unit(hour), 0) <= 304.0 {
         return sub(Table::So2_1h, "1h", Some(hour));
     }
     // Above 304 ppb the 1-hour table ends; EPA uses the 24-hour mean. Without a full day, the

@@ -1,0 +1,237 @@
+//! The command line: help everywhere, imports that are idempotent and report what they skip,
+//! device keys, and clear messages with a non-zero exit for bad input.
+
+mod common;
+
+use common::{stderr, stdout, Env};
+use ecocityhub_store::Store;
+
+#[tokio::test]
+async fn every_command_has_help() {
+    let env = Env::sqlite().await;
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["import", "--help"],
+        vec!["device", "--help"],
+        vec!["device", "create", "--help"],
+        vec!["device", "list", "--help"],
+        vec!["device", "revoke", "--help"],
+        vec!["bench", "--help"],
+    ] {
+        let out = env.run(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            stdout(&out).contains("Usage:"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+    }
+}
+
+const WIDE: &str = "time,site,no2_ppb,pm10_ugm3,humid_pct,cbwd,mystery_xyz\n\
+2024-01-01T00:00:00Z,st1,20,30,50,NW,1\n\
+2024-01-01T01:00:00Z,st1,21,,55,NW,1\n\
+2024-01-01T02:00:00Z,st1,22,-5,150,NW,1\n\
+2024-01-01T00:00:00Z,ghost,1,1,1,NW,1\n";
+
+#[tokio::test]
+async fn imports_are_idempotent_and_report_what_they_skip() {
+    let env = Env::sqlite().await;
+    let stations = env.file(
+        "stations.csv",
+        "site,name,lat,lon\nst1,Test One,51.5,-0.1\n",
+    );
+    let data = env.file("wide.csv", WIDE);
+    let args = [
+        "import",
+        data.to_str().unwrap(),
+        "--stations",
+        stations.to_str().unwrap(),
+    ];
+    let out = env.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // 3 rows of st1: 3 no2 + 1 pm10 + 2 humidity stored; pm10 -5 and humidity 150 rejected.
+    assert!(text.contains("6 readings stored"), "{text}");
+    assert!(text.contains("2 rejected"), "{text}");
+    assert!(text.contains("stations created: st1"), "{text}");
+    assert!(text.contains("skipped column cbwd"), "{text}");
+    assert!(text.contains("skipped column mystery_xyz"), "{text}");
+    assert!(text.contains("ghost"), "unknown sites are named: {text}");
+
+    let store = env.store().await;
+    assert_eq!(store.count_readings().await.unwrap(), 6);
+    let again = env.run(&args);
+    assert!(again.status.success());
+    assert!(!stdout(&again).contains("stations created"));
+    assert_eq!(
+        store.count_readings().await.unwrap(),
+        6,
+        "re-importing changes nothing"
+    );
+
+    // The long layout, with units.
+    let long = env.file("long.csv", "station,parameter,time,value,unit\nst1,o3,2024-01-01T00:00:00Z,40,ppb\nst1,co,2024-01-01T00:00:00Z,0.5,ppm\n");
+    let out = env.run(&["import", long.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(store.count_readings().await.unwrap(), 8);
+}
+
+#[tokio::test]
+async fn device_keys_are_created_listed_and_revoked() {
+    let env = Env::sqlite().await;
+    let key = env.station_with_key();
+    assert!(key.starts_with("ech_"), "{key}");
+    let prefix = key.split('_').nth(1).unwrap();
+    let list = env.run(&["device", "list", "--station", "st1"]);
+    let listed = stdout(&list);
+    assert!(
+        listed.contains(prefix) && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(key.rsplit('_').next().unwrap()),
+        "the secret is never shown again"
+    );
+    assert!(env.run(&["device", "revoke", prefix]).status.success());
+    assert!(stdout(&env.run(&["device", "list", "--station", "st1"])).contains("REVOKED"));
+    let again = env.run(&["device", "revoke", prefix]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("no active key"));
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_error_and_a_non_zero_exit() {
+    let env = Env::sqlite().await;
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["import".into(), "/no/such/file.csv".into()],
+            "cannot open",
+        ),
+        (
+            vec![
+                "import".into(),
+                env.file("junk.csv", "a,b\n1,2\n").display().to_string(),
+            ],
+            "unrecognised CSV header",
+        ),
+        (
+            vec![
+                "import".into(),
+                env.file("w.csv", WIDE).display().to_string(),
+                "--stations".into(),
+                env.file("s.csv", "site,lat,lon\nst1,95,0\n")
+                    .display()
+                    .to_string(),
+            ],
+            "latitude",
+        ),
+        (
+            vec![
+                "device".into(),
+                "create".into(),
+                "--station".into(),
+                "nowhere".into(),
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["serve".into(), "--bind".into(), "not-an-address".into()],
+            "invalid",
+        ),
+    ];
+    for (args, expected) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = env.run(&a);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            stderr(&out)
+                .to_lowercase()
+                .contains(&expected.to_lowercase()),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let bad_db = env
+        .cmd(&["migrate"])
+        .env("DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!bad_db.status.success());
+    assert!(stderr(&bad_db).contains("sqlite://"), "{}", stderr(&bad_db));
+    let bad_config = env
+        .cmd(&[
+            "migrate",
+            "--config",
+            env.file("c.toml", "colour = 1\n").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad_config.status.success());
+    assert!(
+        stderr(&bad_config).contains("c.toml"),
+        "{}",
+        stderr(&bad_config)
+    );
+}
+
+#[tokio::test]
+async fn a_first_serve_loads_the_demo_city() {
+    let env = Env::sqlite().await;
+    let server = common::Server::start(&env, &[]);
+    let stations: serde_json::Value = reqwest::get(server.url("/api/v1/stations"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = stations
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"marylebone_road")
+            && ids.contains(&"beijing_us_embassy")
+            && ids.contains(&"JFK"),
+        "{ids:?}"
+    );
+    assert_eq!(ids.len(), 4 + 43, "the German network is there too");
+    let latest: serde_json::Value =
+        reqwest::get(server.url("/api/v1/latest?station=marylebone_road"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(latest[0]["aqi"]["aqi"].as_u64().is_some(), "{latest}");
+    drop(server);
+
+    // Replay: the same data on today's calendar, labelled as such.
+    let env = Env::sqlite().await;
+    let server = common::Server::start(&env, &["--replay"]);
+    let latest: serde_json::Value =
+        reqwest::get(server.url("/api/v1/latest?station=marylebone_road"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(latest[0]["stale"], false, "{latest}");
+    let station: serde_json::Value = reqwest::get(server.url("/api/v1/stations/marylebone_road"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        station["metadata"]["replay"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("not live"),
+        "{station}"
+    );
+}
