@@ -588,6 +588,21 @@ async fn daily_aggregates_state_period_and_coverage(app: TestApp) {
     assert_eq!(b[1]["coverage"], 0.5);
     assert_eq!(b[1]["sufficient"], false);
 
+    // Asked about day 2 alone, its gaps must not pass for a two-hour sampling step.
+    let day2: Value = app
+        .get(&format!(
+            "/api/v1/stations/s1/readings?parameter=no2&interval=1d&from={}&to={}",
+            iso(t0() + Duration::days(1)),
+            iso(t0() + Duration::days(2))
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(day2["step_seconds"], 3600);
+    assert_eq!(day2["buckets"][0]["expected"], 24);
+    assert_eq!(day2["buckets"][0]["sufficient"], false);
+
     let max: Value = app
         .get(&format!(
             "/api/v1/stations/s1/readings?parameter=no2&interval=1h&agg=max&from={}&to={}",

@@ -66,9 +66,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             let rate = store_insert(store.as_ref(), 500_000).await?;
             println!("store insert ({name}): {rate:.0} readings/s (500,000 synthetic readings, 50,000 per transaction)");
         }
-        if wants(&args, "import") {
-            let dir = tempfile::tempdir()?;
-            let store = fresh_store(dir.path(), server.as_deref()).await?;
+        let needs_data = ["import", "http", "latency", "startup"]
+            .iter()
+            .any(|p| wants(&args, p));
+        if !needs_data {
+            continue;
+        }
+        // One data directory (or database) with the London series, used by every part below.
+        let dir = tempfile::tempdir()?;
+        let url = match server {
+            None => ecocityhub_store::testing::sqlite_url(dir.path()),
+            Some(s) => fresh_postgres(s).await?,
+        };
+        {
+            let store = open(&url).await?;
             let f = std::fs::File::open(&london)
                 .with_context(|| format!("open {}", london.display()))?;
             let report = import::import(
@@ -79,32 +90,209 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 &ImportOptions::default(),
             )
             .await?;
-            println!(
-                "import ({name}): {:.0} readings/s ({} readings of {} in {:.2} s)",
-                report.rate(),
-                report.stored,
-                london.display(),
-                report.elapsed.as_secs_f64()
-            );
+            if wants(&args, "import") {
+                println!(
+                    "import ({name}): {:.0} readings/s ({} readings of {} in {:.2} s)",
+                    report.rate(),
+                    report.stored,
+                    london.display(),
+                    report.elapsed.as_secs_f64()
+                );
+            }
         }
+        if !["http", "latency", "startup"]
+            .iter()
+            .any(|p| wants(&args, p))
+        {
+            continue;
+        }
+        let server_db = server.as_ref().map(|_| url.as_str());
+        let (child, base, ready) = spawn_server(dir.path(), server_db).await?;
+        let pid = child.id().context("server pid")?;
+        if wants(&args, "startup") {
+            println!(
+                "start-up to first answer ({name}, existing data): {:.1} ms",
+                ready.as_secs_f64() * 1000.0
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            println!("idle RSS after start-up ({name}): {:.1} MB", rss_mb(pid)?);
+        }
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.clients)
+            .build()?;
+        if wants(&args, "latency") {
+            let latest = format!("{base}/api/v1/latest");
+            let (p50, p99) = latency(&client, &latest, args.requests, args.clients).await?;
+            println!(
+                "GET /latest ({name}, {} clients): p50 {:.2} ms, p99 {:.2} ms",
+                args.clients, p50, p99
+            );
+            let year = format!(
+                "{base}/api/v1/stations/marylebone_road/readings?parameter=no2&from=2004-01-01T00:00:00Z&to=2005-01-01T00:00:00Z&limit=10000"
+            );
+            let n = (args.requests / 10).max(args.clients);
+            let (p50, p99) = latency(&client, &year, n, args.clients).await?;
+            println!("GET one year of hourly NO2 ({name}, 8,784 h, {} clients): p50 {:.2} ms, p99 {:.2} ms", args.clients, p50, p99);
+        }
+        if wants(&args, "http") {
+            let store = open(&url).await?;
+            let rate = http_ingest(&client, &base, store.as_ref()).await?;
+            println!("HTTP batch ingest ({name}): {rate:.0} readings/s (100 batches of 5,000 JSON readings, 4 clients)");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        println!("idle RSS after the load ({name}): {:.1} MB", rss_mb(pid)?);
+        drop(child);
     }
     Ok(())
+}
+
+async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let store = ecocityhub_store::connect(url).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+async fn fresh_postgres(server: &str) -> Result<String> {
+    std::env::set_var(ecocityhub_store::testing::TEST_DATABASE_URL_VAR, server);
+    ecocityhub_store::testing::fresh_postgres_url()
+        .await
+        .context("create a PostgreSQL database")
+}
+
+/// Resident memory of a process, from /proc (Linux).
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc status")?;
+    Ok(kb / 1024.0)
+}
+
+/// p50 and p99 (ms) of `n` GETs of `url` by `clients` concurrent clients.
+async fn latency(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    clients: usize,
+) -> Result<(f64, f64)> {
+    // Warm up: connections and the server's caches.
+    for _ in 0..clients.min(8) {
+        client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, next) = (client.clone(), url.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                let t = Instant::now();
+                client
+                    .get(&url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                times.push(t.elapsed());
+            }
+            Ok::<_, reqwest::Error>(times)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    Ok((pct(0.50), pct(0.99)))
+}
+
+/// Readings per second through `POST /api/v1/readings`: 100 batches of 5,000 readings from
+/// 4 concurrent clients, each batch a different time range of one station.
+async fn http_ingest(client: &reqwest::Client, base: &str, store: &dyn Store) -> Result<f64> {
+    let station = StationId::parse("bench_http")?;
+    store
+        .upsert_station(&Station::new(
+            station.clone(),
+            "HTTP bench",
+            GeoPoint::new(51.5, 0.0)?,
+            None,
+            "UTC",
+        )?)
+        .await?;
+    let (key, record) =
+        ecocityhub_api::device_auth::generate(&station, Some("bench".into()), Utc::now());
+    store.insert_device_key(&record).await?;
+    let t0 = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+    let bodies: Vec<String> = (0..100)
+        .map(|b| {
+            let rows: Vec<serde_json::Value> = (0..5000)
+                .map(|i| {
+                    let minute = b * 5000 + i;
+                    serde_json::json!({
+                        "parameter": "pm25",
+                        "time": (t0 + chrono::Duration::minutes(minute)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        "value": (minute % 500) as f64 / 10.0
+                    })
+                })
+                .collect();
+            serde_json::to_string(&rows).expect("serializable")
+        })
+        .collect();
+    let bodies = Arc::new(std::sync::Mutex::new(bodies));
+    let url = format!("{base}/api/v1/readings");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url, key, bodies) = (client.clone(), url.clone(), key.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stored = 0u64;
+            loop {
+                let Some(body) = bodies.lock().expect("not poisoned").pop() else {
+                    break;
+                };
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let summary: serde_json::Value = resp.json().await?;
+                stored += summary["accepted"].as_u64().unwrap_or(0);
+            }
+            Ok::<_, reqwest::Error>(stored)
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await??;
+    }
+    if stored != 500_000 {
+        bail!("only {stored} of 500,000 readings were accepted");
+    }
+    Ok(stored as f64 / started.elapsed().as_secs_f64())
 }
 
 /// A migrated, empty store: SQLite in `dir`, or a new database on the PostgreSQL `server`.
 async fn fresh_store(dir: &Path, server: Option<&str>) -> Result<Arc<dyn Store>> {
     let url = match server {
         None => ecocityhub_store::testing::sqlite_url(dir),
-        Some(server) => {
-            std::env::set_var(ecocityhub_store::testing::TEST_DATABASE_URL_VAR, server);
-            ecocityhub_store::testing::fresh_postgres_url()
-                .await
-                .context("create a PostgreSQL database")?
-        }
+        Some(server) => fresh_postgres(server).await?,
     };
-    let store = ecocityhub_store::connect(&url).await?;
-    store.migrate().await?;
-    Ok(Arc::new(store))
+    open(&url).await
 }
 
 async fn store_insert(store: &dyn Store, n: usize) -> Result<f64> {
@@ -140,7 +328,6 @@ async fn store_insert(store: &dyn Store, n: usize) -> Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-#[allow(dead_code)]
 async fn spawn_server(
     data_dir: &Path,
     database_url: Option<&str>,
@@ -164,6 +351,10 @@ async fn spawn_server(
     let mut lines = BufReader::new(stdout).lines();
     while let Some(line) = lines.next_line().await? {
         if let Some(addr) = line.strip_prefix("listening on ") {
+            // Ready means answering, not just listening.
+            reqwest::get(format!("{addr}/healthz"))
+                .await?
+                .error_for_status()?;
             return Ok((child, addr.to_string(), started.elapsed()));
         }
     }

@@ -97,6 +97,32 @@ struct Plan {
     start: i64,
     limit: u32,
     csv: bool,
+    /// The series' sampling step in seconds, from which each bucket's `expected` count follows
+    /// (0 for raw readings). One value for the whole request, so every page agrees.
+    step: i64,
+}
+
+/// How far before `from` readings are sampled to learn a series' step: a bucket with half its
+/// readings missing must not teach the step that makes it look complete.
+const STEP_LOOKBACK: i64 = 7 * 86_400;
+const STEP_SAMPLE: u32 = 5_000;
+
+/// The sampling step of a series without a recorded period: the median gap of its readings
+/// around the start of the range (see [`estimate_step`]).
+async fn sampling_step(
+    app: &AppState,
+    station: &StationId,
+    parameter: Parameter,
+    from: i64,
+    to: i64,
+) -> ApiResult<i64> {
+    let sample = app
+        .store()
+        .readings(station, parameter, from - STEP_LOOKBACK, to, STEP_SAMPLE)
+        .await?;
+    Ok(estimate_step(
+        &sample.iter().map(|pt| pt.ts).collect::<Vec<_>>(),
+    ))
 }
 
 fn encode_cursor(ts: i64) -> String {
@@ -165,17 +191,19 @@ async fn plan(app: &AppState, id: &str, q: &HistoryQuery) -> ApiResult<Plan> {
             })
             .transpose()
     };
+    let series = app
+        .store()
+        .series()
+        .await?
+        .into_iter()
+        .find(|s| s.station == station && s.parameter == parameter);
     let to = match time("to", &q.to)? {
         Some(t) => t,
-        None => {
-            let series = app.store().series().await?;
-            series
-                .iter()
-                .find(|s| s.station == station && s.parameter == parameter)
-                .and_then(|s| s.last)
-                .map(|t| t.timestamp() + 1)
-                .unwrap_or_else(|| Utc::now().timestamp())
-        }
+        None => series
+            .as_ref()
+            .and_then(|s| s.last)
+            .map(|t| t.timestamp() + 1)
+            .unwrap_or_else(|| Utc::now().timestamp()),
     };
     let default_span = if interval == Interval::Day {
         Duration::days(90)
@@ -215,7 +243,15 @@ async fn plan(app: &AppState, id: &str, q: &HistoryQuery) -> ApiResult<Plan> {
         }
         _ => from,
     };
+    let step = match interval.seconds() {
+        None => 0,
+        Some(_) => match series.as_ref().and_then(|s| s.period_seconds) {
+            Some(period) => period,
+            None => sampling_step(app, &station, parameter, from, to).await?,
+        },
+    };
     Ok(Plan {
+        step,
         station,
         parameter,
         interval,
@@ -258,14 +294,13 @@ async fn page(app: &AppState, p: &Plan, start: i64, limit: u32) -> ApiResult<(Pa
             let pts = store
                 .readings(&p.station, p.parameter, start, end, u32::MAX)
                 .await?;
-            let step = estimate_step(&pts.iter().map(|pt| pt.ts).collect::<Vec<_>>());
-            let mut agg = Aggregator::new(p.interval, p.agg, step);
+            let mut agg = Aggregator::new(p.interval, p.agg, p.step);
             let mut buckets: Vec<Bucket> = pts
                 .iter()
                 .filter_map(|pt| agg.push(pt.ts, pt.value, pt.flag))
                 .collect();
             buckets.extend(agg.finish());
-            Ok((Page::Buckets(buckets, step), (end < p.to).then_some(end)))
+            Ok((Page::Buckets(buckets, p.step), (end < p.to).then_some(end)))
         }
     }
 }
