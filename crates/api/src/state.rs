@@ -86,28 +86,24 @@ impl AppState {
             && s.computed_at.elapsed() < self.inner.config.latest_ttl
     }
 
+    async fn fresh_snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner
+            .snapshot
+            .read()
+            .await
+            .as_ref()
+            .filter(|s| self.is_fresh(s))
+            .cloned()
+    }
+
     /// The latest snapshot, rebuilt by one request at a time when outdated.
     pub async fn latest(&self) -> ApiResult<Arc<Snapshot>> {
-        if let Some(s) = self
-            .inner
-            .snapshot
-            .read()
-            .await
-            .as_ref()
-            .filter(|s| self.is_fresh(s))
-        {
-            return Ok(s.clone());
+        if let Some(s) = self.fresh_snapshot().await {
+            return Ok(s);
         }
         let _one_at_a_time = self.inner.rebuilding.lock().await;
-        if let Some(s) = self
-            .inner
-            .snapshot
-            .read()
-            .await
-            .as_ref()
-            .filter(|s| self.is_fresh(s))
-        {
-            return Ok(s.clone());
+        if let Some(s) = self.fresh_snapshot().await {
+            return Ok(s);
         }
         let generation = self.inner.generation.load(Ordering::Acquire);
         let stations = latest::compute(

@@ -153,10 +153,9 @@ async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 async fn fresh_postgres(server: &str) -> Result<String> {
-    std::env::set_var(ecocityhub_store::testing::TEST_DATABASE_URL_VAR, server);
-    ecocityhub_store::testing::fresh_postgres_url()
+    ecocityhub_store::testing::create_database(server)
         .await
-        .context("create a PostgreSQL database")
+        .context("create a PostgreSQL database for the benchmark")
 }
 
 /// Resident memory of a process, from /proc (Linux).

@@ -181,12 +181,7 @@ async fn bad_input_is_a_clear_error_and_a_non_zero_exit() {
 async fn a_first_serve_loads_the_demo_city() {
     let env = Env::sqlite().await;
     let server = common::Server::start(&env, &[]);
-    let stations: serde_json::Value = reqwest::get(server.url("/api/v1/stations"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stations: serde_json::Value = server.get_json("/api/v1/stations").await;
     let ids: Vec<&str> = stations
         .as_array()
         .unwrap()
@@ -200,33 +195,20 @@ async fn a_first_serve_loads_the_demo_city() {
         "{ids:?}"
     );
     assert_eq!(ids.len(), 4 + 43, "the German network is there too");
-    let latest: serde_json::Value =
-        reqwest::get(server.url("/api/v1/latest?station=marylebone_road"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let latest: serde_json::Value = server
+        .get_json("/api/v1/latest?station=marylebone_road")
+        .await;
     assert!(latest[0]["aqi"]["aqi"].as_u64().is_some(), "{latest}");
     drop(server);
 
     // Replay: the same data on today's calendar, labelled as such.
     let env = Env::sqlite().await;
     let server = common::Server::start(&env, &["--replay"]);
-    let latest: serde_json::Value =
-        reqwest::get(server.url("/api/v1/latest?station=marylebone_road"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let latest: serde_json::Value = server
+        .get_json("/api/v1/latest?station=marylebone_road")
+        .await;
     assert_eq!(latest[0]["stale"], false, "{latest}");
-    let station: serde_json::Value = reqwest::get(server.url("/api/v1/stations/marylebone_road"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let station: serde_json::Value = server.get_json("/api/v1/stations/marylebone_road").await;
     assert!(
         station["metadata"]["replay"]["note"]
             .as_str()

@@ -27,8 +27,18 @@ pub fn postgres_server() -> Option<String> {
 
 /// Creates an empty database on the test server and returns its URL.
 pub async fn fresh_postgres_url() -> Option<String> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let server = postgres_server()?;
+    Some(
+        create_database(&server)
+            .await
+            .expect("create a database on the test PostgreSQL server"),
+    )
+}
+
+/// Creates an empty, uniquely named database on the PostgreSQL server at `server` (an admin
+/// URL such as `postgres://postgres@127.0.0.1:54329/postgres`) and returns its URL.
+pub async fn create_database(server: &str) -> Result<String, sqlx::Error> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     sqlx::any::install_default_drivers();
     let name = format!(
         "ech_test_{}_{}_{}",
@@ -36,19 +46,13 @@ pub async fn fresh_postgres_url() -> Option<String> {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         chrono::Utc::now().timestamp_subsec_nanos()
     );
-    let mut admin = AnyConnection::connect(&server)
-        .await
-        .expect("connect to the test PostgreSQL server");
+    let mut admin = AnyConnection::connect(server).await?;
     admin
         .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create test database");
+        .await?;
     admin.close().await.ok();
-    let base = server
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .expect("URL has a database path");
-    Some(format!("{base}/{name}"))
+    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
 }
 
 /// The URL of an SQLite file in `dir`.

@@ -27,6 +27,9 @@ pub const RAW_PAGE_MAX: u32 = 10_000;
 /// Default and largest page of aggregated buckets.
 pub const BUCKET_PAGE: u32 = 1000;
 pub const BUCKET_PAGE_MAX: u32 = 5000;
+/// The most readings one page of aggregates reads (a page of daily buckets over a dense series
+/// stops early rather than loading years of minute data at once).
+const MAX_READINGS_PER_PAGE: i64 = 200_000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -264,6 +267,13 @@ async fn plan(app: &AppState, id: &str, q: &HistoryQuery) -> ApiResult<Plan> {
     })
 }
 
+/// How many buckets one page covers: `limit`, or fewer when the series is so dense that the
+/// page would read more than [`MAX_READINGS_PER_PAGE`] readings (`next` continues from there).
+fn buckets_per_page(bucket_seconds: i64, step_seconds: i64, limit: u32) -> i64 {
+    let per_bucket = (bucket_seconds / step_seconds.max(1)).max(1);
+    i64::from(limit).min((MAX_READINGS_PER_PAGE / per_bucket).max(1))
+}
+
 /// One page: the raw readings or buckets from `start`, and where the next page starts.
 enum Page {
     Raw(Vec<RawReading>),
@@ -290,7 +300,8 @@ async fn page(app: &AppState, p: &Plan, start: i64, limit: u32) -> ApiResult<(Pa
             Ok((Page::Raw(rows), next))
         }
         Some(bucket) => {
-            let end = p.to.min(start.saturating_add(bucket * i64::from(limit)));
+            let buckets = buckets_per_page(bucket, p.step, limit);
+            let end = p.to.min(start.saturating_add(bucket * buckets));
             let pts = store
                 .readings(&p.station, p.parameter, start, end, u32::MAX)
                 .await?;
@@ -438,6 +449,16 @@ fn csv_stream(app: AppState, p: Plan) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dense_series_get_shorter_pages() {
+        assert_eq!(buckets_per_page(86_400, 3600, 1000), 1000);
+        // Minute data: 1,440 readings a day, so 138 days fit in 200,000 readings.
+        assert_eq!(buckets_per_page(86_400, 60, 1000), 138);
+        assert_eq!(buckets_per_page(86_400, 1, 1000), 2);
+        // Never less than one bucket, however dense.
+        assert_eq!(buckets_per_page(10_000_000, 1, 1000), 1);
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {

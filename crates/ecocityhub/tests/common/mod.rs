@@ -143,6 +143,16 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// GETs `path` and parses the JSON answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill_9(mut self) {
         self.child.kill().unwrap();
