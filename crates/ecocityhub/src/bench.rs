@@ -33,7 +33,7 @@ pub struct BenchArgs {
     #[arg(long, env = "ECOCITYHUB_BENCH_POSTGRES")]
     postgres: Option<String>,
     /// Requests per latency measurement.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20_000)]
     requests: usize,
     /// Concurrent clients for latency measurements.
     #[arg(long, default_value_t = 64)]

@@ -116,6 +116,53 @@ async fn readings_are_idempotent_and_ordered(store: SqlStore) {
     assert_eq!(store.series().await.unwrap()[0].period_seconds, Some(3600));
 }
 
+async fn values_round_trip_exactly(store: SqlStore) {
+    store.upsert_station(&station("s1")).await.unwrap();
+    let values = [
+        0.1 + 0.2,
+        37.623_456_789_012_34,
+        1e-300,
+        123_456_789.123_456_79,
+        0.0,
+    ];
+    let readings: Vec<Reading> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Reading {
+            flag: if i == 1 {
+                QualityFlag::Suspect
+            } else {
+                QualityFlag::Valid
+            },
+            ..reading("s1", Parameter::No2, i as i64, *v)
+        })
+        .collect();
+    store.insert_readings(&readings).await.unwrap();
+    let id = StationId::parse("s1").unwrap();
+    let from = t0().timestamp();
+    let back = store
+        .readings(&id, Parameter::No2, from, from + 86_400, 100)
+        .await
+        .unwrap();
+    assert_eq!(back.iter().map(|p| p.value).collect::<Vec<_>>(), values);
+    assert_eq!(back[1].flag, QualityFlag::Suspect);
+    assert_eq!(back[4].ts, from + 4 * 3600);
+    // An empty range, and a limit.
+    assert!(store
+        .readings(&id, Parameter::No2, from - 100, from, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .readings(&id, Parameter::No2, from, from + 86_400, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 async fn a_batch_with_an_unknown_station_stores_nothing(store: SqlStore) {
     store.upsert_station(&station("s1")).await.unwrap();
     let batch = vec![
@@ -250,6 +297,7 @@ both_backends!(
     stations_round_trip,
     readings_are_idempotent_and_ordered,
     a_batch_with_an_unknown_station_stores_nothing,
+    values_round_trip_exactly,
     recent_returns_the_window_before_each_latest_reading,
     device_keys_lifecycle,
     migrations_are_idempotent,
