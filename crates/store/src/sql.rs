@@ -470,8 +470,8 @@ impl Store for SqlStore {
         if self.backend == Backend::Sqlite {
             // sqlx hands SQLite rows over one at a time from a worker thread, and for long
             // ranges the context switches cost more than the query (half the server's time for
-            // a year of hourly data). So SQLite packs the range into one text value; `%.17g`
-            // (the `!` lifts SQLite's 16-digit cap) round-trips every f64 exactly.
+            // a year of hourly data). So SQLite packs the range into one text value; `%!.17g`
+            // (`!` lifts SQLite's 16-digit cap) round-trips every f64 exactly.
             let packed: Option<String> = sqlx::query_scalar(
                 "SELECT group_concat(ts || ',' || printf('%!.17g', value) || ',' || flag, ';' ORDER BY ts) \
                  FROM (SELECT ts, value, flag FROM readings \
