@@ -170,16 +170,10 @@ fn to_incoming(row: RowIn, default_station: &StationId) -> ParsedRow {
         .unit
         .map(|u| u.parse::<Unit>().map_err(|e| e.to_string()))
         .transpose()?;
-    let flag = match row.flag.as_deref() {
-        None | Some("valid") => QualityFlag::Valid,
-        Some("suspect") => QualityFlag::Suspect,
-        Some("invalid") => QualityFlag::Invalid,
-        Some(other) => {
-            return Err(format!(
-                "flag {other:?} is not one of valid, suspect, invalid"
-            ))
-        }
-    };
+    let flag = row
+        .flag
+        .as_deref()
+        .map_or(Ok(QualityFlag::Valid), str::parse)?;
     let time: DateTime<Utc> = parse_time(&row.time)?;
     Ok((
         named,

@@ -51,6 +51,22 @@ impl QualityFlag {
     }
 }
 
+impl std::str::FromStr for QualityFlag {
+    type Err = String;
+
+    /// `valid`, `suspect` or `invalid`, as clients write it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "valid" => Ok(QualityFlag::Valid),
+            "suspect" => Ok(QualityFlag::Suspect),
+            "invalid" => Ok(QualityFlag::Invalid),
+            other => Err(format!(
+                "flag {other:?} is not one of valid, suspect, invalid"
+            )),
+        }
+    }
+}
+
 /// A stored reading; `value` is in the parameter's canonical unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

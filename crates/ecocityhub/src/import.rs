@@ -390,12 +390,8 @@ fn parse_file<R: Read>(
                         .map(|u| u.parse::<Unit>().map_err(|e| e.to_string()))
                         .transpose()?;
                     let flag = match flag.map(|f| &record[f]) {
-                        None | Some("") | Some("valid") => QualityFlag::Valid,
-                        Some("suspect") => QualityFlag::Suspect,
-                        Some("invalid") => QualityFlag::Invalid,
-                        Some(other) => {
-                            return Err(format!("flag {other:?} is not valid, suspect or invalid"))
-                        }
+                        None | Some("") => QualityFlag::Valid,
+                        Some(f) => f.parse()?,
                     };
                     let raw = &record[*value];
                     Ok(IncomingReading {
