@@ -1,0 +1,115 @@
+//! Passwords: Cognito's default policy (at least 8 characters with a lower-case letter, an
+//! upper-case letter, a digit and a symbol) and argon2id hashes in PHC format.
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Why a password is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the password must {0}")]
+pub struct PolicyViolation(pub String);
+
+/// The longest password accepted (argon2 does not care, but a megabyte body should not be hashed).
+pub const MAX_LEN: usize = 256;
+
+/// Checks a new password against the policy; the message lists everything that is missing.
+pub fn check_policy(password: &str) -> Result<(), PolicyViolation> {
+    let mut missing = Vec::new();
+    if password.chars().count() < 8 {
+        missing.push("have at least 8 characters");
+    }
+    if password.len() > MAX_LEN {
+        missing.push("have at most 256 bytes");
+    }
+    if !password.chars().any(|c| c.is_lowercase()) {
+        missing.push("contain a lower-case letter");
+    }
+    if !password.chars().any(|c| c.is_uppercase()) {
+        missing.push("contain an upper-case letter");
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        missing.push("contain a digit");
+    }
+    if !password
+        .chars()
+        .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+    {
+        missing.push("contain a symbol");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PolicyViolation(missing.join(", ")))
+    }
+}
+
+/// The argon2id cost: 19 MiB, 2 passes, 1 lane (OWASP's minimum), which takes ~50–100 ms here.
+fn argon2() -> Argon2<'static> {
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters"),
+    )
+}
+
+/// Hashes a password (random salt, PHC string).
+pub fn hash(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing cannot fail with valid parameters")
+        .to_string()
+}
+
+/// Does the password match the stored hash? A malformed hash never matches.
+pub fn verify(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Spends the time of one verification without an account, so that signing in as an unknown
+/// e-mail takes as long as a wrong password (no user enumeration by timing).
+pub fn verify_dummy(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let stored = DUMMY.get_or_init(|| hash("Dummy-passw0rd!"));
+    let _ = verify(password, stored);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_is_cognitos_default() {
+        assert!(check_policy("Corr3ct-Horse").is_ok());
+        let e = check_policy("short").unwrap_err().0;
+        assert!(
+            e.contains("8 characters")
+                && e.contains("upper-case")
+                && e.contains("digit")
+                && e.contains("symbol"),
+            "{e}"
+        );
+        assert!(check_policy("alllowercase1!")
+            .unwrap_err()
+            .0
+            .contains("upper-case"));
+        assert!(check_policy("NoSymbols123")
+            .unwrap_err()
+            .0
+            .contains("symbol"));
+        assert!(check_policy(&format!("Aa1!{}", "x".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn hashes_verify_and_are_salted() {
+        let h = hash("Corr3ct-Horse");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify("Corr3ct-Horse", &h));
+        assert!(!verify("corr3ct-Horse", &h));
+        assert_ne!(h, hash("Corr3ct-Horse"));
+        assert!(!verify("x", "not a hash"));
+    }
+}
