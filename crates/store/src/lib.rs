@@ -5,13 +5,16 @@
 //! (`postgres://…`, RDS in AWS). Each backend has its own migrations under `migrations/<backend>`;
 //! queries are written once in the SQL both understand.
 
+pub mod identity;
 mod sql;
+mod sql_identity;
 pub mod testing;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ecocityhub_domain::{Parameter, QualityFlag, Reading, Station, StationId};
 
+pub use identity::IdentityStore;
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
@@ -73,9 +76,10 @@ pub struct DeviceKey {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// Everything the platform stores about stations, readings and device keys.
+/// Everything the platform stores: stations, readings and device keys here, users and tokens
+/// through [`IdentityStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IdentityStore + Send + Sync + 'static {
     /// Which backend this is, for logs and health checks.
     fn backend(&self) -> Backend;
 

@@ -48,7 +48,7 @@ const INSERT_CHUNK: usize = 500;
 
 /// The store on SQLite or PostgreSQL.
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
     /// (station, parameter) → series id, filled only after the series' creation has committed.
     series_ids: Mutex<HashMap<(StationId, Parameter), i64>>,
@@ -100,7 +100,7 @@ impl SqlStore {
         })
     }
 
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.backend {
             Backend::Sqlite => Some(self.sqlite_writer.lock().await),
             Backend::Postgres => None,
@@ -135,12 +135,12 @@ impl SqlStore {
     }
 }
 
-fn time(ts: i64) -> Result<DateTime<Utc>> {
+pub(crate) fn time(ts: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp(ts, 0)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ts} out of range")))
 }
 
-fn opt_time(ts: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn opt_time(ts: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     ts.map(time).transpose()
 }
 

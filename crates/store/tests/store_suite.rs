@@ -258,6 +258,149 @@ async fn device_keys_lifecycle(store: SqlStore) {
     ));
 }
 
+async fn users_codes_tokens_keys_and_outbox(store: SqlStore) {
+    use ecocityhub_identity::Role;
+    use ecocityhub_store::identity::{
+        IdentityStore, OutboxMessage, RefreshToken, SigningKey, User, VerificationCode,
+    };
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut u = User {
+        id: "u1".into(),
+        email: "a@example.org".into(),
+        password_hash: "$argon2id$x".into(),
+        roles: vec![Role::Citizen],
+        confirmed: false,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now,
+    };
+    assert!(store.insert_user(&u).await.unwrap());
+    assert!(
+        !store
+            .insert_user(&User {
+                id: "u2".into(),
+                ..u.clone()
+            })
+            .await
+            .unwrap(),
+        "e-mails are unique"
+    );
+    u.roles = vec![Role::Operator, Role::Admin];
+    u.confirmed = true;
+    u.failed_logins = 3;
+    u.locked_until = Some(now + Duration::minutes(15));
+    store.update_user(&u).await.unwrap();
+    assert_eq!(
+        store.user_by_email("a@example.org").await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(store.users().await.unwrap().len(), 1);
+
+    let code = VerificationCode {
+        email: u.email.clone(),
+        purpose: "confirm".into(),
+        code_hash: "h1".into(),
+        expires_at: now,
+        attempts: 0,
+    };
+    store.put_code(&code).await.unwrap();
+    store.bump_code_attempts(&u.email, "confirm").await.unwrap();
+    assert_eq!(
+        store
+            .code(&u.email, "confirm")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        1
+    );
+    store
+        .put_code(&VerificationCode {
+            code_hash: "h2".into(),
+            ..code.clone()
+        })
+        .await
+        .unwrap();
+    let replaced = store.code(&u.email, "confirm").await.unwrap().unwrap();
+    assert_eq!((replaced.code_hash.as_str(), replaced.attempts), ("h2", 0));
+    store.delete_code(&u.email, "confirm").await.unwrap();
+    assert!(store.code(&u.email, "confirm").await.unwrap().is_none());
+
+    for (hash, family) in [("t1", "f1"), ("t2", "f1"), ("t3", "f2")] {
+        let t = RefreshToken {
+            token_hash: hash.into(),
+            family: family.into(),
+            user_id: "u1".into(),
+            expires_at: now,
+            used_at: None,
+            revoked_at: None,
+            created_at: now,
+        };
+        store.insert_refresh_token(&t).await.unwrap();
+    }
+    assert!(store.use_refresh_token("t1", now).await.unwrap());
+    assert!(
+        !store.use_refresh_token("t1", now).await.unwrap(),
+        "a token is used once"
+    );
+    assert_eq!(store.revoke_refresh_family("f1", now).await.unwrap(), 2);
+    assert!(store
+        .refresh_token("t2")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert!(store
+        .refresh_token("t3")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+    assert_eq!(
+        store.revoke_user_refresh_tokens("u1", now).await.unwrap(),
+        1
+    );
+
+    let k1 = SigningKey::generate(now);
+    let k2 = SigningKey::generate(now + Duration::seconds(1));
+    store.insert_signing_key(&k1).await.unwrap();
+    store.insert_signing_key(&k2).await.unwrap();
+    assert_eq!(
+        store
+            .retire_signing_keys_except(&k2.kid, now)
+            .await
+            .unwrap(),
+        1
+    );
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys
+        .iter()
+        .find(|k| k.kid == k1.kid)
+        .unwrap()
+        .retired_at
+        .is_some());
+    assert_eq!(keys.iter().find(|k| k.kid == k2.kid).unwrap(), &k2);
+
+    let m = OutboxMessage {
+        channel: "email".into(),
+        recipient: u.email.clone(),
+        subject: "Code".into(),
+        body: "123456".into(),
+        created_at: now,
+    };
+    store.push_outbox(&m).await.unwrap();
+    assert_eq!(store.outbox(&u.email).await.unwrap(), vec![m]);
+
+    assert!(store.delete_user("u1").await.unwrap());
+    assert!(
+        store.refresh_token("t3").await.unwrap().is_none(),
+        "tokens go with their user"
+    );
+}
+
 async fn migrations_are_idempotent(store: SqlStore) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
@@ -301,6 +444,7 @@ both_backends!(
     recent_returns_the_window_before_each_latest_reading,
     device_keys_lifecycle,
     migrations_are_idempotent,
+    users_codes_tokens_keys_and_outbox,
 );
 
 #[tokio::test]

@@ -1,0 +1,95 @@
+//! What the identity layer stores: users of the built-in pool, e-mail codes, refresh-token
+//! families, signing keys, and the outbox of messages to users. [`IdentityStore`] is part of
+//! every [`crate::Store`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ecocityhub_identity::Role;
+pub use ecocityhub_identity::SigningKey;
+
+use crate::Result;
+
+/// A user of the built-in pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    /// Lower-case.
+    pub email: String,
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    /// The e-mail address has been verified.
+    pub confirmed: bool,
+    /// Failed sign-ins since the last success.
+    pub failed_logins: i64,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outstanding e-mail code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationCode {
+    pub email: String,
+    /// `confirm` or `reset`.
+    pub purpose: String,
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub attempts: i64,
+}
+
+/// A refresh token as stored (its hash), in its family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub family: String,
+    pub user_id: String,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message waiting in the outbox (e-mail codes until the notification layer sends them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub channel: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Adds a user; `false` when the e-mail is taken.
+    async fn insert_user(&self, user: &User) -> Result<bool>;
+    async fn user(&self, id: &str) -> Result<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// All users, oldest first.
+    async fn users(&self) -> Result<Vec<User>>;
+    /// Writes every field but `id`, `email` and `created_at`.
+    async fn update_user(&self, user: &User) -> Result<()>;
+    async fn delete_user(&self, id: &str) -> Result<bool>;
+
+    /// Stores the code, replacing an earlier one of the same e-mail and purpose.
+    async fn put_code(&self, code: &VerificationCode) -> Result<()>;
+    async fn code(&self, email: &str, purpose: &str) -> Result<Option<VerificationCode>>;
+    async fn bump_code_attempts(&self, email: &str, purpose: &str) -> Result<()>;
+    async fn delete_code(&self, email: &str, purpose: &str) -> Result<()>;
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;
+    /// Marks the token used. `false` when it was used before: a replay.
+    async fn use_refresh_token(&self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// Revokes every token of the family; returns how many were still live.
+    async fn revoke_refresh_family(&self, family: &str, at: DateTime<Utc>) -> Result<u64>;
+    async fn revoke_user_refresh_tokens(&self, user_id: &str, at: DateTime<Utc>) -> Result<u64>;
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>>;
+    async fn insert_signing_key(&self, key: &SigningKey) -> Result<()>;
+    /// Retires every key but `keep`; returns how many were retired.
+    async fn retire_signing_keys_except(&self, keep: &str, at: DateTime<Utc>) -> Result<u64>;
+
+    async fn push_outbox(&self, message: &OutboxMessage) -> Result<()>;
+    /// The messages to one recipient, oldest first.
+    async fn outbox(&self, recipient: &str) -> Result<Vec<OutboxMessage>>;
+}

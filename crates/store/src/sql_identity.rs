@@ -1,0 +1,318 @@
+//! [`IdentityStore`] on SQLite and PostgreSQL, in the SQL both understand (see `sql.rs`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ecocityhub_identity::Role;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::identity::{
+    IdentityStore, OutboxMessage, RefreshToken, SigningKey, User, VerificationCode,
+};
+use crate::sql::{opt_time, time};
+use crate::{Result, SqlStore, StoreError};
+
+const USER_COLUMNS: &str =
+    "id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at";
+const REFRESH_COLUMNS: &str =
+    "token_hash, family, user_id, expires_at, used_at, revoked_at, created_at";
+
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn user_from_row(row: &AnyRow) -> Result<User> {
+    let roles: String = row.try_get("roles")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        roles: roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| r.parse().map_err(StoreError::Corrupt))
+            .collect::<Result<_>>()?,
+        confirmed: row.try_get::<i64, _>("confirmed")? != 0,
+        failed_logins: row.try_get("failed_logins")?,
+        locked_until: opt_time(row.try_get("locked_until")?)?,
+        created_at: time(row.try_get("created_at")?)?,
+    })
+}
+
+fn refresh_from_row(row: &AnyRow) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        token_hash: row.try_get("token_hash")?,
+        family: row.try_get("family")?,
+        user_id: row.try_get("user_id")?,
+        expires_at: time(row.try_get("expires_at")?)?,
+        used_at: opt_time(row.try_get("used_at")?)?,
+        revoked_at: opt_time(row.try_get("revoked_at")?)?,
+        created_at: time(row.try_get("created_at")?)?,
+    })
+}
+
+#[async_trait]
+impl IdentityStore for SqlStore {
+    async fn insert_user(&self, u: &User) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(roles_text(&u.roles))
+        .bind(i64::from(u.confirmed))
+        .bind(u.failed_logins)
+        .bind(u.locked_until.map(|t| t.timestamp()))
+        .bind(u.created_at.timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, u: &User) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, roles = $2, confirmed = $3, failed_logins = $4, locked_until = $5 WHERE id = $6",
+        )
+        .bind(&u.password_hash)
+        .bind(roles_text(&u.roles))
+        .bind(i64::from(u.confirmed))
+        .bind(u.failed_logins)
+        .bind(u.locked_until.map(|t| t.timestamp()))
+        .bind(&u.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_code(&self, c: &VerificationCode) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO verification_codes (email, purpose, code_hash, expires_at, attempts) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (email, purpose) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = excluded.attempts",
+        )
+        .bind(&c.email)
+        .bind(&c.purpose)
+        .bind(&c.code_hash)
+        .bind(c.expires_at.timestamp())
+        .bind(c.attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn code(&self, email: &str, purpose: &str) -> Result<Option<VerificationCode>> {
+        let row = sqlx::query("SELECT email, purpose, code_hash, expires_at, attempts FROM verification_codes WHERE email = $1 AND purpose = $2")
+            .bind(email)
+            .bind(purpose)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(VerificationCode {
+                email: r.try_get("email")?,
+                purpose: r.try_get("purpose")?,
+                code_hash: r.try_get("code_hash")?,
+                expires_at: time(r.try_get("expires_at")?)?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn bump_code_attempts(&self, email: &str, purpose: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("UPDATE verification_codes SET attempts = attempts + 1 WHERE email = $1 AND purpose = $2")
+            .bind(email)
+            .bind(purpose)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_code(&self, email: &str, purpose: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("DELETE FROM verification_codes WHERE email = $1 AND purpose = $2")
+            .bind(email)
+            .bind(purpose)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(&format!(
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&t.token_hash)
+        .bind(&t.family)
+        .bind(&t.user_id)
+        .bind(t.expires_at.timestamp())
+        .bind(t.used_at.map(|x| x.timestamp()))
+        .bind(t.revoked_at.map(|x| x.timestamp()))
+        .bind(t.created_at.timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>> {
+        let row = sqlx::query(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
+    async fn use_refresh_token(&self, token_hash: &str, at: DateTime<Utc>) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(at.timestamp())
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_refresh_family(&self, family: &str, at: DateTime<Utc>) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
+        )
+        .bind(at.timestamp())
+        .bind(family)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_user_refresh_tokens(&self, user_id: &str, at: DateTime<Utc>) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at.timestamp())
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        let rows = sqlx::query("SELECT kid, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKey {
+                    kid: r.try_get("kid")?,
+                    private_pem: r.try_get("private_pem")?,
+                    created_at: time(r.try_get("created_at")?)?,
+                    retired_at: opt_time(r.try_get("retired_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, k: &SigningKey) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("INSERT INTO signing_keys (kid, private_pem, created_at, retired_at) VALUES ($1, $2, $3, $4)")
+            .bind(&k.kid)
+            .bind(&k.private_pem)
+            .bind(k.created_at.timestamp())
+            .bind(k.retired_at.map(|t| t.timestamp()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_signing_keys_except(&self, keep: &str, at: DateTime<Utc>) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 WHERE kid <> $2 AND retired_at IS NULL",
+        )
+        .bind(at.timestamp())
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn push_outbox(&self, m: &OutboxMessage) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("INSERT INTO outbox (channel, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&m.channel)
+            .bind(&m.recipient)
+            .bind(&m.subject)
+            .bind(&m.body)
+            .bind(m.created_at.timestamp())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox(&self, recipient: &str) -> Result<Vec<OutboxMessage>> {
+        let rows = sqlx::query("SELECT channel, recipient, subject, body, created_at FROM outbox WHERE recipient = $1 ORDER BY id")
+            .bind(recipient)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxMessage {
+                    channel: r.try_get("channel")?,
+                    recipient: r.try_get("recipient")?,
+                    subject: r.try_get("subject")?,
+                    body: r.try_get("body")?,
+                    created_at: time(r.try_get("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+}
