@@ -68,12 +68,12 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-/// Checks the presented key and returns the station it may write to.
+/// Checks the presented key and returns it as stored (its station is the one it may write to).
 pub async fn authenticate(
     store: &dyn Store,
     headers: &HeaderMap,
     now: DateTime<Utc>,
-) -> ApiResult<StationId> {
+) -> ApiResult<DeviceKey> {
     let Some(key) = presented_key(headers) else {
         return Err(ApiError::unauthorized(
             "this endpoint needs a device API key: send `Authorization: Bearer <key>` or `X-Api-Key: <key>` \
@@ -95,7 +95,7 @@ pub async fn authenticate(
     if stored.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY) {
         store.touch_device_key(prefix, now).await?;
     }
-    Ok(stored.station)
+    Ok(stored)
 }
 
 #[cfg(test)]

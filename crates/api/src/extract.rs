@@ -60,3 +60,34 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
             .map_err(|e: BytesRejection| from_status(e.status(), e.body_text()))
     }
 }
+
+/// A JSON body, or a 400/415/413 problem naming what is wrong with it.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|j| ApiJson(j.0))
+            .map_err(|e: axum::extract::rejection::JsonRejection| {
+                from_status(e.status(), e.body_text())
+            })
+    }
+}
+
+/// The client's address when the server knows it (`axum::serve` with connect info); under
+/// Lambda it is unknown here and API Gateway's throttling applies instead.
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}

@@ -37,7 +37,8 @@ pub struct LatestStation {
     pub area: Option<String>,
     /// Time of the newest reading of any parameter.
     pub time: Option<DateTime<Utc>>,
-    /// True when the newest reading is older than the configured staleness limit.
+    /// True when the newest reading is older than the staleness limit (plus the sampling
+    /// period, for series of daily means).
     pub stale: bool,
     pub values: Vec<LatestValue>,
     /// US EPA AQI (NowCast for PM); `null` when the station measures no index pollutant
@@ -72,13 +73,20 @@ pub async fn compute(
                 .unwrap_or(&[]);
             let (values, window) = summarize(series);
             let time = values.iter().map(|v| v.time).max();
+            // A series of daily means is not late until a day plus the allowance has passed.
+            let longest_period = values
+                .iter()
+                .filter_map(|v| v.period_seconds)
+                .max()
+                .unwrap_or(0);
+            let allowed = stale_after + chrono::Duration::seconds(longest_period);
             LatestStation {
                 station: s.id.clone(),
                 name: s.name.clone(),
                 location: s.location,
                 area: s.area.clone(),
                 time,
-                stale: time.is_none_or(|t| now - t > stale_after),
+                stale: time.is_none_or(|t| now - t > allowed),
                 values,
                 aqi: us_epa::latest(&window),
                 eaqi: eaqi::latest(&window),

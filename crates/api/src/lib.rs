@@ -7,15 +7,17 @@
 pub mod device_auth;
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod ingest;
 pub mod latest;
 pub mod openapi;
 pub mod routes;
+pub mod signed_in;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -43,6 +45,38 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/readings",
             post(routes::ingest::post_readings)
                 .layer(DefaultBodyLimit::max(ingest::MAX_BATCH_BYTES)),
+        )
+        .route("/.well-known/jwks.json", get(routes::well_known::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::well_known::openid_configuration),
+        )
+        .route("/api/v1/auth/sign-up", post(routes::auth::sign_up))
+        .route("/api/v1/auth/confirm", post(routes::auth::confirm))
+        .route("/api/v1/auth/resend-code", post(routes::auth::resend_code))
+        .route("/api/v1/auth/sign-in", post(routes::auth::sign_in))
+        .route("/api/v1/auth/refresh", post(routes::auth::refresh))
+        .route("/api/v1/auth/sign-out", post(routes::auth::sign_out))
+        .route(
+            "/api/v1/auth/forgot-password",
+            post(routes::auth::forgot_password),
+        )
+        .route(
+            "/api/v1/auth/reset-password",
+            post(routes::auth::reset_password),
+        )
+        .route(
+            "/api/v1/auth/change-password",
+            post(routes::auth::change_password),
+        )
+        .route(
+            "/api/v1/me",
+            get(routes::auth::me).delete(routes::auth::delete_me),
+        )
+        .route("/api/v1/admin/users", get(routes::admin::list_users))
+        .route(
+            "/api/v1/admin/users/{id}",
+            patch(routes::admin::update_user),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

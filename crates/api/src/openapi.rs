@@ -21,6 +21,21 @@ use crate::routes;
         routes::latest::latest,
         routes::readings::history,
         routes::ingest::post_readings,
+        routes::auth::sign_up,
+        routes::auth::confirm,
+        routes::auth::resend_code,
+        routes::auth::sign_in,
+        routes::auth::refresh,
+        routes::auth::sign_out,
+        routes::auth::forgot_password,
+        routes::auth::reset_password,
+        routes::auth::change_password,
+        routes::auth::me,
+        routes::auth::delete_me,
+        routes::admin::list_users,
+        routes::admin::update_user,
+        routes::well_known::jwks,
+        routes::well_known::openid_configuration,
     ),
     components(schemas(crate::error::Problem, crate::error::RowProblem)),
     modifiers(&SecuritySchemes),
@@ -28,6 +43,8 @@ use crate::routes;
         (name = "stations", description = "Stations and what they measure"),
         (name = "readings", description = "Latest values, history and ingestion"),
         (name = "meta", description = "Health"),
+        (name = "auth", description = "The built-in user pool: sign-up, sign-in, tokens, keys"),
+        (name = "admin", description = "User management (admins)"),
     )
 )]
 pub struct ApiDoc;
@@ -45,6 +62,16 @@ impl Modify for SecuritySchemes {
                     .description(Some(
                         "A station's device API key (`ecocityhub device create --station ID`)",
                     ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "bearer_jwt",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An access token from POST /api/v1/auth/sign-in (ES256, Cognito-shaped claims)"))
                     .build(),
             ),
         );

@@ -9,6 +9,7 @@ use ecocityhub_store::Store;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::error::ApiResult;
+use crate::identity::{Identity, IdentityConfig, OutboxDelivery};
 use crate::latest::{self, LatestStation};
 
 /// Settings of the API layer.
@@ -20,6 +21,7 @@ pub struct ApiConfig {
     pub latest_ttl: Duration,
     /// A station whose latest reading is older than this is marked `stale`.
     pub stale_after: chrono::Duration,
+    pub identity: IdentityConfig,
 }
 
 impl Default for ApiConfig {
@@ -27,6 +29,7 @@ impl Default for ApiConfig {
         ApiConfig {
             latest_ttl: Duration::from_secs(15),
             stale_after: chrono::Duration::hours(3),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -49,6 +52,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn Store>,
     config: ApiConfig,
+    identity: Identity,
     /// Bumped whenever readings are written through this process.
     generation: AtomicU64,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
@@ -56,16 +60,26 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
-        AppState {
+    /// The state over a migrated store; makes the first signing key when there is none.
+    pub async fn open(store: Arc<dyn Store>, config: ApiConfig) -> ApiResult<Self> {
+        let delivery = Arc::new(OutboxDelivery {
+            store: store.clone(),
+        });
+        let identity = Identity::open(store.as_ref(), config.identity.clone(), delivery).await?;
+        Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 config,
+                identity,
                 generation: AtomicU64::new(0),
                 snapshot: RwLock::new(None),
                 rebuilding: Mutex::new(()),
             }),
-        }
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
     }
 
     pub fn store(&self) -> &dyn Store {

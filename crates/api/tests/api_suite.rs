@@ -53,12 +53,25 @@ async fn spawn_app(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Tes
     }
     let config = ApiConfig {
         latest_ttl: std::time::Duration::from_millis(0),
+        identity: ecocityhub_api::identity::IdentityConfig {
+            attempts_per_ip_per_minute: 12,
+            ..Default::default()
+        },
         ..ApiConfig::default()
     };
-    let app = router(AppState::new(store.clone(), config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut config = config;
+    config.identity.tokens.issuer = format!("http://{addr}");
+    let app = router(AppState::open(store.clone(), config).await.unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     let other_key = keys.pop().unwrap();
     let key = keys.pop().unwrap();
     TestApp {
@@ -696,6 +709,487 @@ async fn meta_endpoints_answer(app: TestApp) {
     .await;
 }
 
+// ---- identity ----------------------------------------------------------------------------------
+
+const PASSWORD: &str = "Corr3ct-Horse";
+
+impl TestApp {
+    async fn post_auth(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/v1/auth/{path}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The newest code sent to `email`, read from the outbox.
+    async fn last_code(&self, email: &str) -> String {
+        let outbox = self.store.outbox(email).await.unwrap();
+        let body = &outbox.last().expect("a message was sent").body;
+        body.split_whitespace()
+            .find(|w| {
+                w.trim_end_matches('.').len() == 6
+                    && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit())
+            })
+            .expect("a code in the message")
+            .trim_end_matches('.')
+            .to_string()
+    }
+
+    async fn sign_up_confirmed(&self, email: &str) {
+        assert_eq!(
+            self.post_auth("sign-up", json!({"email": email, "password": PASSWORD}))
+                .await
+                .status(),
+            StatusCode::ACCEPTED
+        );
+        let code = self.last_code(email).await;
+        assert_eq!(
+            self.post_auth("confirm", json!({"email": email, "code": code}))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_auth("sign-in", json!({"email": email, "password": password}))
+            .await
+    }
+
+    async fn tokens(&self, email: &str) -> Value {
+        let resp = self.sign_in(email, PASSWORD).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn jwt_part(token: &str, i: usize) -> Value {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(i).unwrap())
+        .unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+async fn a_citizen_signs_up_confirms_signs_in_and_refreshes(app: TestApp) {
+    problem(
+        app.post_auth(
+            "sign-up",
+            json!({"email": "not-an-address", "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let weak = problem(
+        app.post_auth(
+            "sign-up",
+            json!({"email": "ann@example.org", "password": "password"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        weak["detail"].as_str().unwrap().contains("upper-case"),
+        "{weak}"
+    );
+    problem(
+        app.post_auth("sign-up", json!({"email": "ann@example.org"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    assert_eq!(
+        app.post_auth(
+            "sign-up",
+            json!({"email": "Ann@Example.org", "password": PASSWORD})
+        )
+        .await
+        .status(),
+        StatusCode::ACCEPTED
+    );
+    let before = problem(
+        app.sign_in("ann@example.org", PASSWORD).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(before["detail"].as_str().unwrap().contains("confirm"));
+    problem(
+        app.post_auth(
+            "confirm",
+            json!({"email": "ann@example.org", "code": "000000x"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let code = app.last_code("ann@example.org").await;
+    assert_eq!(
+        app.post_auth("confirm", json!({"email": "ann@example.org", "code": code}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    problem(
+        app.post_auth("confirm", json!({"email": "ann@example.org", "code": code}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    let t = app.tokens("ANN@example.org").await;
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 900);
+    let access = t["access_token"].as_str().unwrap();
+    let me: Value = app.get_as(access, "/api/v1/me").await.json().await.unwrap();
+    assert_eq!(me["email"], "ann@example.org");
+    assert_eq!(me["roles"], json!(["citizen"]));
+    assert_eq!(me["confirmed"], true);
+    let claims = jwt_part(access, 1);
+    assert_eq!(claims["sub"], me["id"]);
+    assert_eq!(claims["iss"], format!("http://{}", app.addr));
+    assert_eq!(claims["token_use"], "access");
+
+    // Tokens verify against the published keys and discovery document.
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], jwt_part(access, 0)["kid"]);
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], claims["iss"]);
+
+    // The ID token is not an access token; no token is no access.
+    problem(
+        app.get_as(t["id_token"].as_str().unwrap(), "/api/v1/me")
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(app.get("/api/v1/me").await, StatusCode::UNAUTHORIZED).await;
+
+    // Refresh rotates; replaying a used refresh token ends the whole sign-in.
+    let first = t["refresh_token"].as_str().unwrap();
+    let r1: Value = app
+        .post_auth("refresh", json!({"refresh_token": first}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = r1["refresh_token"].as_str().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        app.get_as(r1["access_token"].as_str().unwrap(), "/api/v1/me")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let replay = problem(
+        app.post_auth("refresh", json!({"refresh_token": first}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(replay["detail"].as_str().unwrap().contains("already used"));
+    problem(
+        app.post_auth("refresh", json!({"refresh_token": second}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // Sign-out ends a sign-in.
+    let t2 = app.tokens("ann@example.org").await;
+    assert_eq!(
+        app.post_auth("sign-out", json!({"refresh_token": t2["refresh_token"]}))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        app.post_auth("refresh", json!({"refresh_token": t2["refresh_token"]}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // Change the password, then delete the account.
+    let t3 = app.tokens("ann@example.org").await;
+    let access = t3["access_token"].as_str().unwrap();
+    let change = |old: &str, new: &str| {
+        app.client
+            .post(app.url("/api/v1/auth/change-password"))
+            .bearer_auth(access)
+            .json(&json!({"old_password": old, "new_password": new}))
+            .send()
+    };
+    problem(
+        change("wrong", "N3w-Passw0rd!").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        change(PASSWORD, "N3w-Passw0rd!").await.unwrap().status(),
+        StatusCode::OK
+    );
+    problem(
+        app.post_auth("refresh", json!({"refresh_token": t3["refresh_token"]}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        app.sign_in("ann@example.org", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        app.sign_in("ann@example.org", "N3w-Passw0rd!")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let gone = app
+        .client
+        .delete(app.url("/api/v1/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    problem(
+        app.get_as(access, "/api/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+async fn sign_in_tells_no_one_who_has_an_account_and_locks_out_guessers(app: TestApp) {
+    app.sign_up_confirmed("bob@example.org").await;
+    let unknown = problem(
+        app.sign_in("nobody@example.org", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let wrong = problem(
+        app.sign_in("bob@example.org", "Wr0ng-password").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(unknown["detail"], wrong["detail"]);
+
+    let again: Value = app
+        .post_auth(
+            "sign-up",
+            json!({"email": "bob@example.org", "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fresh: Value = app
+        .post_auth(
+            "sign-up",
+            json!({"email": "carol@example.org", "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, fresh);
+    let forgot_known: Value = app
+        .post_auth("forgot-password", json!({"email": "bob@example.org"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let forgot_unknown: Value = app
+        .post_auth("forgot-password", json!({"email": "nobody@example.org"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forgot_known, forgot_unknown);
+    let reset_code = app.last_code("bob@example.org").await;
+
+    // Four more wrong passwords (five in all) lock the account, even for the right password.
+    for _ in 0..4 {
+        problem(
+            app.sign_in("bob@example.org", "Wr0ng-password").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    problem(
+        app.sign_in("bob@example.org", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+
+    // The reset code sets a new password and lifts the lock.
+    problem(
+        app.post_auth(
+            "reset-password",
+            json!({"email": "bob@example.org", "code": reset_code, "new_password": "weak"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let reset = app.post_auth("reset-password", json!({"email": "bob@example.org", "code": reset_code, "new_password": "An0ther-Passw0rd"})).await;
+    assert_eq!(reset.status(), StatusCode::OK);
+    assert_eq!(
+        app.sign_in("bob@example.org", "An0ther-Passw0rd")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    problem(app.post_auth("reset-password", json!({"email": "bob@example.org", "code": reset_code, "new_password": "Th1rd-Passw0rd"})).await, StatusCode::BAD_REQUEST).await;
+
+    // One address gets 12 attempts a minute here, whatever the accounts.
+    let mut last = StatusCode::OK;
+    for i in 0..12 {
+        last = app
+            .sign_in(&format!("guess{i}@example.org"), PASSWORD)
+            .await
+            .status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn only_admins_manage_users(app: TestApp) {
+    use ecocityhub_identity::{password, Role};
+    use ecocityhub_store::identity::User;
+    let admin = User {
+        id: "admin-1".into(),
+        email: "root@example.org".into(),
+        password_hash: password::hash(PASSWORD),
+        roles: vec![Role::Admin],
+        confirmed: true,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: Utc::now(),
+    };
+    assert!(app.store.insert_user(&admin).await.unwrap());
+    app.sign_up_confirmed("dave@example.org").await;
+    let root = app.tokens("root@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dave = app.tokens("dave@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let users: Value = app
+        .get_as(&root, "/api/v1/admin/users")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    problem(
+        app.get_as(&dave, "/api/v1/admin/users").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let dave_id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "dave@example.org")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let patch = |token: &str, id: &str, body: Value| {
+        app.client
+            .patch(app.url(&format!("/api/v1/admin/users/{id}")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    problem(
+        patch(&dave, &dave_id, json!({"roles": ["admin"]}))
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        patch(&root, &dave_id, json!({"roles": ["root"]}))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        patch(&root, &dave_id, json!({"roles": []})).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        patch(&root, "nobody", json!({"roles": ["citizen"]}))
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        patch(&root, "admin-1", json!({"roles": ["citizen"]}))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let promoted: Value = patch(&root, &dave_id, json!({"roles": ["operator", "citizen"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(promoted["roles"], json!(["citizen", "operator"]));
+    // The new roles travel in the next tokens.
+    let claims = jwt_part(
+        app.tokens("dave@example.org").await["access_token"]
+            .as_str()
+            .unwrap(),
+        1,
+    );
+    assert_eq!(claims["cognito:groups"], json!(["citizen", "operator"]));
+    // Users are not devices: no token writes readings.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/readings"))
+        .bearer_auth(&root)
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNAUTHORIZED).await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -733,4 +1227,7 @@ both_backends!(
     daily_aggregates_state_period_and_coverage,
     csv_export_streams_the_whole_range,
     meta_endpoints_answer,
+    a_citizen_signs_up_confirms_signs_in_and_refreshes,
+    sign_in_tells_no_one_who_has_an_account_and_locks_out_guessers,
+    only_admins_manage_users,
 );

@@ -18,6 +18,7 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub demo: Option<bool>,
     pub replay: Option<bool>,
+    pub public_url: Option<String>,
 }
 
 impl FileConfig {

@@ -2,8 +2,9 @@
 //! and licences) that a first `serve` on an empty store loads, so a newcomer sees real stations
 //! with real readings at once.
 //!
-//! In replay mode each file's time axis is shifted by whole days so that its last reading falls
-//! in the last 24 hours; such stations carry `"replay"` in their metadata, and the API shows it.
+//! In replay mode each file's time axis is shifted by whole hours (whole days for daily means)
+//! so that its last reading falls in the current hour (day); such stations carry `"replay"` in
+//! their metadata, and the API shows it.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -42,16 +43,22 @@ pub fn known_stations() -> Vec<Station> {
     import::parse_stations(STATIONS_CSV).expect("the shipped stations file is valid")
 }
 
-/// The last timestamp of a file in the common layout (sorted by site, then time: scan all).
-fn last_time(csv: &str) -> Option<DateTime<Utc>> {
-    csv.lines()
+/// The last timestamp of a file in the common layout (sorted by site, then time: scan all),
+/// and the whole number of seconds to move by: hours, or days for a file of daily means (every
+/// time at midnight), so that the replay keeps the data's own clock.
+fn last_time_and_step(csv: &str) -> Option<(DateTime<Utc>, i64)> {
+    let times: Vec<DateTime<Utc>> = csv
+        .lines()
         .skip(1)
         .filter_map(|l| l.split(',').next())
         .filter_map(|t| parse_time(t).ok())
-        .max()
+        .collect();
+    let daily = times.iter().all(|t| t.timestamp() % 86_400 == 0);
+    Some((*times.iter().max()?, if daily { 86_400 } else { 3_600 }))
 }
 
-/// Loads the demo data. With `replay`, every file is shifted to end within the last day.
+/// Loads the demo data. With `replay`, every file is shifted to end in the current hour (daily
+/// means: today).
 pub async fn load(store: &dyn Store, replay: bool) -> Result<Vec<(&'static str, ImportReport)>> {
     let known = known_stations();
     let now = Utc::now();
@@ -59,11 +66,12 @@ pub async fn load(store: &dyn Store, replay: bool) -> Result<Vec<(&'static str, 
     for (name, text) in FILES {
         let mut opts = ImportOptions::default();
         if replay {
-            if let Some(last) = last_time(text) {
-                let days = (now - last).num_days();
-                opts.shift_seconds = days * 86_400;
+            if let Some((last, step)) = last_time_and_step(text) {
+                // The newest reading lands in the current hour (day, for daily means).
+                let shift = (now - last).num_seconds().div_euclid(step) * step;
+                opts.shift_seconds = shift;
                 opts.station_metadata = json!({
-                    "replay": {"source": name, "shifted_by_days": days,
+                    "replay": {"source": name, "shifted_by_hours": shift / 3_600,
                                "note": "historical data replayed on today's calendar; not live measurements"}
                 });
             }

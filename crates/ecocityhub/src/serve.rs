@@ -27,6 +27,17 @@ pub struct ServeArgs {
     /// Load the demo with its time axis shifted to the present (clearly labelled as a replay).
     #[arg(long, env = "ECOCITYHUB_REPLAY")]
     replay: bool,
+    /// The URL clients reach this service at: the issuer (`iss`) of its tokens.
+    /// Default: http://ADDRESS it listens on.
+    #[arg(long, env = "ECOCITYHUB_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+/// The API's settings for a service reachable at `public_url`.
+fn api_config(public_url: &str) -> ApiConfig {
+    let mut config = ApiConfig::default();
+    config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
+    config
 }
 
 /// Is this process running under the AWS Lambda runtime?
@@ -45,9 +56,13 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
             .await
             .context("loading the demo data")?;
     }
-    let app = router(AppState::new(store.clone(), ApiConfig::default()));
+    let public_url = args.public_url.or_else(|| file.public_url.clone());
 
     if in_lambda() {
+        let public_url = public_url.context(
+            "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
+        )?;
+        let app = router(AppState::open(store.clone(), api_config(&public_url)).await?);
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -62,12 +77,18 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
+    let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+    let app = router(AppState::open(store.clone(), api_config(&public_url)).await?);
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
-    tracing::info!(%addr, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");
+    // With the peer's address, for the per-address sign-in throttle.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -208,6 +208,17 @@ async fn a_first_serve_loads_the_demo_city() {
         .get_json("/api/v1/latest?station=marylebone_road")
         .await;
     assert_eq!(latest[0]["stale"], false, "{latest}");
+    let newest = chrono::DateTime::parse_from_rfc3339(latest[0]["time"].as_str().unwrap()).unwrap();
+    let age = chrono::Utc::now().signed_duration_since(newest);
+    assert!(
+        age >= chrono::Duration::zero() && age < chrono::Duration::hours(1),
+        "the replay ends in the current hour: {age}"
+    );
+    let german: serde_json::Value = server.get_json("/api/v1/latest?station=DEBB053").await;
+    assert_eq!(
+        german[0]["stale"], false,
+        "daily means are not stale within their day: {german}"
+    );
     let station: serde_json::Value = server.get_json("/api/v1/stations/marylebone_road").await;
     assert!(
         station["metadata"]["replay"]["note"]

@@ -189,6 +189,10 @@ async fn api_gateway_events_run_through_the_same_router() {
         .env("AWS_LAMBDA_FUNCTION_NAME", "ecocityhub-api")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env(
+            "ECOCITYHUB_PUBLIC_URL",
+            "https://api-id.execute-api.eu-west-1.amazonaws.com",
+        )
         .kill_on_drop_guard();
 
     let mut answers = std::collections::HashMap::new();

@@ -1,10 +1,13 @@
 //! `POST /api/v1/readings`: a device sends a batch of readings for its station.
 
+use std::collections::BTreeSet;
+
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use chrono::Utc;
-use ecocityhub_domain::Reading;
+use ecocityhub_domain::{Reading, StationId};
+use ecocityhub_identity::{Action, Principal, Resource};
 use serde::Serialize;
 
 use crate::device_auth;
@@ -52,7 +55,12 @@ pub async fn post_readings(
     ApiBody(body): ApiBody,
 ) -> ApiResult<Json<IngestSummary>> {
     let now = Utc::now();
-    let station = device_auth::authenticate(app.store(), &headers, now).await?;
+    let key = device_auth::authenticate(app.store(), &headers, now).await?;
+    let station = key.station.clone();
+    let device = Principal::Device {
+        key: key.prefix,
+        station: station.to_string(),
+    };
     let format = Format::from_content_type(
         headers
             .get(header::CONTENT_TYPE)
@@ -60,15 +68,21 @@ pub async fn post_readings(
     )?;
     let rows = ingest::parse(format, &body, &station)?;
 
-    if let Some(other) = rows
+    let named: BTreeSet<&StationId> = rows
         .iter()
         .flatten()
         .filter_map(|(named, _)| named.as_ref())
-        .find(|s| **s != station)
-    {
-        return Err(ApiError::Forbidden(format!(
-            "this key belongs to station {station} and cannot write readings of station {other}"
-        )));
+        .collect();
+    for other in named.into_iter().chain([&station]) {
+        if !app.identity().authorizer.is_allowed(
+            &device,
+            Action::WriteReadings,
+            &Resource::Station(other.to_string()),
+        ) {
+            return Err(ApiError::Forbidden(format!(
+                "this key belongs to station {station} and cannot write readings of station {other}"
+            )));
+        }
     }
     let mut rejected = ingest::problems(&rows);
     let mut accepted: Vec<Reading> = Vec::with_capacity(rows.len());

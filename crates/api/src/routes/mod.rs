@@ -1,7 +1,10 @@
 //! The HTTP routes. Handlers are thin: parse, authorize, call the store or the domain, answer.
 
+pub mod admin;
+pub mod auth;
 pub mod health;
 pub mod ingest;
 pub mod latest;
 pub mod readings;
 pub mod stations;
+pub mod well_known;

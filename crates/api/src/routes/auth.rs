@@ -1,0 +1,546 @@
+//! `/api/v1/auth/*` and `/api/v1/me`: the built-in user pool (Cognito's user-facing API).
+//!
+//! Sign-up, confirmation, sign-in and password reset answer the same way whether or not an
+//! account exists, and an unknown e-mail costs the same argon2 time as a wrong password, so
+//! the API does not tell who has an account.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use ecocityhub_identity::{password, secrets, Action, Resource, Role};
+use ecocityhub_store::identity::{RefreshToken, User, VerificationCode};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ClientIp};
+use crate::signed_in::SignedIn;
+use crate::state::AppState;
+
+const CONFIRM: &str = "confirm";
+const RESET: &str = "reset";
+
+/// An e-mail address and a password.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailOnly {
+    pub email: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ConfirmRequest {
+    pub email: String,
+    pub code: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ResetRequest {
+    pub email: String,
+    pub code: String,
+    pub new_password: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ChangePasswordRequest {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Tokens after a sign-in or a refresh.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenSet {
+    pub id_token: String,
+    pub access_token: String,
+    /// Opaque; each use returns a new one (the old one stops working).
+    pub refresh_token: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: i64,
+    pub token_type: &'static str,
+}
+
+/// The same answer for every request that may or may not concern an account.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub status: &'static str,
+    pub detail: &'static str,
+}
+
+/// A user as shown to themselves and to admins.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserOut {
+    pub id: String,
+    pub email: String,
+    /// citizen, operator, admin.
+    #[schema(value_type = Vec<String>)]
+    pub roles: Vec<Role>,
+    pub confirmed: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserOut {
+    fn from(u: &User) -> Self {
+        UserOut {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            roles: u.roles.clone(),
+            confirmed: u.confirmed,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// Trims and lower-cases an e-mail address, or says why it is not one.
+pub fn normalize_email(raw: &str) -> ApiResult<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{raw:?} is not an e-mail address"
+        )))
+    }
+}
+
+fn policy(password: &str) -> ApiResult<()> {
+    password::check_policy(password).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// A new random user id in UUID form, like Cognito's `sub`.
+fn new_user_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Hashes a password off the async threads (argon2 takes tens of milliseconds on purpose).
+async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn verify_password(password: String, stored: Option<String>) -> ApiResult<bool> {
+    tokio::task::spawn_blocking(move || match stored {
+        Some(h) => password::verify(&password, &h),
+        None => {
+            password::verify_dummy(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn send_code(app: &AppState, email: &str, purpose: &str) -> ApiResult<()> {
+    let code = secrets::code();
+    let record = VerificationCode {
+        email: email.into(),
+        purpose: purpose.into(),
+        code_hash: secrets::digest(&code),
+        expires_at: Utc::now() + app.identity().config.code_ttl,
+        attempts: 0,
+    };
+    app.store().put_code(&record).await?;
+    let (subject, body) = match purpose {
+        CONFIRM => ("Your EcoCityHub confirmation code", format!("Your confirmation code is {code}. It is valid for 24 hours.")),
+        _ => ("Your EcoCityHub password reset code", format!("Your password reset code is {code}. If you did not ask for it, ignore this message.")),
+    };
+    app.identity().delivery.deliver(email, subject, &body).await
+}
+
+/// Checks and consumes a code; every failure reads the same.
+async fn check_code(app: &AppState, email: &str, purpose: &str, code: &str) -> ApiResult<()> {
+    let invalid =
+        || ApiError::BadRequest("the code is not valid or has expired; ask for a new one".into());
+    let Some(stored) = app.store().code(email, purpose).await? else {
+        return Err(invalid());
+    };
+    if stored.expires_at < Utc::now() || stored.attempts >= app.identity().config.max_code_attempts
+    {
+        return Err(invalid());
+    }
+    let matches: bool = secrets::digest(code.trim())
+        .as_bytes()
+        .ct_eq(stored.code_hash.as_bytes())
+        .into();
+    if !matches {
+        app.store().bump_code_attempts(email, purpose).await?;
+        return Err(invalid());
+    }
+    app.store().delete_code(email, purpose).await?;
+    Ok(())
+}
+
+async fn tokens_for(
+    app: &AppState,
+    user: &User,
+    family: Option<(String, DateTime<Utc>)>,
+) -> ApiResult<TokenSet> {
+    let (id_token, access_token) = app.identity().issue(user).await?;
+    let refresh_token = secrets::token();
+    let now = Utc::now();
+    let (family, expires_at) =
+        family.unwrap_or_else(|| (secrets::token(), now + app.identity().config.refresh_ttl));
+    app.store()
+        .insert_refresh_token(&RefreshToken {
+            token_hash: secrets::digest(&refresh_token),
+            family,
+            user_id: user.id.clone(),
+            expires_at,
+            used_at: None,
+            revoked_at: None,
+            created_at: now,
+        })
+        .await?;
+    Ok(TokenSet {
+        id_token,
+        access_token,
+        refresh_token,
+        expires_in: app.identity().config.tokens.access_ttl.num_seconds(),
+        token_type: "Bearer",
+    })
+}
+
+const CODE_SENT: Accepted = Accepted {
+    status: "code_sent",
+    detail: "if the address can receive mail, a code is on its way to it",
+};
+
+/// Creates an account (role citizen) and sends a confirmation code. The answer is the same
+/// whether or not the address already has an account; an existing account is told by e-mail.
+#[utoipa::path(post, path = "/api/v1/auth/sign-up", tag = "auth", request_body = Credentials,
+    responses((status = 202, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn sign_up(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let email = normalize_email(&req.email)?;
+    policy(&req.password)?;
+    let user = User {
+        id: new_user_id(),
+        email: email.clone(),
+        password_hash: hash_password(req.password).await?,
+        roles: vec![Role::Citizen],
+        confirmed: false,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: Utc::now(),
+    };
+    if app.store().insert_user(&user).await? {
+        send_code(&app, &email, CONFIRM).await?;
+    } else {
+        app.identity()
+            .delivery
+            .deliver(&email, "EcoCityHub sign-up", "Someone tried to sign up with this address, which already has an account. Sign in, or reset your password.")
+            .await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(CODE_SENT)))
+}
+
+/// Confirms an e-mail address with the code sent to it.
+#[utoipa::path(post, path = "/api/v1/auth/confirm", tag = "auth", request_body = ConfirmRequest,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn confirm(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<ConfirmRequest>,
+) -> ApiResult<Json<Accepted>> {
+    let email = normalize_email(&req.email)?;
+    check_code(&app, &email, CONFIRM, &req.code).await?;
+    if let Some(mut user) = app.store().user_by_email(&email).await? {
+        user.confirmed = true;
+        app.store().update_user(&user).await?;
+    }
+    Ok(Json(Accepted {
+        status: "confirmed",
+        detail: "the address is confirmed; sign in",
+    }))
+}
+
+/// Sends a new confirmation code (same answer for any address).
+#[utoipa::path(post, path = "/api/v1/auth/resend-code", tag = "auth", request_body = EmailOnly, responses((status = 202, body = Accepted)))]
+pub async fn resend_code(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<EmailOnly>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let email = normalize_email(&req.email)?;
+    if app
+        .store()
+        .user_by_email(&email)
+        .await?
+        .is_some_and(|u| !u.confirmed)
+    {
+        send_code(&app, &email, CONFIRM).await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(CODE_SENT)))
+}
+
+/// Signs in with e-mail and password. After 5 wrong passwords the account is locked for 15
+/// minutes; one address may try 30 times a minute.
+#[utoipa::path(post, path = "/api/v1/auth/sign-in", tag = "auth", request_body = Credentials,
+    responses((status = 200, body = TokenSet),
+              (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, body = crate::error::Problem, content_type = "application/problem+json", description = "E-mail not confirmed"),
+              (status = 429, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn sign_in(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<Credentials>,
+) -> ApiResult<Json<TokenSet>> {
+    app.identity().throttle(ip)?;
+    let email = normalize_email(&req.email)?;
+    let wrong = || ApiError::unauthorized("incorrect e-mail address or password");
+    let user = app.store().user_by_email(&email).await?;
+    let now = Utc::now();
+    if let Some(until) = user
+        .as_ref()
+        .and_then(|u| u.locked_until)
+        .filter(|t| *t > now)
+    {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many failed sign-ins; try again after {} or reset the password",
+            until.format("%H:%M UTC")
+        )));
+    }
+    let ok = verify_password(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let Some(mut user) = user else {
+        return Err(wrong());
+    };
+    let config = &app.identity().config;
+    if !ok {
+        user.failed_logins += 1;
+        if user.failed_logins >= config.max_failed_logins {
+            user.locked_until = Some(now + config.lockout);
+            user.failed_logins = 0;
+            tracing::warn!(user = %user.id, "account locked after failed sign-ins");
+        }
+        app.store().update_user(&user).await?;
+        return Err(wrong());
+    }
+    if !user.confirmed {
+        return Err(ApiError::Forbidden("confirm your e-mail address first (POST /api/v1/auth/confirm; /resend-code sends a new code)".into()));
+    }
+    if user.failed_logins != 0 || user.locked_until.is_some() {
+        user.failed_logins = 0;
+        user.locked_until = None;
+        app.store().update_user(&user).await?;
+    }
+    Ok(Json(tokens_for(&app, &user, None).await?))
+}
+
+/// Exchanges a refresh token for new tokens. Each refresh token works once: a second use means
+/// it was stolen, and ends every session of its sign-in.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenSet), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn refresh(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<TokenSet>> {
+    let invalid = || ApiError::unauthorized("the refresh token is not valid; sign in again");
+    let hash = secrets::digest(req.refresh_token.trim());
+    let Some(stored) = app.store().refresh_token(&hash).await? else {
+        return Err(invalid());
+    };
+    let now = Utc::now();
+    if stored.revoked_at.is_some() || stored.expires_at < now {
+        return Err(invalid());
+    }
+    if stored.used_at.is_some() || !app.store().use_refresh_token(&hash, now).await? {
+        let revoked = app
+            .store()
+            .revoke_refresh_family(&stored.family, now)
+            .await?;
+        tracing::warn!(user = %stored.user_id, revoked, "refresh token reused: its family is revoked");
+        return Err(ApiError::unauthorized("this refresh token was already used; for safety, this sign-in has been ended everywhere. Sign in again"));
+    }
+    let Some(user) = app.store().user(&stored.user_id).await? else {
+        return Err(invalid());
+    };
+    Ok(Json(
+        tokens_for(&app, &user, Some((stored.family, stored.expires_at))).await?,
+    ))
+}
+
+/// Ends a sign-in: its refresh token and every rotation of it stop working.
+#[utoipa::path(post, path = "/api/v1/auth/sign-out", tag = "auth", request_body = RefreshRequest, responses((status = 204)))]
+pub async fn sign_out(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    if let Some(stored) = app
+        .store()
+        .refresh_token(&secrets::digest(req.refresh_token.trim()))
+        .await?
+    {
+        app.store()
+            .revoke_refresh_family(&stored.family, Utc::now())
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a password reset code (same answer for any address).
+#[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth", request_body = EmailOnly, responses((status = 202, body = Accepted)))]
+pub async fn forgot_password(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<EmailOnly>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let email = normalize_email(&req.email)?;
+    if app.store().user_by_email(&email).await?.is_some() {
+        send_code(&app, &email, RESET).await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(CODE_SENT)))
+}
+
+/// Sets a new password with a reset code; ends every sign-in of the account and lifts a lock.
+#[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth", request_body = ResetRequest,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn reset_password(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<ResetRequest>,
+) -> ApiResult<Json<Accepted>> {
+    let email = normalize_email(&req.email)?;
+    policy(&req.new_password)?;
+    check_code(&app, &email, RESET, &req.code).await?;
+    if let Some(mut user) = app.store().user_by_email(&email).await? {
+        user.password_hash = hash_password(req.new_password).await?;
+        user.failed_logins = 0;
+        user.locked_until = None;
+        user.confirmed = true; // the code proves the address
+        app.store().update_user(&user).await?;
+        app.store()
+            .revoke_user_refresh_tokens(&user.id, Utc::now())
+            .await?;
+    }
+    Ok(Json(Accepted {
+        status: "password_reset",
+        detail: "the password is changed; sign in with it",
+    }))
+}
+
+/// Changes the signed-in user's password; ends their other sign-ins.
+#[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", request_body = ChangePasswordRequest,
+    security(("bearer_jwt" = [])),
+    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn change_password(
+    State(app): State<AppState>,
+    me: SignedIn,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
+) -> ApiResult<Json<Accepted>> {
+    me.authorize(
+        &app,
+        Action::UpdateAccount,
+        &Resource::User(me.user_id().into()),
+    )?;
+    policy(&req.new_password)?;
+    let mut user = app
+        .store()
+        .user(me.user_id())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    if !verify_password(req.old_password, Some(user.password_hash.clone())).await? {
+        return Err(ApiError::BadRequest(
+            "the current password is not correct".into(),
+        ));
+    }
+    user.password_hash = hash_password(req.new_password).await?;
+    app.store().update_user(&user).await?;
+    app.store()
+        .revoke_user_refresh_tokens(&user.id, Utc::now())
+        .await?;
+    Ok(Json(Accepted {
+        status: "password_changed",
+        detail: "the password is changed; other sign-ins have ended",
+    }))
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer_jwt" = [])),
+    responses((status = 200, body = UserOut), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn me(State(app): State<AppState>, me: SignedIn) -> ApiResult<Json<UserOut>> {
+    me.authorize(
+        &app,
+        Action::ReadAccount,
+        &Resource::User(me.user_id().into()),
+    )?;
+    let user = app
+        .store()
+        .user(me.user_id())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    Ok(Json(UserOut::from(&user)))
+}
+
+/// Deletes the signed-in user's account and ends its sign-ins.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "auth", security(("bearer_jwt" = [])), responses((status = 204)))]
+pub async fn delete_me(State(app): State<AppState>, me: SignedIn) -> ApiResult<StatusCode> {
+    me.authorize(
+        &app,
+        Action::DeleteAccount,
+        &Resource::User(me.user_id().into()),
+    )?;
+    app.store().delete_user(me.user_id()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_or_refused() {
+        assert_eq!(
+            normalize_email("  Alice@Example.ORG ").unwrap(),
+            "alice@example.org"
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.org",
+            "alice@",
+            "alice@example",
+            "a b@example.org",
+            "a@b@example.org",
+            "alice@.org",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_ids_look_like_uuids() {
+        let id = new_user_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(
+            id.split('-').map(str::len).collect::<Vec<_>>(),
+            vec![8, 4, 4, 4, 12]
+        );
+        assert_ne!(id, new_user_id());
+    }
+}

@@ -1,0 +1,71 @@
+//! The JWT authorizer of API Gateway, as an extractor: a handler that takes [`SignedIn`] runs
+//! only for a request carrying a valid access token (signature against the key set, issuer,
+//! client id, `token_use`, expiry, and the `ecocityhub/api` scope); anything else is a 401.
+//! [`SignedIn::authorize`] then asks the Cedar policies about the action.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use ecocityhub_identity::{Action, Authorizer, Claims, Principal, Resource};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The scope every API access token must carry.
+pub const API_SCOPE: &str = "ecocityhub/api";
+
+/// A caller with a valid access token.
+pub struct SignedIn {
+    pub claims: Claims,
+    pub principal: Principal,
+}
+
+impl SignedIn {
+    pub fn user_id(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// A 403 unless the policies allow `action` on `resource`.
+    pub fn authorize(&self, app: &AppState, action: Action, resource: &Resource) -> ApiResult<()> {
+        if app
+            .identity()
+            .authorizer
+            .is_allowed(&self.principal, action, resource)
+        {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "you may not {action:?} here; ask an administrator if you need to"
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_string())
+            .ok_or_else(|| ApiError::unauthorized("sign in first: send `Authorization: Bearer <access token>` (POST /api/v1/auth/sign-in)"))?;
+        let claims = app
+            .identity()
+            .verify_access(app.store(), &token)
+            .await
+            .map_err(|e| ApiError::unauthorized(format!("{e}; sign in again")))?;
+        if !claims.has_scope(API_SCOPE) {
+            return Err(ApiError::Forbidden(format!(
+                "the token lacks the {API_SCOPE} scope"
+            )));
+        }
+        let principal = Principal::User {
+            id: claims.sub.clone(),
+            roles: Authorizer::roles_of(&claims.groups),
+        };
+        Ok(SignedIn { claims, principal })
+    }
+}
