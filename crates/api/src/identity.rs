@@ -32,6 +32,9 @@ pub struct IdentityConfig {
     /// Wrong guesses a code survives.
     pub max_code_attempts: i64,
     pub refresh_ttl: chrono::Duration,
+    /// How long the key set is used before it is read again from the store (a rotation by
+    /// `ecocityhub keys rotate` in another process takes effect within this time).
+    pub key_refresh: Duration,
 }
 
 impl Default for IdentityConfig {
@@ -44,6 +47,7 @@ impl Default for IdentityConfig {
             code_ttl: chrono::Duration::hours(24),
             max_code_attempts: 5,
             refresh_ttl: chrono::Duration::days(30),
+            key_refresh: Duration::from_secs(60),
         }
     }
 }
@@ -119,15 +123,17 @@ impl Identity {
         })
     }
 
-    pub async fn keys(&self) -> Arc<KeySet> {
-        self.keys.read().await.clone()
+    /// The key set in force, read again from the store when older than `key_refresh`.
+    pub async fn keys(&self, store: &dyn Store) -> ApiResult<Arc<KeySet>> {
+        self.reload_keys_if_older_than(store, self.config.key_refresh)
+            .await?;
+        Ok(self.keys.read().await.clone())
     }
 
-    /// Reloads the keys from the store, at most once a second.
-    async fn reload_keys(&self, store: &dyn Store) -> ApiResult<()> {
+    async fn reload_keys_if_older_than(&self, store: &dyn Store, age: Duration) -> ApiResult<()> {
         {
             let mut last = self.last_reload.lock().expect("not poisoned");
-            if last.elapsed() < Duration::from_secs(1) {
+            if last.elapsed() < age {
                 return Ok(());
             }
             *last = Instant::now();
@@ -137,7 +143,7 @@ impl Identity {
     }
 
     /// Issues an ID and an access token for a user.
-    pub async fn issue(&self, user: &User) -> ApiResult<(String, String)> {
+    pub async fn issue(&self, store: &dyn Store, user: &User) -> ApiResult<(String, String)> {
         let groups: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
         let subject = Subject {
             id: &user.id,
@@ -145,24 +151,32 @@ impl Identity {
             email_verified: user.confirmed,
             groups: &groups,
         };
-        let keys = self.keys().await;
+        let keys = self.keys(store).await?;
         tokens::issue(&self.config.tokens, &keys, &subject, Utc::now())
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
-    /// Verifies an access token; a token naming an unknown key triggers one reload first.
+    /// Verifies an access token; a token naming an unknown key triggers a reload first (at most
+    /// one a second, so made-up `kid`s cannot hammer the store).
     pub async fn verify_access(
         &self,
         store: &dyn Store,
         token: &str,
     ) -> Result<Claims, TokenError> {
-        let keys = self.keys().await;
+        let keys = self
+            .keys(store)
+            .await
+            .map_err(|e| TokenError::Key(e.to_string()))?;
         match tokens::verify(&self.config.tokens, &keys, token, TokenUse::Access) {
             Err(TokenError::UnknownKey) => {
-                if self.reload_keys(store).await.is_err() {
+                if self
+                    .reload_keys_if_older_than(store, Duration::from_secs(1))
+                    .await
+                    .is_err()
+                {
                     return Err(TokenError::UnknownKey);
                 }
-                let keys = self.keys().await;
+                let keys = self.keys.read().await.clone();
                 tokens::verify(&self.config.tokens, &keys, token, TokenUse::Access)
             }
             other => other,

@@ -55,6 +55,8 @@ async fn spawn_app(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Tes
         latest_ttl: std::time::Duration::from_millis(0),
         identity: ecocityhub_api::identity::IdentityConfig {
             attempts_per_ip_per_minute: 12,
+            // Read the keys on every use, so a rotation by another process shows at once.
+            key_refresh: std::time::Duration::ZERO,
             ..Default::default()
         },
         ..ApiConfig::default()
@@ -1190,6 +1192,49 @@ async fn only_admins_manage_users(app: TestApp) {
     problem(resp, StatusCode::UNAUTHORIZED).await;
 }
 
+async fn keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying(app: TestApp) {
+    use ecocityhub_identity::SigningKey;
+    app.sign_up_confirmed("eve@example.org").await;
+    let old = app.tokens("eve@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_kid = jwt_part(&old, 0)["kid"].as_str().unwrap().to_string();
+    // What `ecocityhub keys rotate` does, from another process.
+    let key = SigningKey::generate(Utc::now() + Duration::seconds(1));
+    app.store.insert_signing_key(&key).await.unwrap();
+    let new = app.tokens("eve@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(jwt_part(&new, 0)["kid"], key.kid);
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.get_as(&old, "/api/v1/me").await.status(),
+        StatusCode::OK,
+        "tokens outlive a rotation"
+    );
+    app.store
+        .retire_signing_key(&old_kid, Utc::now())
+        .await
+        .unwrap();
+    problem(
+        app.get_as(&old, "/api/v1/me").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        app.get_as(&new, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1230,4 +1275,5 @@ both_backends!(
     a_citizen_signs_up_confirms_signs_in_and_refreshes,
     sign_in_tells_no_one_who_has_an_account_and_locks_out_guessers,
     only_admins_manage_users,
+    keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying,
 );

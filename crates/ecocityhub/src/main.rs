@@ -10,6 +10,7 @@ mod demo;
 mod device;
 mod import;
 mod serve;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +65,20 @@ enum Command {
     Device {
         #[command(subcommand)]
         command: device::DeviceCommand,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Manage users of the built-in pool (the first admin comes from `user create`).
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Rotate and list the keys that sign tokens.
+    Keys {
+        #[command(subcommand)]
+        command: users::KeysCommand,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -207,6 +222,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Device { command, storage } => {
             let store = open_store(&storage, &file).await?;
             device::run(command, store.as_ref()).await
+        }
+        Command::User { command, storage } => {
+            let store = open_store(&storage, &file).await?;
+            users::run_user(command, store.as_ref()).await
+        }
+        Command::Keys { command, storage } => {
+            let store = open_store(&storage, &file).await?;
+            users::run_keys(command, store.as_ref()).await
         }
         Command::Bench(args) => bench::run(args).await,
     }

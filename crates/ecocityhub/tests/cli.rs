@@ -19,6 +19,10 @@ async fn every_command_has_help() {
         vec!["device", "list", "--help"],
         vec!["device", "revoke", "--help"],
         vec!["bench", "--help"],
+        vec!["user", "create", "--help"],
+        vec!["user", "list", "--help"],
+        vec!["keys", "rotate", "--help"],
+        vec!["keys", "list", "--help"],
     ] {
         let out = env.run(&args);
         assert!(out.status.success(), "{args:?}");
@@ -226,5 +230,130 @@ async fn a_first_serve_loads_the_demo_city() {
             .unwrap()
             .contains("not live"),
         "{station}"
+    );
+}
+
+/// Runs a command with `input` on its standard input.
+fn run_with_stdin(env: &Env, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = env
+        .cmd(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_server() {
+    let env = Env::sqlite().await;
+    let create = [
+        "user",
+        "create",
+        "--email",
+        "Root@Example.org",
+        "--role",
+        "admin",
+    ];
+    let weak = run_with_stdin(&env, &create, "password\n");
+    assert!(!weak.status.success());
+    assert!(stderr(&weak).contains("upper-case"), "{}", stderr(&weak));
+    let none = run_with_stdin(&env, &create, "");
+    assert!(!none.status.success());
+    assert!(
+        stderr(&none).contains("standard input"),
+        "{}",
+        stderr(&none)
+    );
+    let bad_role = run_with_stdin(
+        &env,
+        &[
+            "user",
+            "create",
+            "--email",
+            "x@example.org",
+            "--role",
+            "root",
+        ],
+        "Corr3ct-Horse\n",
+    );
+    assert!(stderr(&bad_role).contains("role"), "{}", stderr(&bad_role));
+    let ok = run_with_stdin(&env, &create, "Corr3ct-Horse\n");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("root@example.org\tadmin"),
+        "{}",
+        stdout(&ok)
+    );
+    let dup = run_with_stdin(&env, &create, "Corr3ct-Horse\n");
+    assert!(stderr(&dup).contains("exists already"), "{}", stderr(&dup));
+    assert!(stdout(&env.run(&["user", "list"])).contains("root@example.org\tadmin\tconfirmed"));
+
+    let server = common::Server::start(&env, &["--no-demo"]);
+    let client = reqwest::Client::new();
+    let sign_in = || async {
+        let resp = client
+            .post(server.url("/api/v1/auth/sign-in"))
+            .json(&serde_json::json!({"email": "root@example.org", "password": "Corr3ct-Horse"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let t: serde_json::Value = resp.json().await.unwrap();
+        t["access_token"].as_str().unwrap().to_string()
+    };
+    let before = sign_in().await;
+    let users = client
+        .get(server.url("/api/v1/admin/users"))
+        .bearer_auth(&before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status(), 200);
+
+    // Rotating in another process: tokens signed before keep working; the server signs with
+    // the new key once it reads the keys again (within a minute; see the API suite).
+    assert!(env.run(&["keys", "rotate"]).status.success());
+    let after = sign_in().await;
+    assert_eq!(
+        client
+            .get(server.url("/api/v1/me"))
+            .bearer_auth(&before)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(server.url("/api/v1/me"))
+            .bearer_auth(&after)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let keys = stdout(&env.run(&["keys", "list"]));
+    assert_eq!(
+        keys.lines().filter(|l| l.ends_with("active")).count(),
+        2,
+        "{keys}"
+    );
+    assert!(env.run(&["keys", "rotate"]).status.success());
+    let keys = stdout(&env.run(&["keys", "list"]));
+    assert_eq!(
+        keys.lines().filter(|l| l.contains("retired")).count(),
+        1,
+        "{keys}"
     );
 }

@@ -86,8 +86,8 @@ pub trait IdentityStore: Send + Sync {
 
     async fn signing_keys(&self) -> Result<Vec<SigningKey>>;
     async fn insert_signing_key(&self, key: &SigningKey) -> Result<()>;
-    /// Retires every key but `keep`; returns how many were retired.
-    async fn retire_signing_keys_except(&self, keep: &str, at: DateTime<Utc>) -> Result<u64>;
+    /// Retires a key (it neither signs nor verifies from then on); `false` if it was not active.
+    async fn retire_signing_key(&self, kid: &str, at: DateTime<Utc>) -> Result<bool>;
 
     async fn push_outbox(&self, message: &OutboxMessage) -> Result<()>;
     /// The messages to one recipient, oldest first.

@@ -273,16 +273,16 @@ impl IdentityStore for SqlStore {
         Ok(())
     }
 
-    async fn retire_signing_keys_except(&self, keep: &str, at: DateTime<Utc>) -> Result<u64> {
+    async fn retire_signing_key(&self, kid: &str, at: DateTime<Utc>) -> Result<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE kid <> $2 AND retired_at IS NULL",
+            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
         )
         .bind(at.timestamp())
-        .bind(keep)
+        .bind(kid)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn push_outbox(&self, m: &OutboxMessage) -> Result<()> {

@@ -126,7 +126,7 @@ fn policy(password: &str) -> ApiResult<()> {
 }
 
 /// A new random user id in UUID form, like Cognito's `sub`.
-fn new_user_id() -> String {
+pub fn new_user_id() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
     format!(
@@ -203,7 +203,7 @@ async fn tokens_for(
     user: &User,
     family: Option<(String, DateTime<Utc>)>,
 ) -> ApiResult<TokenSet> {
-    let (id_token, access_token) = app.identity().issue(user).await?;
+    let (id_token, access_token) = app.identity().issue(app.store(), user).await?;
     let refresh_token = secrets::token();
     let now = Utc::now();
     let (family, expires_at) =

@@ -5,12 +5,13 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// The public signing keys.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JWKS")))]
-pub async fn jwks(State(app): State<AppState>) -> Json<Value> {
-    Json(app.identity().keys().await.jwks().clone())
+pub async fn jwks(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(app.identity().keys(app.store()).await?.jwks().clone()))
 }
 
 /// OpenID provider metadata of the built-in pool (the parts it implements).
