@@ -15,9 +15,43 @@ use ecocityhub_identity::{
 };
 use ecocityhub_store::identity::{OutboxMessage, User};
 use ecocityhub_store::Store;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::DecodingKey;
 use tokio::sync::RwLock;
 
 use crate::error::{ApiError, ApiResult};
+
+/// A user pool whose tokens are accepted besides the built-in pool's: a Cognito user pool
+/// (`https://cognito-idp.REGION.amazonaws.com/POOL_ID`, RS256, its app client id), with its
+/// JWKS fetched, cached and fetched again when a token names an unknown key.
+#[derive(Debug, Clone)]
+pub struct TrustedIssuer {
+    pub tokens: TokenConfig,
+    pub jwks_url: String,
+    /// The least time between two fetches of the JWKS (made-up `kid`s must not hammer it).
+    pub refetch_after: Duration,
+}
+
+impl TrustedIssuer {
+    /// A Cognito user pool: RS256, keys at `{issuer}/.well-known/jwks.json`.
+    pub fn cognito(issuer: &str, client_id: &str) -> TrustedIssuer {
+        let issuer = issuer.trim_end_matches('/');
+        let mut tokens = TokenConfig::new(issuer, client_id);
+        tokens.algorithm = jsonwebtoken::Algorithm::RS256;
+        TrustedIssuer {
+            tokens,
+            jwks_url: format!("{issuer}/.well-known/jwks.json"),
+            refetch_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The cached keys of the trusted issuer.
+#[derive(Default)]
+struct RemoteKeys {
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
 
 /// Settings of the built-in user pool.
 #[derive(Debug, Clone)]
@@ -35,6 +69,8 @@ pub struct IdentityConfig {
     /// How long the key set is used before it is read again from the store (a rotation by
     /// `ecocityhub keys rotate` in another process takes effect within this time).
     pub key_refresh: Duration,
+    /// Another pool whose tokens are accepted (Cognito in AWS); `None`: only the built-in one.
+    pub trusted_issuer: Option<TrustedIssuer>,
 }
 
 impl Default for IdentityConfig {
@@ -48,6 +84,7 @@ impl Default for IdentityConfig {
             max_code_attempts: 5,
             refresh_ttl: chrono::Duration::days(30),
             key_refresh: Duration::from_secs(60),
+            trusted_issuer: None,
         }
     }
 }
@@ -93,6 +130,8 @@ pub struct Identity {
     pub authorizer: Authorizer,
     pub delivery: Arc<dyn CodeDelivery>,
     throttle: Mutex<Throttle>,
+    remote: RemoteKeys,
+    http: reqwest::Client,
 }
 
 /// Makes sure the store has a signing key and returns the key set.
@@ -120,6 +159,11 @@ impl Identity {
             authorizer: Authorizer::builtin(),
             delivery,
             throttle: Mutex::new(Throttle::default()),
+            remote: RemoteKeys::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
         })
     }
 
@@ -163,6 +207,11 @@ impl Identity {
         store: &dyn Store,
         token: &str,
     ) -> Result<Claims, TokenError> {
+        if let Some(trusted) = &self.config.trusted_issuer {
+            if tokens::unverified_issuer(token).as_deref() == Some(trusted.tokens.issuer.as_str()) {
+                return self.verify_trusted(trusted, token).await;
+            }
+        }
         let keys = self
             .keys(store)
             .await
@@ -181,6 +230,57 @@ impl Identity {
             }
             other => other,
         }
+    }
+
+    /// Verifies a token of the trusted issuer with its JWKS, fetched when a `kid` is unknown
+    /// (at most once every `refetch_after`).
+    async fn verify_trusted(
+        &self,
+        trusted: &TrustedIssuer,
+        token: &str,
+    ) -> Result<Claims, TokenError> {
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Malformed)?
+            .kid
+            .ok_or(TokenError::UnknownKey)?;
+        if !self.remote.keys.read().await.contains_key(&kid) {
+            let due = {
+                let mut last = self.remote.last_fetch.lock().expect("not poisoned");
+                let due = last.is_none_or(|t| t.elapsed() >= trusted.refetch_after);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            };
+            if due {
+                match self.fetch_jwks(&trusted.jwks_url).await {
+                    Ok(keys) => *self.remote.keys.write().await = keys,
+                    Err(e) => {
+                        tracing::warn!(url = %trusted.jwks_url, error = %e, "cannot fetch the trusted issuer's keys")
+                    }
+                }
+            }
+        }
+        let keys = self.remote.keys.read().await;
+        tokens::verify_with(&trusted.tokens, |k| keys.get(k), token, TokenUse::Access)
+    }
+
+    async fn fetch_jwks(&self, url: &str) -> Result<HashMap<String, DecodingKey>, String> {
+        let set: JwkSet = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(set
+            .keys
+            .iter()
+            .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
+            .collect())
     }
 
     /// Counts a sign-in attempt from `ip`; refuses it beyond the per-minute allowance.

@@ -35,6 +35,15 @@ fn station(id: &str, lat: f64, lon: f64) -> Station {
 }
 
 async fn spawn_app(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> TestApp {
+    spawn_app_with(store, dir, |_| {}).await
+}
+
+/// [`spawn_app`] with a change to the configuration.
+async fn spawn_app_with(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut ApiConfig),
+) -> TestApp {
     store.migrate().await.unwrap();
     store
         .upsert_station(&station("s1", 51.5, -0.15))
@@ -65,6 +74,7 @@ async fn spawn_app(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Tes
     let addr = listener.local_addr().unwrap();
     let mut config = config;
     config.identity.tokens.issuer = format!("http://{addr}");
+    tweak(&mut config);
     let app = router(AppState::open(store.clone(), config).await.unwrap());
     tokio::spawn(async move {
         axum::serve(
@@ -1277,3 +1287,149 @@ both_backends!(
     only_admins_manage_users,
     keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying,
 );
+
+/// A stand-in for a Cognito user pool: its own RSA key set, served as a JWKS on loopback, and
+/// access tokens shaped like Cognito's signed with it.
+#[tokio::test]
+async fn tokens_of_a_trusted_cognito_pool_are_accepted_by_the_same_authorizer() {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let rsa_key = |kid: &str| {
+        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let pem = private.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let jwk = json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+            "n": b64(&private.n().to_bytes_be()), "e": b64(&private.e().to_bytes_be())});
+        (EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(), jwk)
+    };
+    let (key1, jwk1) = rsa_key("cognito-key-1");
+    let published = Arc::new(std::sync::Mutex::new(vec![jwk1]));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (counter, keys) = (fetches.clone(), published.clone());
+    let pool = axum::Router::new().route(
+        "/eu-west-1_TEST/.well-known/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, SeqCst);
+            let body = json!({"keys": *keys.lock().unwrap()});
+            async move { axum::Json(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/eu-west-1_TEST", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, pool).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ecocityhub_store::connect(&testing::sqlite_url(dir.path()))
+        .await
+        .unwrap();
+    let mut trusted =
+        ecocityhub_api::identity::TrustedIssuer::cognito(&issuer, "cognito-app-client");
+    trusted.refetch_after = std::time::Duration::from_millis(300);
+    let app = spawn_app_with(Arc::new(store), Some(dir), |c| {
+        c.identity.trusted_issuer = Some(trusted)
+    })
+    .await;
+
+    let token = |key: &EncodingKey, kid: &str, groups: &[&str], client: &str, exp_in: i64| {
+        let now = Utc::now().timestamp();
+        let claims = json!({"sub": "cognito-user-1", "iss": issuer, "token_use": "access", "client_id": client,
+            "cognito:groups": groups, "scope": "openid ecocityhub/api", "auth_time": now, "iat": now,
+            "exp": now + exp_in, "jti": "j1", "username": "cognito-user-1", "event_id": "e1"});
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let users = "/api/v1/admin/users";
+    let admin = token(
+        &key1,
+        "cognito-key-1",
+        &["admin"],
+        "cognito-app-client",
+        300,
+    );
+    assert_eq!(app.get_as(&admin, users).await.status(), StatusCode::OK);
+    let citizen = token(
+        &key1,
+        "cognito-key-1",
+        &["citizen"],
+        "cognito-app-client",
+        300,
+    );
+    problem(app.get_as(&citizen, users).await, StatusCode::FORBIDDEN).await;
+    let other_client = token(&key1, "cognito-key-1", &["admin"], "another-client", 300);
+    problem(
+        app.get_as(&other_client, users).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let expired = token(
+        &key1,
+        "cognito-key-1",
+        &["admin"],
+        "cognito-app-client",
+        -300,
+    );
+    problem(app.get_as(&expired, users).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        fetches.load(SeqCst),
+        1,
+        "the JWKS is fetched once and cached"
+    );
+
+    // The pool rotates: a token with the new kid makes one fetch and is accepted.
+    let (key2, jwk2) = rsa_key("cognito-key-2");
+    published.lock().unwrap().push(jwk2);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let rotated = token(
+        &key2,
+        "cognito-key-2",
+        &["admin"],
+        "cognito-app-client",
+        300,
+    );
+    assert_eq!(app.get_as(&rotated, users).await.status(), StatusCode::OK);
+    assert_eq!(fetches.load(SeqCst), 2);
+    // Made-up kids within the interval do not reach the pool.
+    for i in 0..5 {
+        let forged = token(
+            &key2,
+            &format!("made-up-{i}"),
+            &["admin"],
+            "cognito-app-client",
+            300,
+        );
+        problem(app.get_as(&forged, users).await, StatusCode::UNAUTHORIZED).await;
+    }
+    assert!(fetches.load(SeqCst) <= 3, "{}", fetches.load(SeqCst));
+    // A token of the pool's issuer signed with a key it never published.
+    let (stranger, _) = rsa_key("cognito-key-1");
+    problem(
+        app.get_as(
+            &token(
+                &stranger,
+                "cognito-key-1",
+                &["admin"],
+                "cognito-app-client",
+                300,
+            ),
+            users,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // The built-in pool's tokens still work beside it.
+    app.sign_up_confirmed("local@example.org").await;
+    let local = app.tokens("local@example.org").await;
+    assert_eq!(
+        app.get_as(local["access_token"].as_str().unwrap(), "/api/v1/me")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

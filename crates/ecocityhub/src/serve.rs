@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use ecocityhub_api::identity::TrustedIssuer;
 use ecocityhub_api::{router, ApiConfig, AppState};
 
 use crate::config::FileConfig;
@@ -31,12 +32,26 @@ pub struct ServeArgs {
     /// Default: http://ADDRESS it listens on.
     #[arg(long, env = "ECOCITYHUB_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Also accept access tokens of this Cognito user pool
+    /// (https://cognito-idp.REGION.amazonaws.com/POOL_ID); needs --cognito-client-id.
+    #[arg(
+        long,
+        env = "ECOCITYHUB_COGNITO_ISSUER",
+        requires = "cognito_client_id"
+    )]
+    cognito_issuer: Option<String>,
+    /// The app client id the Cognito tokens must be issued to.
+    #[arg(long, env = "ECOCITYHUB_COGNITO_CLIENT_ID")]
+    cognito_client_id: Option<String>,
 }
 
 /// The API's settings for a service reachable at `public_url`.
-fn api_config(public_url: &str) -> ApiConfig {
+fn api_config(public_url: &str, args: &ServeArgs) -> ApiConfig {
     let mut config = ApiConfig::default();
     config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
+    if let (Some(issuer), Some(client)) = (&args.cognito_issuer, &args.cognito_client_id) {
+        config.identity.trusted_issuer = Some(TrustedIssuer::cognito(issuer, client));
+    }
     config
 }
 
@@ -56,13 +71,13 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
             .await
             .context("loading the demo data")?;
     }
-    let public_url = args.public_url.or_else(|| file.public_url.clone());
+    let public_url = args.public_url.clone().or_else(|| file.public_url.clone());
 
     if in_lambda() {
         let public_url = public_url.context(
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
-        let app = router(AppState::open(store.clone(), api_config(&public_url)).await?);
+        let app = router(AppState::open(store.clone(), api_config(&public_url, &args)).await?);
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -78,7 +93,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-    let app = router(AppState::open(store.clone(), api_config(&public_url)).await?);
+    let app = router(AppState::open(store.clone(), api_config(&public_url, &args)).await?);
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
     tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");

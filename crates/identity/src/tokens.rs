@@ -1,6 +1,6 @@
 //! ID and access tokens shaped like Cognito's, and their verification — the JWT authorizer's
 //! rules. Only ES256 is accepted, so `alg: none` and HS256-with-the-public-key forgeries fail
-//! before any signature check; `iss`, `token_use`, the audience (`aud` of ID tokens,
+//! before any signature check (a trusted Cognito pool is configured with RS256 instead); `iss`, `token_use`, the audience (`aud` of ID tokens,
 //! `client_id` of access tokens) and expiry (with a small leeway) are all checked.
 
 use std::collections::HashSet;
@@ -68,6 +68,8 @@ pub struct TokenConfig {
     pub id_ttl: chrono::Duration,
     /// Clock skew tolerated on `exp` (seconds).
     pub leeway_seconds: u64,
+    /// The one signing algorithm accepted: ES256 for the built-in pool, RS256 for Cognito.
+    pub algorithm: Algorithm,
 }
 
 impl TokenConfig {
@@ -78,6 +80,7 @@ impl TokenConfig {
             access_ttl: chrono::Duration::minutes(15),
             id_ttl: chrono::Duration::minutes(60),
             leeway_seconds: 30,
+            algorithm: Algorithm::ES256,
         }
     }
 }
@@ -87,7 +90,7 @@ impl TokenConfig {
 pub enum TokenError {
     #[error("the token is not a well-formed JWT")]
     Malformed,
-    #[error("the token's algorithm is not accepted (ES256 only)")]
+    #[error("the token's signing algorithm is not the one accepted")]
     Algorithm,
     #[error("the token was signed by an unknown key")]
     UnknownKey,
@@ -172,6 +175,15 @@ pub fn verify(
     verify_with(config, |kid| keys.verifying(kid), token, expected)
 }
 
+/// The issuer a token claims, read without verifying it: only to choose which verifier applies.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    Some(value.get("iss")?.as_str()?.to_string())
+}
+
 /// Verifies a token, finding its key by `kid` through `key_for` (the built-in key set, or a
 /// cached remote JWKS such as a Cognito user pool's).
 pub fn verify_with<'k>(
@@ -181,12 +193,12 @@ pub fn verify_with<'k>(
     expected: TokenUse,
 ) -> Result<Claims, TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-    if header.alg != Algorithm::ES256 {
+    if header.alg != config.algorithm {
         return Err(TokenError::Algorithm);
     }
     let kid = header.kid.ok_or(TokenError::UnknownKey)?;
     let key = key_for(&kid).ok_or(TokenError::UnknownKey)?;
-    let mut validation = Validation::new(Algorithm::ES256);
+    let mut validation = Validation::new(config.algorithm);
     validation.leeway = config.leeway_seconds;
     validation.validate_aud = false; // checked below, by token kind
     validation.set_issuer(&[&config.issuer]);
