@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Concurrent clients for latency measurements.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Only these parts (store, import, http, latency, startup); default all.
+    /// Only these parts (identity, store, import, http, latency, startup); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -58,6 +58,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut backends: Vec<(&str, Option<String>)> = vec![("sqlite", None)];
     if let Some(pg) = &args.postgres {
         backends.push(("postgres", Some(pg.clone())));
+    }
+    if wants(&args, "identity") {
+        identity_bench().await?;
     }
     for (name, server) in &backends {
         if wants(&args, "store") {
@@ -143,6 +146,121 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         println!("idle RSS after the load ({name}): {:.1} MB", rss_mb(pid)?);
         drop(child);
     }
+    Ok(())
+}
+
+/// JWT verification rate on one core, the authorizer's cost per request (token check through
+/// the API's identity layer, with its cache of verified tokens, plus the Cedar decision), and
+/// sign-in latency through HTTP (argon2id dominates it on purpose).
+async fn identity_bench() -> Result<()> {
+    use ecocityhub_api::identity::{Identity, IdentityConfig, OutboxDelivery};
+    use ecocityhub_identity::tokens::{self, Subject};
+    use ecocityhub_identity::{
+        password, Action, Authorizer, KeySet, Principal, Resource, Role, SigningKey, TokenConfig,
+        TokenUse,
+    };
+
+    let config = TokenConfig::new("http://127.0.0.1:8080", "ecocityhub-web");
+    let keys = KeySet::new(&[SigningKey::generate(Utc::now())])?;
+    let groups = vec!["citizen".to_string()];
+    let subject = Subject {
+        id: "u1",
+        email: "a@example.org",
+        email_verified: true,
+        groups: &groups,
+    };
+    let (_, access) = tokens::issue(&config, &keys, &subject, Utc::now())?;
+    let n = 5_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(tokens::verify(&config, &keys, &access, TokenUse::Access)?);
+    }
+    println!(
+        "JWT (ES256) signature verifications: {:.0} per second on one core",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+
+    let mut hashes = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        password::hash("Corr3ct-Horse");
+        hashes.push(t.elapsed());
+    }
+    hashes.sort();
+    println!(
+        "argon2id (19 MiB, 4 passes) hash: median {:.0} ms",
+        hashes[4].as_secs_f64() * 1000.0
+    );
+
+    let dir = tempfile::tempdir()?;
+    let store = open(&ecocityhub_store::testing::sqlite_url(dir.path())).await?;
+    let user = ecocityhub_store::identity::User {
+        id: "bench-user".into(),
+        email: "bench@example.org".into(),
+        password_hash: password::hash("Corr3ct-Horse"),
+        roles: vec![Role::Citizen],
+        confirmed: true,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: Utc::now(),
+    };
+    store.insert_user(&user).await?;
+    let identity = Identity::open(
+        store.as_ref(),
+        IdentityConfig::default(),
+        Arc::new(OutboxDelivery {
+            store: store.clone(),
+        }),
+    )
+    .await?;
+    let (_, access) = identity.issue(store.as_ref(), &user).await?;
+    let authorizer = Authorizer::builtin();
+    let mut times = Vec::with_capacity(50_000);
+    for _ in 0..50_000 {
+        let t = Instant::now();
+        let claims = identity.verify_access(store.as_ref(), &access).await?;
+        let principal = Principal::User {
+            id: claims.sub.clone(),
+            roles: Authorizer::roles_of(&claims.groups),
+        };
+        std::hint::black_box(authorizer.is_allowed(
+            &principal,
+            Action::ReadAccount,
+            &Resource::User(claims.sub),
+        ));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let us = |p: f64| {
+        times[((times.len() as f64 * p) as usize).min(times.len() - 1)].as_secs_f64() * 1e6
+    };
+    println!("authorizer per request (token check + Cedar decision, same token): p50 {:.0} µs, p99 {:.0} µs", us(0.5), us(0.99));
+    drop((identity, store));
+
+    // Sign-in through HTTP against a server process.
+    let (child, base, _) = spawn_server(dir.path(), None).await?;
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..25 {
+        let t = Instant::now();
+        client
+            .post(format!("{base}/api/v1/auth/sign-in"))
+            .json(&serde_json::json!({"email": "bench@example.org", "password": "Corr3ct-Horse"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let ms = |p: f64| {
+        times[((times.len() as f64 * p) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0
+    };
+    println!(
+        "sign-in through HTTP (one client, 25 times): p50 {:.0} ms, p99 {:.0} ms",
+        ms(0.5),
+        ms(0.99)
+    );
+    drop(child);
     Ok(())
 }
 
