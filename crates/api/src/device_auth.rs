@@ -1,36 +1,17 @@
-//! Device API keys: how a station's sensor proves who it is when it sends readings.
-//!
-//! A key looks like `ech_<prefix>_<secret>`: the 12-character prefix is public and finds the
-//! stored key; the 40-character secret is kept only as a SHA-256 hash (a random 160-bit secret
-//! needs no slow hash) and compared in constant time. A key belongs to one station. Clients
-//! send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
+//! The device authorizer: a station's sensor sends its API key (see
+//! [`ecocityhub_identity::device_keys`] for the format) as `Authorization: Bearer <key>` or
+//! `X-Api-Key: <key>`; this finds the stored key, checks it is live and records its use.
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Duration, Utc};
 use ecocityhub_domain::StationId;
+use ecocityhub_identity::device_keys;
 use ecocityhub_store::{DeviceKey, Store};
-use rand::Rng;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ApiResult};
 
-const KEY_PREFIX: &str = "ech_";
-const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
 /// How often the last-used time of a key is written (not on every request).
 const TOUCH_EVERY: Duration = Duration::seconds(60);
-
-fn random_string(len: usize) -> String {
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
 
 /// A new key for `station`: the plain key to show once, and the record to store.
 pub fn generate(
@@ -38,19 +19,17 @@ pub fn generate(
     label: Option<String>,
     now: DateTime<Utc>,
 ) -> (String, DeviceKey) {
-    let prefix = random_string(12);
-    let secret = random_string(40);
-    let plain = format!("{KEY_PREFIX}{prefix}_{secret}");
+    let key = device_keys::generate();
     let record = DeviceKey {
-        prefix,
+        prefix: key.prefix,
         station: station.clone(),
-        secret_hash: hash_secret(&secret),
+        secret_hash: key.secret_hash,
         label,
         created_at: now,
         last_used_at: None,
         revoked_at: None,
     };
-    (plain, record)
+    (key.plain, record)
 }
 
 /// The key a request carries, if any.
@@ -82,14 +61,9 @@ pub async fn authenticate(
     };
     let invalid =
         || ApiError::unauthorized("the API key is not valid (unknown, malformed or revoked)");
-    let rest = key.strip_prefix(KEY_PREFIX).ok_or_else(invalid)?;
-    let (prefix, secret) = rest.split_once('_').ok_or_else(invalid)?;
+    let (prefix, secret) = device_keys::parse(&key).ok_or_else(invalid)?;
     let stored = store.device_key(prefix).await?.ok_or_else(invalid)?;
-    let matches: bool = hash_secret(secret)
-        .as_bytes()
-        .ct_eq(stored.secret_hash.as_bytes())
-        .into();
-    if !matches || stored.revoked_at.is_some() {
+    if !device_keys::secret_matches(secret, &stored.secret_hash) || stored.revoked_at.is_some() {
         return Err(invalid());
     }
     if stored.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY) {
@@ -104,16 +78,13 @@ mod tests {
     use axum::http::HeaderValue;
 
     #[test]
-    fn generated_keys_have_the_documented_shape_and_hash() {
+    fn a_generated_record_belongs_to_its_station_and_matches_its_key() {
         let st = StationId::parse("s1").unwrap();
-        let (plain, record) = generate(&st, None, Utc::now());
-        assert!(plain.starts_with("ech_"));
-        assert_eq!(plain.len(), 4 + 12 + 1 + 40);
-        let secret = plain.rsplit('_').next().unwrap();
-        assert_eq!(record.secret_hash, hash_secret(secret));
-        assert!(!record.secret_hash.contains(secret));
-        let (other, _) = generate(&st, None, Utc::now());
-        assert_ne!(plain, other);
+        let (plain, record) = generate(&st, Some("roof".into()), Utc::now());
+        let (prefix, secret) = device_keys::parse(&plain).unwrap();
+        assert_eq!(record.prefix, prefix);
+        assert_eq!(record.station, st);
+        assert!(device_keys::secret_matches(secret, &record.secret_hash));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`tokens`]: ID and access tokens shaped like Cognito's, issued and verified.
 //! - [`policy`]: Cedar policies deciding every action (`policies/*.cedar`).
 //! - [`secrets`]: random codes and opaque tokens, kept only as hashes.
+//! - [`device_keys`]: stations' API keys (prefix + hashed secret).
 
+pub mod device_keys;
 pub mod keys;
 pub mod password;
 pub mod policy;
