@@ -72,6 +72,10 @@ pub struct IdentityConfig {
     /// How long the key set is used before it is read again from the store (a rotation by
     /// `ecocityhub keys rotate` in another process takes effect within this time).
     pub key_refresh: Duration,
+    /// Where the OIDC code flow may send a user back with a code (exact match); loopback
+    /// addresses (`http://127.0.0.1:PORT/…`, `http://localhost:PORT/…`) are always allowed,
+    /// as RFC 8252 asks for native apps.
+    pub redirect_uris: Vec<String>,
     /// Another pool whose tokens are accepted (Cognito in AWS); `None`: only the built-in one.
     pub trusted_issuer: Option<TrustedIssuer>,
 }
@@ -87,6 +91,7 @@ impl Default for IdentityConfig {
             max_code_attempts: 5,
             refresh_ttl: chrono::Duration::days(30),
             key_refresh: Duration::from_secs(60),
+            redirect_uris: Vec::new(),
             trusted_issuer: None,
         }
     }
@@ -195,14 +200,20 @@ impl Identity {
         Ok(())
     }
 
-    /// Issues an ID and an access token for a user.
-    pub async fn issue(&self, store: &dyn Store, user: &User) -> ApiResult<(String, String)> {
+    /// Issues an ID and an access token for a user (`nonce`: the OIDC client's, for the ID token).
+    pub async fn issue(
+        &self,
+        store: &dyn Store,
+        user: &User,
+        nonce: Option<&str>,
+    ) -> ApiResult<(String, String)> {
         let groups: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
         let subject = Subject {
             id: &user.id,
             email: &user.email,
             email_verified: user.confirmed,
             groups: &groups,
+            nonce,
         };
         let keys = self.keys(store).await?;
         tokens::issue(&self.config.tokens, &keys, &subject, Utc::now())

@@ -51,6 +51,11 @@ pub fn router(state: AppState) -> Router {
             "/.well-known/openid-configuration",
             get(routes::well_known::openid_configuration),
         )
+        .route(
+            "/oauth2/authorize",
+            get(routes::oauth::authorize_form).post(routes::oauth::authorize_submit),
+        )
+        .route("/oauth2/token", post(routes::oauth::token))
         .route("/api/v1/auth/sign-up", post(routes::auth::sign_up))
         .route("/api/v1/auth/confirm", post(routes::auth::confirm))
         .route("/api/v1/auth/resend-code", post(routes::auth::resend_code))

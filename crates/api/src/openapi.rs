@@ -34,6 +34,8 @@ use crate::routes;
         routes::auth::delete_me,
         routes::admin::list_users,
         routes::admin::update_user,
+        routes::oauth::authorize_form,
+        routes::oauth::token,
         routes::well_known::jwks,
         routes::well_known::openid_configuration,
     ),

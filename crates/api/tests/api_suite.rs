@@ -1245,6 +1245,180 @@ async fn keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying(app: T
     );
 }
 
+async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
+    use base64::Engine;
+    use sha2::Digest;
+    app.sign_up_confirmed("fay@example.org").await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let verifier = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk-extra-entropy-here";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let callback = "http://127.0.0.1:9999/callback";
+    let params = [
+        ("response_type", "code"),
+        ("client_id", "ecocityhub-web"),
+        ("redirect_uri", callback),
+        ("scope", "openid email"),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let authorize = app.url("/oauth2/authorize");
+    // The form, and its refusals: an unregistered redirect is shown, never followed.
+    let page = browser.get(&authorize).query(&params).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("name=\"code_challenge\""));
+    let mut evil = params.to_vec();
+    evil[2] = ("redirect_uri", "https://evil.example/steal");
+    problem(
+        browser.get(&authorize).query(&evil).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let mut no_pkce = params.to_vec();
+    no_pkce.retain(|(k, _)| !k.starts_with("code_challenge"));
+    let back = browser
+        .get(&authorize)
+        .query(&no_pkce)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let location = back.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(callback)
+            && location.contains("error=invalid_request")
+            && location.contains("state=st-123"),
+        "{location}"
+    );
+
+    // Wrong password: the form again, with the same message as the API's.
+    let mut form: Vec<(&str, &str)> = params.to_vec();
+    form.push(("email", "fay@example.org"));
+    form.push(("password", "Wr0ng-password"));
+    let wrong = browser.post(&authorize).form(&form).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("incorrect e-mail address or password"));
+    form.pop();
+    form.push(("password", PASSWORD));
+    let ok = browser.post(&authorize).form(&form).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let location = ok.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("{callback}?code=")) && location.ends_with("&state=st-123"),
+        "{location}"
+    );
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let token = app.url("/oauth2/token");
+    let exchange = |code: String, verifier: &'static str| {
+        browser
+            .post(&token)
+            .form(&[
+                ("grant_type", "authorization_code".to_string()),
+                ("code", code),
+                ("redirect_uri", callback.to_string()),
+                ("client_id", "ecocityhub-web".to_string()),
+                ("code_verifier", verifier.to_string()),
+            ])
+            .send()
+    };
+    let bad = exchange(
+        code.clone(),
+        "not-the-verifier-not-the-verifier-not-the-verifier",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    // A failed exchange used the code up: a stolen code with a guessed verifier is worth nothing.
+    let reused = exchange(code, verifier).await.unwrap();
+    assert_eq!(
+        reused.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+
+    let ok = browser.post(&authorize).form(&form).send().await.unwrap();
+    let location = ok.headers()["location"].to_str().unwrap().to_string();
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let tokens: Value = exchange(code, verifier)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwt_part(tokens["id_token"].as_str().unwrap(), 1)["nonce"],
+        "n-456"
+    );
+    assert_eq!(
+        app.get_as(tokens["access_token"].as_str().unwrap(), "/api/v1/me")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let refreshed = browser
+        .post(&token)
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let unsupported = browser
+        .post(&token)
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unsupported.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["token_endpoint"],
+        format!("http://{}/oauth2/token", app.addr)
+    );
+    assert_eq!(
+        discovery["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1286,6 +1460,7 @@ both_backends!(
     sign_in_tells_no_one_who_has_an_account_and_locks_out_guessers,
     only_admins_manage_users,
     keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying,
+    a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce,
 );
 
 /// A stand-in for a Cognito user pool: its own RSA key set, served as a JWKS on loopback, and

@@ -168,6 +168,7 @@ async fn identity_bench() -> Result<()> {
         email: "a@example.org",
         email_verified: true,
         groups: &groups,
+        nonce: None,
     };
     let (_, access) = tokens::issue(&config, &keys, &subject, Utc::now())?;
     let n = 5_000;
@@ -213,7 +214,7 @@ async fn identity_bench() -> Result<()> {
         }),
     )
     .await?;
-    let (_, access) = identity.issue(store.as_ref(), &user).await?;
+    let (_, access) = identity.issue(store.as_ref(), &user, None).await?;
     let authorizer = Authorizer::builtin();
     let mut times = Vec::with_capacity(50_000);
     for _ in 0..50_000 {

@@ -48,6 +48,9 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The client's nonce from the authorization request (ID tokens of the code flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl Claims {
@@ -121,6 +124,8 @@ pub struct Subject<'a> {
     pub email: &'a str,
     pub email_verified: bool,
     pub groups: &'a [String],
+    /// Echoed in the ID token (OIDC code flow).
+    pub nonce: Option<&'a str>,
 }
 
 /// Issues an ID token and an access token for `subject`.
@@ -147,6 +152,7 @@ pub fn issue(
         iat: now.timestamp(),
         exp: (now + config.id_ttl).timestamp(),
         jti: crate::secrets::token(),
+        nonce: subject.nonce.map(str::to_string),
     };
     let access = Claims {
         token_use: TokenUse::Access,
@@ -157,6 +163,7 @@ pub fn issue(
         email_verified: None,
         exp: (now + config.access_ttl).timestamp(),
         jti: crate::secrets::token(),
+        nonce: None,
         ..base.clone()
     };
     let sign = |c: &Claims| {
@@ -252,6 +259,7 @@ mod tests {
             email: "a@example.org",
             email_verified: true,
             groups: GROUPS.get_or_init(|| vec!["admin".into()]),
+            nonce: Some("n-0S6_WzA2Mj"),
         }
     }
 

@@ -58,6 +58,19 @@ pub struct OutboxMessage {
     pub created_at: DateTime<Utc>,
 }
 
+/// An authorization code of the OIDC code flow, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// BASE64URL(SHA-256(code_verifier)) (PKCE S256).
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub user_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
     /// Adds a user; `false` when the e-mail is taken.
@@ -88,6 +101,10 @@ pub trait IdentityStore: Send + Sync {
     async fn insert_signing_key(&self, key: &SigningKey) -> Result<()>;
     /// Retires a key (it neither signs nor verifies from then on); `false` if it was not active.
     async fn retire_signing_key(&self, kid: &str, at: DateTime<Utc>) -> Result<bool>;
+
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<()>;
+    /// Removes and returns the code: a code is good for one exchange only.
+    async fn take_auth_code(&self, code_hash: &str) -> Result<Option<AuthCode>>;
 
     async fn push_outbox(&self, message: &OutboxMessage) -> Result<()>;
     /// The messages to one recipient, oldest first.

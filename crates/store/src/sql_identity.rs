@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::identity::{
-    IdentityStore, OutboxMessage, RefreshToken, SigningKey, User, VerificationCode,
+    AuthCode, IdentityStore, OutboxMessage, RefreshToken, SigningKey, User, VerificationCode,
 };
 use crate::sql::{opt_time, time};
 use crate::{Result, SqlStore, StoreError};
@@ -283,6 +283,47 @@ impl IdentityStore for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_auth_code(&self, c: &AuthCode) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.code_hash)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.code_challenge)
+        .bind(c.nonce.as_deref())
+        .bind(&c.user_id)
+        .bind(c.expires_at.timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_auth_code(&self, code_hash: &str) -> Result<Option<AuthCode>> {
+        let _turn = self.write_turn().await;
+        let row = sqlx::query(
+            "DELETE FROM oauth_codes WHERE code_hash = $1 \
+             RETURNING code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, expires_at",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(AuthCode {
+                code_hash: r.try_get("code_hash")?,
+                client_id: r.try_get("client_id")?,
+                redirect_uri: r.try_get("redirect_uri")?,
+                code_challenge: r.try_get("code_challenge")?,
+                nonce: r.try_get("nonce")?,
+                user_id: r.try_get("user_id")?,
+                expires_at: time(r.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
     }
 
     async fn push_outbox(&self, m: &OutboxMessage) -> Result<()> {

@@ -198,12 +198,15 @@ async fn check_code(app: &AppState, email: &str, purpose: &str, code: &str) -> A
     Ok(())
 }
 
-async fn tokens_for(
+/// Tokens and a new refresh token (a new family, or the next of `family`); `nonce` goes into
+/// the ID token (OIDC code flow).
+pub(crate) async fn tokens_for(
     app: &AppState,
     user: &User,
     family: Option<(String, DateTime<Utc>)>,
+    nonce: Option<&str>,
 ) -> ApiResult<TokenSet> {
-    let (id_token, access_token) = app.identity().issue(app.store(), user).await?;
+    let (id_token, access_token) = app.identity().issue(app.store(), user, nonce).await?;
     let refresh_token = secrets::token();
     let now = Utc::now();
     let (family, expires_at) =
@@ -313,8 +316,20 @@ pub async fn sign_in(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<Json<TokenSet>> {
+    let user = check_credentials(&app, ip, &req.email, req.password).await?;
+    Ok(Json(tokens_for(&app, &user, None, None).await?))
+}
+
+/// The account these credentials open, with the throttle, the lock-out and the same answer
+/// for an unknown address as for a wrong password; shared by sign-in and the OIDC form.
+pub(crate) async fn check_credentials(
+    app: &AppState,
+    ip: Option<std::net::IpAddr>,
+    email: &str,
+    password: String,
+) -> ApiResult<User> {
     app.identity().throttle(ip)?;
-    let email = normalize_email(&req.email)?;
+    let email = normalize_email(email)?;
     let wrong = || ApiError::unauthorized("incorrect e-mail address or password");
     let user = app.store().user_by_email(&email).await?;
     let now = Utc::now();
@@ -328,7 +343,7 @@ pub async fn sign_in(
             until.format("%H:%M UTC")
         )));
     }
-    let ok = verify_password(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(mut user) = user else {
         return Err(wrong());
     };
@@ -351,7 +366,7 @@ pub async fn sign_in(
         user.locked_until = None;
         app.store().update_user(&user).await?;
     }
-    Ok(Json(tokens_for(&app, &user, None).await?))
+    Ok(user)
 }
 
 /// Exchanges a refresh token for new tokens. Each refresh token works once: a second use means
@@ -362,8 +377,16 @@ pub async fn refresh(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenSet>> {
+    Ok(Json(rotate_refresh_token(&app, &req.refresh_token).await?))
+}
+
+/// New tokens for a refresh token, which is used up; a second use ends the whole sign-in.
+pub(crate) async fn rotate_refresh_token(
+    app: &AppState,
+    refresh_token: &str,
+) -> ApiResult<TokenSet> {
     let invalid = || ApiError::unauthorized("the refresh token is not valid; sign in again");
-    let hash = secrets::digest(req.refresh_token.trim());
+    let hash = secrets::digest(refresh_token.trim());
     let Some(stored) = app.store().refresh_token(&hash).await? else {
         return Err(invalid());
     };
@@ -382,9 +405,7 @@ pub async fn refresh(
     let Some(user) = app.store().user(&stored.user_id).await? else {
         return Err(invalid());
     };
-    Ok(Json(
-        tokens_for(&app, &user, Some((stored.family, stored.expires_at))).await?,
-    ))
+    tokens_for(app, &user, Some((stored.family, stored.expires_at)), None).await
 }
 
 /// Ends a sign-in: its refresh token and every rotation of it stop working.

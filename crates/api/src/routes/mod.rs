@@ -5,6 +5,7 @@ pub mod auth;
 pub mod health;
 pub mod ingest;
 pub mod latest;
+pub mod oauth;
 pub mod readings;
 pub mod stations;
 pub mod well_known;

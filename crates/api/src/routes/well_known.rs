@@ -14,7 +14,7 @@ pub async fn jwks(State(app): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(app.identity().keys(app.store()).await?.jwks().clone()))
 }
 
-/// OpenID provider metadata of the built-in pool (the parts it implements).
+/// OpenID provider metadata of the built-in pool.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "auth", responses((status = 200, description = "OpenID provider metadata")))]
 pub async fn openid_configuration(State(app): State<AppState>) -> Json<Value> {
     let issuer = app
@@ -27,6 +27,10 @@ pub async fn openid_configuration(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "subject_types_supported": ["public"],
         "response_types_supported": ["code"],
