@@ -76,6 +76,8 @@ pub struct IdentityConfig {
     /// addresses (`http://127.0.0.1:PORT/…`, `http://localhost:PORT/…`) are always allowed,
     /// as RFC 8252 asks for native apps.
     pub redirect_uris: Vec<String>,
+    /// Cedar policies replacing the shipped `policies/ecocityhub.cedar`.
+    pub policies: Option<String>,
     /// Another pool whose tokens are accepted (Cognito in AWS); `None`: only the built-in one.
     pub trusted_issuer: Option<TrustedIssuer>,
 }
@@ -92,6 +94,7 @@ impl Default for IdentityConfig {
             refresh_ttl: chrono::Duration::days(30),
             key_refresh: Duration::from_secs(60),
             redirect_uris: Vec::new(),
+            policies: None,
             trusted_issuer: None,
         }
     }
@@ -164,11 +167,17 @@ impl Identity {
         config: IdentityConfig,
         delivery: Arc<dyn CodeDelivery>,
     ) -> ApiResult<Identity> {
+        let authorizer = match &config.policies {
+            Some(text) => {
+                Authorizer::from_cedar(text).map_err(|e| ApiError::Unavailable(e.to_string()))?
+            }
+            None => Authorizer::builtin(),
+        };
         Ok(Identity {
             config,
             keys: RwLock::new(Arc::new(load_keys(store).await?)),
             last_reload: Mutex::new(Instant::now()),
-            authorizer: Authorizer::builtin(),
+            authorizer,
             delivery,
             throttle: Mutex::new(Throttle::default()),
             remote: RemoteKeys::default(),

@@ -43,16 +43,24 @@ pub struct ServeArgs {
     /// The app client id the Cognito tokens must be issued to.
     #[arg(long, env = "ECOCITYHUB_COGNITO_CLIENT_ID")]
     cognito_client_id: Option<String>,
+    /// Cedar policies to use instead of the shipped ones (crates/identity/policies/ecocityhub.cedar).
+    #[arg(long, env = "ECOCITYHUB_POLICIES")]
+    policies: Option<std::path::PathBuf>,
 }
 
 /// The API's settings for a service reachable at `public_url`.
-fn api_config(public_url: &str, args: &ServeArgs) -> ApiConfig {
+fn api_config(public_url: &str, args: &ServeArgs) -> Result<ApiConfig> {
     let mut config = ApiConfig::default();
+    if let Some(path) = &args.policies {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the policies {}", path.display()))?;
+        config.identity.policies = Some(text);
+    }
     config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
     if let (Some(issuer), Some(client)) = (&args.cognito_issuer, &args.cognito_client_id) {
         config.identity.trusted_issuer = Some(TrustedIssuer::cognito(issuer, client));
     }
-    config
+    Ok(config)
 }
 
 /// Is this process running under the AWS Lambda runtime?
@@ -77,7 +85,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         let public_url = public_url.context(
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
-        let app = router(AppState::open(store.clone(), api_config(&public_url, &args)).await?);
+        let app = router(AppState::open(store.clone(), api_config(&public_url, &args)?).await?);
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -93,7 +101,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-    let app = router(AppState::open(store.clone(), api_config(&public_url, &args)).await?);
+    let app = router(AppState::open(store.clone(), api_config(&public_url, &args)?).await?);
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
     tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");

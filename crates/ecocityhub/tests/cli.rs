@@ -357,3 +357,50 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
         "{keys}"
     );
 }
+
+#[tokio::test]
+async fn policies_from_a_file_replace_the_shipped_ones() {
+    let env = Env::sqlite().await;
+    for (email, role) in [
+        ("root@example.org", "admin"),
+        ("cit@example.org", "citizen"),
+    ] {
+        let out = run_with_stdin(
+            &env,
+            &["user", "create", "--email", email, "--role", role],
+            "Corr3ct-Horse\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Only admins may do anything: citizens lose even their own account.
+    let policies = env.file(
+        "strict.cedar",
+        "permit (principal in Group::\"admin\", action, resource);\n",
+    );
+    let server = common::Server::start(
+        &env,
+        &["--no-demo", "--policies", policies.to_str().unwrap()],
+    );
+    let client = reqwest::Client::new();
+    let token = |email: &'static str| {
+        let client = client.clone();
+        let url = server.url("/api/v1/auth/sign-in");
+        async move {
+            let t: serde_json::Value = client
+                .post(url)
+                .json(&serde_json::json!({"email": email, "password": "Corr3ct-Horse"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            t["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let citizen = token("cit@example.org").await;
+    let root = token("root@example.org").await;
+    let me = |t: String| client.get(server.url("/api/v1/me")).bearer_auth(t).send();
+    assert_eq!(me(citizen).await.unwrap().status(), 403);
+    assert_eq!(me(root).await.unwrap().status(), 200);
+}
