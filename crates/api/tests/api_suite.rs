@@ -535,48 +535,22 @@ async fn history_pages_through_raw_readings(app: TestApp) {
     assert_eq!(pages, 3);
     assert_eq!(seen, (0..250).map(|i| i as f64).collect::<Vec<_>>());
 
-    problem(
-        app.get("/api/v1/stations/s1/readings").await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/stations/s1/readings?parameter=pm10&limit=0")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/stations/s1/readings?parameter=pm10&limit=100000")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/stations/s1/readings?parameter=pm10&cursor=garbage")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    problem(app.get("/api/v1/stations/s1/readings?parameter=pm10&from=2024-03-02T00:00:00Z&to=2024-03-01T00:00:00Z").await, StatusCode::BAD_REQUEST).await;
-    problem(
-        app.get("/api/v1/stations/s1/readings?parameter=pm10&from=last+week")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/stations/s1/readings?parameter=pm10&interval=5m")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/stations/s1/readings?parameter=pm10&agg=max")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let base = "/api/v1/stations/s1/readings";
+    for (query, status) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("?parameter=pm10&limit=0", StatusCode::BAD_REQUEST),
+        ("?parameter=pm10&limit=100000", StatusCode::BAD_REQUEST),
+        ("?parameter=pm10&cursor=garbage", StatusCode::BAD_REQUEST),
+        (
+            "?parameter=pm10&from=2024-03-02T00:00:00Z&to=2024-03-01T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("?parameter=pm10&from=last+week", StatusCode::BAD_REQUEST),
+        ("?parameter=pm10&interval=5m", StatusCode::BAD_REQUEST),
+        ("?parameter=pm10&agg=max", StatusCode::BAD_REQUEST),
+    ] {
+        problem(app.get(&format!("{base}{query}")).await, status).await;
+    }
     problem(
         app.get("/api/v1/stations/ghost/readings?parameter=pm10")
             .await,

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Subcommand;
 use ecocityhub_api::routes::auth::{new_user_id, normalize_email};
+use ecocityhub_identity::policy::roles_text;
 use ecocityhub_identity::{password, Role, SigningKey};
 use ecocityhub_store::identity::User;
 use ecocityhub_store::Store;
@@ -125,12 +126,4 @@ pub async fn run_keys(command: KeysCommand, store: &dyn Store) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn roles_text(roles: &[Role]) -> String {
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
 }

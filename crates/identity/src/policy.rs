@@ -36,6 +36,15 @@ impl Role {
     }
 }
 
+/// Roles as the store and the CLI write them: `citizen,operator`.
+pub fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

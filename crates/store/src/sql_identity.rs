@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ecocityhub_identity::Role;
+use ecocityhub_identity::policy::roles_text;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -16,14 +16,6 @@ const USER_COLUMNS: &str =
     "id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at";
 const REFRESH_COLUMNS: &str =
     "token_hash, family, user_id, expires_at, used_at, revoked_at, created_at";
-
-fn roles_text(roles: &[Role]) -> String {
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
     let roles: String = row.try_get("roles")?;
