@@ -70,6 +70,16 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/auth/reset-password",
             post(routes::auth::reset_password),
         )
+        .merge(signed_in_routes(state.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The routes that need a signed-in user, behind the JWT authorizer layer.
+fn signed_in_routes(state: AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/api/v1/auth/change-password",
             post(routes::auth::change_password),
@@ -83,10 +93,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/admin/users/{id}",
             patch(routes::admin::update_user),
         )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            signed_in::require_access_token,
+        ))
 }
 
 async fn not_found(uri: Uri) -> ApiError {

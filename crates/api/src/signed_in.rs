@@ -1,10 +1,13 @@
-//! The JWT authorizer of API Gateway, as an extractor: a handler that takes [`SignedIn`] runs
-//! only for a request carrying a valid access token (signature against the key set, issuer,
-//! client id, `token_use`, expiry, and the `ecocityhub/api` scope); anything else is a 401.
-//! [`SignedIn::authorize`] then asks the Cedar policies about the action.
+//! The JWT authorizer of API Gateway: [`require_access_token`] is a layer on the routes that
+//! need a user, so that a request without a valid access token (signature against the key set,
+//! issuer, client id, `token_use`, expiry, the `ecocityhub/api` scope) is answered 401 before
+//! any handler runs; handlers take the verified caller as [`SignedIn`] and ask the Cedar
+//! policies about their action with [`SignedIn::authorize`].
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
 use ecocityhub_identity::{Action, Authorizer, Claims, Principal, Resource};
 
 use crate::error::{ApiError, ApiResult};
@@ -14,6 +17,7 @@ use crate::state::AppState;
 pub const API_SCOPE: &str = "ecocityhub/api";
 
 /// A caller with a valid access token.
+#[derive(Clone)]
 pub struct SignedIn {
     pub claims: Claims,
     pub principal: Principal,
@@ -44,6 +48,10 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        // Verified already by the layer in front of the route.
+        if let Some(signed_in) = parts.extensions.get::<SignedIn>() {
+            return Ok(signed_in.clone());
+        }
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -68,4 +76,16 @@ impl FromRequestParts<AppState> for SignedIn {
         };
         Ok(SignedIn { claims, principal })
     }
+}
+
+/// The authorizer layer: verifies the access token and hands the caller to the handler.
+pub async fn require_access_token(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let signed_in = SignedIn::from_request_parts(&mut parts, &app).await?;
+    parts.extensions.insert(signed_in);
+    Ok(next.run(Request::from_parts(parts, body)).await)
 }

@@ -1164,6 +1164,16 @@ async fn only_admins_manage_users(app: TestApp) {
         1,
     );
     assert_eq!(claims["cognito:groups"], json!(["citizen", "operator"]));
+    // The authorizer layer answers before the handler reads anything.
+    let unsigned = app
+        .client
+        .patch(app.url("/api/v1/admin/users/x"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    problem(unsigned, StatusCode::UNAUTHORIZED).await;
     // Users are not devices: no token writes readings.
     let resp = app
         .client
