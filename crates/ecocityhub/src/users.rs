@@ -6,7 +6,7 @@ use std::io::BufRead;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Subcommand;
-use ecocityhub_api::routes::auth::{new_user_id, normalize_email};
+use ecocityhub_identity::account::{new_user_id, normalize_email};
 use ecocityhub_identity::policy::roles_text;
 use ecocityhub_identity::{password, Role, SigningKey};
 use ecocityhub_store::identity::User;
@@ -39,7 +39,7 @@ pub enum KeysCommand {
 pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
     match command {
         UserCommand::Create { email, roles } => {
-            let email = normalize_email(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let email = normalize_email(&email)?;
             let mut parsed: Vec<Role> = roles
                 .iter()
                 .map(|r| r.parse().map_err(anyhow::Error::msg))

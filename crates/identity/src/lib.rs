@@ -2,6 +2,7 @@
 //!
 //! Pure logic and cryptography, no I/O: the store keeps users, codes, refresh tokens and signing
 //! keys; the API wires them to HTTP.
+//! - [`account`]: e-mail addresses and user ids.
 //! - [`password`]: Cognito's default password policy and argon2id hashes.
 //! - [`keys`]: ES256 signing keys, their `kid`s and JWKS.
 //! - [`tokens`]: ID and access tokens shaped like Cognito's, issued and verified.
@@ -9,6 +10,7 @@
 //! - [`secrets`]: random codes and opaque tokens, kept only as hashes.
 //! - [`device_keys`]: stations' API keys (prefix + hashed secret).
 
+pub mod account;
 pub mod device_keys;
 pub mod keys;
 pub mod password;

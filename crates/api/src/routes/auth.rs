@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use ecocityhub_identity::{password, secrets, Action, Resource, Role};
+use ecocityhub_identity::{account, password, secrets, Action, Resource, Role};
 use ecocityhub_store::identity::{RefreshToken, User, VerificationCode};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -100,43 +100,13 @@ impl From<&User> for UserOut {
     }
 }
 
-/// Trims and lower-cases an e-mail address, or says why it is not one.
-pub fn normalize_email(raw: &str) -> ApiResult<String> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-        });
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{raw:?} is not an e-mail address"
-        )))
-    }
+/// The address, trimmed and lower-cased, or a 400.
+pub(crate) fn normalize_email(raw: &str) -> ApiResult<String> {
+    account::normalize_email(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn policy(password: &str) -> ApiResult<()> {
     password::check_policy(password).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-/// A new random user id in UUID form, like Cognito's `sub`.
-pub fn new_user_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
 }
 
 /// Hashes a password off the async threads (argon2 takes tens of milliseconds on purpose).
@@ -247,7 +217,7 @@ pub async fn sign_up(
     let email = normalize_email(&req.email)?;
     policy(&req.password)?;
     let user = User {
-        id: new_user_id(),
+        id: account::new_user_id(),
         email: email.clone(),
         password_hash: hash_password(req.password).await?,
         roles: vec![Role::Citizen],
@@ -528,40 +498,4 @@ pub async fn delete_me(State(app): State<AppState>, me: SignedIn) -> ApiResult<S
     )?;
     app.store().delete_user(me.user_id()).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_are_normalized_or_refused() {
-        assert_eq!(
-            normalize_email("  Alice@Example.ORG ").unwrap(),
-            "alice@example.org"
-        );
-        for bad in [
-            "",
-            "alice",
-            "@example.org",
-            "alice@",
-            "alice@example",
-            "a b@example.org",
-            "a@b@example.org",
-            "alice@.org",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn user_ids_look_like_uuids() {
-        let id = new_user_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(
-            id.split('-').map(str::len).collect::<Vec<_>>(),
-            vec![8, 4, 4, 4, 12]
-        );
-        assert_ne!(id, new_user_id());
-    }
 }
