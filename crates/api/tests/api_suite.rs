@@ -105,6 +105,11 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GETs `path` and parses the JSON answer.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
     async fn post(
         &self,
         key: Option<&str>,
@@ -203,12 +208,7 @@ async fn a_json_batch_is_stored_and_resending_it_changes_nothing(app: TestApp) {
     let v = no2["readings"][0]["value"].as_f64().unwrap();
     assert!((v - 37.6).abs() < 0.2, "{v}");
     assert_eq!(no2["unit"], "µg/m³");
-    let temp: Value = app
-        .get("/api/v1/stations/s1/readings?parameter=temperature&from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let temp: Value = app.get_json("/api/v1/stations/s1/readings?parameter=temperature&from=2024-03-01T00:00:00Z&to=2024-03-02T00:00:00Z").await;
     assert!((temp["readings"][0]["value"].as_f64().unwrap() - 10.0).abs() < 1e-9);
 }
 
@@ -385,24 +385,14 @@ async fn keys_are_checked(app: TestApp) {
 async fn stations_list_filters_and_speaks_geojson(app: TestApp) {
     app.seed_hourly("s1", Parameter::Pm25, t0(), &[Some(10.0)])
         .await;
-    let all: Value = app.get("/api/v1/stations").await.json().await.unwrap();
+    let all: Value = app.get_json("/api/v1/stations").await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     assert_eq!(all[0]["id"], "s1");
     assert_eq!(all[0]["parameters"][0]["parameter"], "pm25");
 
-    let pm: Value = app
-        .get("/api/v1/stations?parameter=pm25")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let pm: Value = app.get_json("/api/v1/stations?parameter=pm25").await;
     assert_eq!(pm.as_array().unwrap().len(), 1);
-    let berlin: Value = app
-        .get("/api/v1/stations?bbox=13,52,14,53")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let berlin: Value = app.get_json("/api/v1/stations?bbox=13,52,14,53").await;
     assert_eq!(berlin[0]["id"], "s2");
     assert_eq!(berlin.as_array().unwrap().len(), 1);
 
@@ -420,12 +410,7 @@ async fn stations_list_filters_and_speaks_geojson(app: TestApp) {
         geo["features"][0]["geometry"]["coordinates"],
         json!([-0.15, 51.5])
     );
-    let by_param: Value = app
-        .get("/api/v1/stations?format=geojson")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let by_param: Value = app.get_json("/api/v1/stations?format=geojson").await;
     assert_eq!(by_param["features"].as_array().unwrap().len(), 2);
 
     problem(
@@ -443,7 +428,7 @@ async fn stations_list_filters_and_speaks_geojson(app: TestApp) {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    let one: Value = app.get("/api/v1/stations/s2").await.json().await.unwrap();
+    let one: Value = app.get_json("/api/v1/stations/s2").await;
     assert_eq!(one["name"], "Station s2");
     problem(
         app.get("/api/v1/stations/nope").await,
@@ -463,7 +448,7 @@ async fn latest_shows_values_and_the_aqi(app: TestApp) {
         &[Some(40.0); 24],
     )
     .await;
-    let latest: Value = app.get("/api/v1/latest").await.json().await.unwrap();
+    let latest: Value = app.get_json("/api/v1/latest").await;
     let s1 = latest
         .as_array()
         .unwrap()
@@ -493,12 +478,7 @@ async fn latest_shows_values_and_the_aqi(app: TestApp) {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let one: Value = app
-        .get("/api/v1/latest?station=s1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one: Value = app.get_json("/api/v1/latest?station=s1").await;
     assert_eq!(one[0]["values"][0]["value"], 300.0);
     problem(
         app.get("/api/v1/latest?station=ghost").await,
@@ -518,7 +498,7 @@ async fn history_pages_through_raw_readings(app: TestApp) {
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page: Value = app.get_json(&path).await;
         pages += 1;
         seen.extend(
             page["readings"]
@@ -665,10 +645,10 @@ async fn csv_export_streams_the_whole_range(app: TestApp) {
 }
 
 async fn meta_endpoints_answer(app: TestApp) {
-    let health: Value = app.get("/healthz").await.json().await.unwrap();
+    let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["store"], app.store.backend().name());
-    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let doc: Value = app.get_json("/api/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     for path in [
         "/api/v1/readings",
@@ -681,7 +661,7 @@ async fn meta_endpoints_answer(app: TestApp) {
             "{path} missing from the OpenAPI document"
         );
     }
-    let params: Value = app.get("/api/v1/parameters").await.json().await.unwrap();
+    let params: Value = app.get_json("/api/v1/parameters").await;
     assert_eq!(params.as_array().unwrap().len(), Parameter::ALL.len());
     problem(app.get("/api/v1/nothing-here").await, StatusCode::NOT_FOUND).await;
     problem(
@@ -850,19 +830,9 @@ async fn a_citizen_signs_up_confirms_signs_in_and_refreshes(app: TestApp) {
     assert_eq!(claims["token_use"], "access");
 
     // Tokens verify against the published keys and discovery document.
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["kid"], jwt_part(access, 0)["kid"]);
-    let discovery: Value = app
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(discovery["issuer"], claims["iss"]);
 
     // The ID token is not an access token; no token is no access.
@@ -1202,12 +1172,7 @@ async fn keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying(app: T
         .unwrap()
         .to_string();
     assert_eq!(jwt_part(&new, 0)["kid"], key.kid);
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     assert_eq!(
         app.get_as(&old, "/api/v1/me").await.status(),
@@ -1387,12 +1352,7 @@ async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
         unsupported.json::<Value>().await.unwrap()["error"],
         "unsupported_grant_type"
     );
-    let discovery: Value = app
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(
         discovery["token_endpoint"],
         format!("http://{}/oauth2/token", app.addr)

@@ -299,18 +299,9 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
 
     let server = common::Server::start(&env, &["--no-demo"]);
     let client = reqwest::Client::new();
-    let sign_in = || async {
-        let resp = client
-            .post(server.url("/api/v1/auth/sign-in"))
-            .json(&serde_json::json!({"email": "root@example.org", "password": "Corr3ct-Horse"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let t: serde_json::Value = resp.json().await.unwrap();
-        t["access_token"].as_str().unwrap().to_string()
-    };
-    let before = sign_in().await;
+    let before = server
+        .access_token("root@example.org", "Corr3ct-Horse")
+        .await;
     let users = client
         .get(server.url("/api/v1/admin/users"))
         .bearer_auth(&before)
@@ -322,7 +313,9 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
     // Rotating in another process: tokens signed before keep working; the server signs with
     // the new key once it reads the keys again (within a minute; see the API suite).
     assert!(env.run(&["keys", "rotate"]).status.success());
-    let after = sign_in().await;
+    let after = server
+        .access_token("root@example.org", "Corr3ct-Horse")
+        .await;
     assert_eq!(
         client
             .get(server.url("/api/v1/me"))
@@ -382,24 +375,12 @@ async fn policies_from_a_file_replace_the_shipped_ones() {
         &["--no-demo", "--policies", policies.to_str().unwrap()],
     );
     let client = reqwest::Client::new();
-    let token = |email: &'static str| {
-        let client = client.clone();
-        let url = server.url("/api/v1/auth/sign-in");
-        async move {
-            let t: serde_json::Value = client
-                .post(url)
-                .json(&serde_json::json!({"email": email, "password": "Corr3ct-Horse"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            t["access_token"].as_str().unwrap().to_string()
-        }
-    };
-    let citizen = token("cit@example.org").await;
-    let root = token("root@example.org").await;
+    let citizen = server
+        .access_token("cit@example.org", "Corr3ct-Horse")
+        .await;
+    let root = server
+        .access_token("root@example.org", "Corr3ct-Horse")
+        .await;
     let me = |t: String| client.get(server.url("/api/v1/me")).bearer_auth(t).send();
     assert_eq!(me(citizen).await.unwrap().status(), 403);
     assert_eq!(me(root).await.unwrap().status(), 200);

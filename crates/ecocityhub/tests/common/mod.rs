@@ -143,6 +143,19 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// Signs in through the API and returns the access token.
+    pub async fn access_token(&self, email: &str, password: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(self.url("/api/v1/auth/sign-in"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "sign-in of {email}");
+        let tokens: serde_json::Value = resp.json().await.unwrap();
+        tokens["access_token"].as_str().unwrap().to_string()
+    }
+
     /// GETs `path` and parses the JSON answer.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         reqwest::get(self.url(path))
