@@ -6,8 +6,10 @@
 //! queries are written once in the SQL both understand.
 
 pub mod identity;
+pub mod ml;
 mod sql;
 mod sql_identity;
+mod sql_ml;
 pub mod testing;
 
 use async_trait::async_trait;
@@ -15,6 +17,7 @@ use chrono::{DateTime, Utc};
 use ecocityhub_domain::{Parameter, QualityFlag, Reading, Station, StationId};
 
 pub use identity::IdentityStore;
+pub use ml::MlStore;
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
@@ -77,9 +80,9 @@ pub struct DeviceKey {
 }
 
 /// Everything the platform stores: stations, readings and device keys here, users and tokens
-/// through [`IdentityStore`].
+/// through [`IdentityStore`], models and training jobs through [`MlStore`].
 #[async_trait]
-pub trait Store: IdentityStore + Send + Sync + 'static {
+pub trait Store: IdentityStore + MlStore + Send + Sync + 'static {
     /// Which backend this is, for logs and health checks.
     fn backend(&self) -> Backend;
 

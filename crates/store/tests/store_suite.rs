@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, StationId};
-use ecocityhub_store::{testing, DeviceKey, SqlStore, Store, StoreError};
+use ecocityhub_store::ml::{CancelOutcome, JobStatus, NewModel};
+use ecocityhub_store::{testing, DeviceKey, MlStore, SqlStore, Store, StoreError};
 
 fn station(id: &str) -> Station {
     Station::new(
@@ -399,6 +400,156 @@ async fn users_codes_tokens_keys_and_outbox(store: SqlStore) {
     );
 }
 
+fn new_model(st: &str, p: Parameter) -> NewModel {
+    NewModel {
+        station: StationId::parse(st).unwrap(),
+        parameter: p,
+        created_at: t0(),
+        checksum: "abc".into(),
+        size_bytes: 1234,
+        training_from: t0() - Duration::days(30),
+        training_to: t0(),
+        data_fingerprint: "f".into(),
+        code_version: "0.1.0".into(),
+        metrics: "[]".into(),
+        job_id: None,
+    }
+}
+
+async fn model_registry_versions_promotions_and_rollbacks(store: SqlStore) {
+    let key = |v: i64| format!("models/s1/pm25/v{v}/model.json");
+    let v1 = store
+        .insert_model(&new_model("s1", Parameter::Pm25), &key)
+        .await
+        .unwrap();
+    let v2 = store
+        .insert_model(&new_model("s1", Parameter::Pm25), &key)
+        .await
+        .unwrap();
+    let other = store
+        .insert_model(&new_model("s1", Parameter::No2), &|v| {
+            format!("models/s1/no2/v{v}/model.json")
+        })
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version, other.version), (1, 2, 1));
+    assert_eq!(v2.artifact_key, "models/s1/pm25/v2/model.json");
+    assert_eq!(v1.status, "candidate");
+    assert!(store.serving_models().await.unwrap().is_empty());
+
+    let st = StationId::parse("s1").unwrap();
+    // Nothing to roll back to yet.
+    assert_eq!(
+        store
+            .rollback_model(&st, Parameter::Pm25, "admin", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.promote_model(v1.id, "admin", t0()).await.unwrap());
+    assert_eq!(
+        store
+            .rollback_model(&st, Parameter::Pm25, "admin", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.promote_model(v2.id, "admin", t0()).await.unwrap());
+    assert!(!store.promote_model(9_999, "admin", t0()).await.unwrap());
+    let serving = store.serving_models().await.unwrap();
+    assert_eq!(serving.iter().map(|m| m.id).collect::<Vec<_>>(), [v2.id]);
+    assert_eq!(store.model(v1.id).await.unwrap().unwrap().status, "retired");
+
+    // Roll back: v1 serves again; a second rollback has nowhere to go.
+    let back = store
+        .rollback_model(&st, Parameter::Pm25, "admin", t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.id, v1.id);
+    assert_eq!(back.status, "serving");
+    assert_eq!(store.model(v2.id).await.unwrap().unwrap().status, "retired");
+    assert_eq!(
+        store
+            .rollback_model(&st, Parameter::Pm25, "admin", t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.serving_models().await.unwrap()[0].id, v1.id);
+
+    let listed = store
+        .models(Some(&st), Some(Parameter::Pm25))
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|m| m.version).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(store.models(None, None).await.unwrap().len(), 3);
+}
+
+async fn jobs_queue_run_cancel_and_recover(store: SqlStore) {
+    let a = store
+        .insert_job(r#"{"all":true}"#, Some("u1"), t0())
+        .await
+        .unwrap();
+    let b = store.insert_job("{}", None, t0()).await.unwrap();
+    let c = store.insert_job("{}", None, t0()).await.unwrap();
+    assert_eq!(a.status, JobStatus::Queued);
+    assert_eq!(a.created_by.as_deref(), Some("u1"));
+
+    let claimed = store.claim_job(t0()).await.unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.status), (a.id, JobStatus::Running));
+    store
+        .job_progress(a.id, 0.5, "trained s1/pm25")
+        .await
+        .unwrap();
+    store
+        .finish_job(a.id, JobStatus::Succeeded, "2 models", t0())
+        .await
+        .unwrap();
+    let done = store.job(a.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.progress, 1.0);
+    assert_eq!(done.log, "trained s1/pm25\n2 models\n");
+    assert!(done.finished_at.is_some());
+
+    assert_eq!(
+        store.cancel_job(c.id, t0()).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        store.cancel_job(a.id, t0()).await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
+    assert_eq!(
+        store.cancel_job(424_242, t0()).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    let running = store.claim_job(t0()).await.unwrap().unwrap();
+    assert_eq!(running.id, b.id);
+    assert_eq!(
+        store.cancel_job(b.id, t0()).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    assert!(store.job(b.id).await.unwrap().unwrap().cancel_requested);
+    assert_eq!(store.claim_job(t0()).await.unwrap(), None);
+
+    // A process dies with b running: on restart it is marked failed, never left running.
+    assert_eq!(store.fail_interrupted_jobs(t0()).await.unwrap(), 1);
+    let b = store.job(b.id).await.unwrap().unwrap();
+    assert_eq!(b.status, JobStatus::Failed);
+    assert!(b.message.unwrap().contains("interrupted"));
+    assert_eq!(
+        store
+            .jobs(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect::<Vec<_>>(),
+        [c.id, b.id, a.id]
+    );
+}
+
 async fn migrations_are_idempotent(store: SqlStore) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
@@ -443,6 +594,8 @@ both_backends!(
     device_keys_lifecycle,
     migrations_are_idempotent,
     users_codes_tokens_keys_and_outbox,
+    model_registry_versions_promotions_and_rollbacks,
+    jobs_queue_run_cancel_and_recover,
 );
 
 #[tokio::test]

@@ -1,0 +1,286 @@
+//! Features of one forecast: what is known at the forecast origin (the last observed hour)
+//! about the series, its own weather and the calendar of the hour being forecast.
+//!
+//! Every value comes from hours at or before the origin, except the calendar of the target
+//! hour, which is known in advance. Unknown values are NaN; the booster learns a branch for
+//! them.
+
+use chrono::{DateTime, Datelike, Timelike};
+
+use crate::baselines::Climatology;
+use crate::series::{HourlySeries, HOUR};
+
+/// The weather measured at the station, when it measures any.
+#[derive(Debug, Clone, Default)]
+pub struct Weather {
+    pub temperature: Option<HourlySeries>,
+    pub relative_humidity: Option<HourlySeries>,
+    pub dew_point: Option<HourlySeries>,
+    pub wind_speed: Option<HourlySeries>,
+    pub wind_direction: Option<HourlySeries>,
+    pub pressure: Option<HourlySeries>,
+}
+
+impl Weather {
+    /// Which weather series are present, by name.
+    pub fn present(&self) -> Vec<&'static str> {
+        [
+            ("temperature", &self.temperature),
+            ("relativehumidity", &self.relative_humidity),
+            ("dewpoint", &self.dew_point),
+            ("wind_speed", &self.wind_speed),
+            ("wind_direction", &self.wind_direction),
+            ("pressure", &self.pressure),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.observed() > 0))
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    /// The weather known before `ts` only.
+    pub fn before(&self, ts: i64) -> Weather {
+        let cut = |s: &Option<HourlySeries>| s.as_ref().map(|s| s.before(ts));
+        Weather {
+            temperature: cut(&self.temperature),
+            relative_humidity: cut(&self.relative_humidity),
+            dew_point: cut(&self.dew_point),
+            wind_speed: cut(&self.wind_speed),
+            wind_direction: cut(&self.wind_direction),
+            pressure: cut(&self.pressure),
+        }
+    }
+}
+
+fn at(series: &Option<HourlySeries>, ts: i64) -> f64 {
+    series.as_ref().map_or(f64::NAN, |s| s.at(ts))
+}
+
+/// The names of the features, in the order of a feature row.
+pub const FEATURE_NAMES: [&str; 31] = [
+    "horizon_h",
+    "value_at_origin",
+    "lag_1h",
+    "lag_2h",
+    "lag_3h",
+    "lag_6h",
+    "lag_12h",
+    "lag_23h",
+    "mean_6h",
+    "mean_24h",
+    "mean_168h",
+    "std_24h",
+    "min_24h",
+    "max_24h",
+    "same_hour_yesterday",
+    "same_hour_2_days_ago",
+    "same_hour_last_week",
+    "climatology",
+    "target_hour_utc",
+    "target_weekday",
+    "target_day_of_year",
+    "origin_hour_utc",
+    "temperature",
+    "relative_humidity",
+    "dew_point",
+    "wind_speed",
+    "wind_from_sin",
+    "wind_from_cos",
+    "pressure",
+    "pressure_change_3h",
+    "wind_speed_mean_6h",
+];
+
+/// Number of features in a row.
+pub const N_FEATURES: usize = FEATURE_NAMES.len();
+
+/// The part of a feature row shared by every horizon of one origin.
+#[derive(Debug, Clone)]
+pub struct OriginFeatures {
+    origin: i64,
+    values: [f64; N_FEATURES],
+}
+
+struct Window {
+    sum: f64,
+    sum_sq: f64,
+    n: u32,
+    min: f64,
+    max: f64,
+}
+
+fn window(series: &HourlySeries, origin: i64, hours: i64) -> Window {
+    let mut w = Window {
+        sum: 0.0,
+        sum_sq: 0.0,
+        n: 0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+    for k in 0..hours {
+        let v = series.at(origin - k * HOUR);
+        if !v.is_nan() {
+            w.sum += v;
+            w.sum_sq += v * v;
+            w.n += 1;
+            w.min = w.min.min(v);
+            w.max = w.max.max(v);
+        }
+    }
+    w
+}
+
+impl Window {
+    fn mean(&self) -> f64 {
+        if self.n == 0 {
+            f64::NAN
+        } else {
+            self.sum / self.n as f64
+        }
+    }
+    fn std(&self) -> f64 {
+        if self.n < 2 {
+            return f64::NAN;
+        }
+        let mean = self.mean();
+        (self.sum_sq / self.n as f64 - mean * mean).max(0.0).sqrt()
+    }
+    fn min(&self) -> f64 {
+        if self.n == 0 {
+            f64::NAN
+        } else {
+            self.min
+        }
+    }
+    fn max(&self) -> f64 {
+        if self.n == 0 {
+            f64::NAN
+        } else {
+            self.max
+        }
+    }
+}
+
+impl OriginFeatures {
+    /// Everything known at `origin` (an hour); reads nothing after it.
+    pub fn at(series: &HourlySeries, weather: &Weather, origin: i64) -> OriginFeatures {
+        let y = |hours_back: i64| series.at(origin - hours_back * HOUR);
+        let w6 = window(series, origin, 6);
+        let w24 = window(series, origin, 24);
+        let w168 = window(series, origin, 168);
+        let mut values = [f64::NAN; N_FEATURES];
+        values[1] = y(0);
+        values[2] = y(1);
+        values[3] = y(2);
+        values[4] = y(3);
+        values[5] = y(6);
+        values[6] = y(12);
+        values[7] = y(23);
+        values[8] = w6.mean();
+        values[9] = w24.mean();
+        values[10] = w168.mean();
+        values[11] = w24.std();
+        values[12] = w24.min();
+        values[13] = w24.max();
+        values[21] = hour_of(origin) as f64;
+        values[22] = at(&weather.temperature, origin);
+        values[23] = at(&weather.relative_humidity, origin);
+        values[24] = at(&weather.dew_point, origin);
+        values[25] = at(&weather.wind_speed, origin);
+        let direction = at(&weather.wind_direction, origin).to_radians();
+        values[26] = direction.sin();
+        values[27] = direction.cos();
+        let pressure = at(&weather.pressure, origin);
+        values[28] = pressure;
+        values[29] = pressure - at(&weather.pressure, origin - 3 * HOUR);
+        values[30] = weather
+            .wind_speed
+            .as_ref()
+            .map_or(f64::NAN, |s| window(s, origin, 6).mean());
+        OriginFeatures { origin, values }
+    }
+
+    pub fn origin(&self) -> i64 {
+        self.origin
+    }
+
+    /// The value observed at the origin (what persistence forecasts).
+    pub fn value_at_origin(&self) -> f64 {
+        self.values[1]
+    }
+
+    /// The full row for `horizon` hours ahead.
+    pub fn row(
+        &self,
+        series: &HourlySeries,
+        climatology: &Climatology,
+        horizon: u32,
+    ) -> [f64; N_FEATURES] {
+        let target = self.origin + horizon as i64 * HOUR;
+        let mut row = self.values;
+        row[0] = horizon as f64;
+        // Same hour on earlier days: always at or before the origin for horizons up to 24 h.
+        let back = |hours: i64| {
+            let ts = target - hours * HOUR;
+            if ts <= self.origin {
+                series.at(ts)
+            } else {
+                f64::NAN
+            }
+        };
+        row[14] = back(24);
+        row[15] = back(48);
+        row[16] = back(168);
+        row[17] = climatology.predict(target);
+        let time = DateTime::from_timestamp(target, 0).unwrap_or_default();
+        row[18] = time.hour() as f64;
+        row[19] = time.weekday().num_days_from_monday() as f64;
+        row[20] = time.ordinal0() as f64;
+        row
+    }
+}
+
+fn hour_of(ts: i64) -> u32 {
+    (ts.rem_euclid(86_400) / HOUR) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_never_read_after_the_origin() {
+        // A series whose future is poisoned: any feature reading it would be 1e9.
+        let origin = 1_000 * HOUR;
+        let values: Vec<f64> = (0..1_100)
+            .map(|i| if i > 1_000 { 1e9 } else { (i % 24) as f64 })
+            .collect();
+        let series = HourlySeries::from_grid(0, values);
+        let climatology = Climatology::fit(&series.before(origin + HOUR));
+        let features = OriginFeatures::at(&series, &Weather::default(), origin);
+        for horizon in 1..=24 {
+            let row = features.row(&series, &climatology, horizon);
+            for (name, v) in FEATURE_NAMES.iter().zip(row) {
+                assert!(
+                    v.is_nan() || v < 1e6,
+                    "{name} at horizon {horizon} read the future: {v}"
+                );
+            }
+            assert_eq!(row[14], ((1_000 + horizon as i64 - 24) % 24) as f64);
+        }
+    }
+
+    #[test]
+    fn rolling_statistics_skip_gaps() {
+        let mut values = vec![2.0; 48];
+        values[47] = 4.0;
+        values[46] = f64::NAN;
+        let series = HourlySeries::from_grid(0, values);
+        let f = OriginFeatures::at(&series, &Weather::default(), 47 * HOUR);
+        assert_eq!(f.values[1], 4.0);
+        assert!(f.values[2].is_nan());
+        assert_eq!(f.values[12], 2.0);
+        assert_eq!(f.values[13], 4.0);
+        assert!((f.values[9] - (22.0 * 2.0 + 4.0) / 23.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,52 @@
+//! EcoCityHub's machine learning — the SageMaker layer, in pure Rust.
+//!
+//! - [`series`]: readings on an hourly grid; [`features`]: what a forecast may know;
+//! - [`baselines`]: persistence, seasonal naive, climatology;
+//! - [`model`]: the gradient-boosted forecast model with prediction intervals;
+//! - [`evaluate`] and [`backtest`]: honest, rolling-origin scoring per horizon;
+//! - [`report`]: the Markdown and SVG report of a training run or backtest;
+//! - [`artifact`]: a model as a versioned, self-describing, checksummed file.
+//!
+//! No I/O here: the store, the blob store and the jobs that move data in and out live in the
+//! API and binary crates.
+
+pub mod artifact;
+pub mod backtest;
+pub mod baselines;
+pub mod evaluate;
+pub mod features;
+pub mod model;
+pub mod report;
+pub mod series;
+
+pub use backtest::{backtest, Backtest, BacktestOptions};
+pub use evaluate::{Evaluation, HorizonScores};
+pub use features::Weather;
+pub use model::{train, ForecastModel, ForecastPoint, TrainOptions, Trained};
+pub use series::HourlySeries;
+
+/// What can go wrong in training, forecasting and reading artifacts.
+#[derive(Debug, thiserror::Error)]
+pub enum MlError {
+    #[error("not enough data to train: {got} hourly values, at least {needed} needed")]
+    NotEnoughData { needed: usize, got: usize },
+    #[error("not enough history before the fold starting at {}: {got} hourly values, at least {needed} needed; start the backtest later", fmt_ts(*at))]
+    NotEnoughHistory { at: i64, needed: usize, got: usize },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("training failed: {0}")]
+    Training(String),
+    #[error("model artifact is corrupt: {0}")]
+    CorruptArtifact(String),
+    #[error("model artifact is incompatible: {0}")]
+    IncompatibleArtifact(String),
+    #[error("could not draw the report: {0}")]
+    Report(String),
+}
+
+/// An epoch time as RFC 3339 (UTC), for messages.
+pub fn fmt_ts(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ts.to_string())
+}

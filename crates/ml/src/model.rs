@@ -1,0 +1,309 @@
+//! The forecast model: one gradient-boosted tree ensemble (forust) over all horizons,
+//! trained on the log of the value, with prediction intervals from the errors it made on the
+//! most recent part of its training window (held out from the fit).
+
+use forust_ml::objective::ObjectiveType;
+use forust_ml::{GradientBooster, Matrix};
+use serde::{Deserialize, Serialize};
+
+use crate::baselines::Climatology;
+use crate::evaluate::{evaluate, Evaluation};
+use crate::features::{OriginFeatures, Weather, FEATURE_NAMES, N_FEATURES};
+use crate::series::{HourlySeries, HOUR};
+use crate::MlError;
+
+/// How a model is trained.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Forecast hours ahead: 1..=horizon.
+    pub horizon: u32,
+    /// Trees in the ensemble.
+    pub trees: usize,
+    /// Shrinkage of each tree.
+    pub learning_rate: f32,
+    /// Depth of each tree.
+    pub max_depth: usize,
+    /// At most this many (origin, horizon) rows are fitted; origins are sampled evenly.
+    pub max_rows: usize,
+    /// The most recent share of the window kept out of the fit, to measure the model and set
+    /// its intervals.
+    pub holdout_share: f64,
+    /// Central probability of the prediction interval (0.8: from the 10th to the 90th percentile).
+    pub interval_level: f64,
+    /// Training threads; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            horizon: 24,
+            trees: 200,
+            learning_rate: 0.08,
+            max_depth: 6,
+            max_rows: 60_000,
+            holdout_share: 0.15,
+            interval_level: 0.8,
+            threads: None,
+        }
+    }
+}
+
+/// The least data a model is trained on: two weeks of hourly values.
+pub const MIN_TRAINING_HOURS: usize = 14 * 24;
+
+/// A trained forecast model, ready to predict and to be saved.
+#[derive(Serialize, Deserialize)]
+pub struct ForecastModel {
+    pub horizon: u32,
+    pub feature_names: Vec<String>,
+    pub climatology: Climatology,
+    pub interval_level: f64,
+    /// Per horizon (index 0 = 1 h): the quantiles of log(actual+1) − log(forecast+1) on the
+    /// held-out window, lower and upper.
+    pub interval_log_ratios: Vec<(f64, f64)>,
+    booster: GradientBooster,
+}
+
+/// One forecast hour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ForecastPoint {
+    /// Start of the forecast hour (epoch seconds).
+    pub ts: i64,
+    pub horizon: u32,
+    pub value: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// A model and what its training measured.
+#[derive(Debug)]
+pub struct Trained {
+    pub model: ForecastModel,
+    /// Scores on the held-out most recent part of the window, next to the baselines.
+    pub holdout: Evaluation,
+    /// Rows the booster was fitted on.
+    pub rows: usize,
+    /// First and last hour of the data used.
+    pub window: (i64, i64),
+    /// Where the held-out part starts.
+    pub holdout_from: i64,
+}
+
+/// Origins usable for training in `[from, to)`: hours with a value, after a day of history.
+fn origins(series: &HourlySeries, from: i64, to: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut ts = from;
+    while ts < to {
+        if !series.at(ts).is_nan() {
+            out.push(ts);
+        }
+        ts += HOUR;
+    }
+    out
+}
+
+/// Keeps about one origin in `stride`, chosen by a hash of the hour so the sample is spread
+/// over every hour of the day and day of the week.
+fn sample(origins: Vec<i64>, stride: usize) -> Vec<i64> {
+    if stride <= 1 {
+        return origins;
+    }
+    origins
+        .into_iter()
+        .filter(|ts| {
+            let h = (*ts / HOUR) as u64;
+            (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % stride as u64 == 0
+        })
+        .collect()
+}
+
+fn log1p(v: f64) -> f64 {
+    v.max(0.0).ln_1p()
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Trains on everything in `series` and `weather` (pass only what may be known: a backtest
+/// cuts both at its origin).
+pub fn train(
+    series: &HourlySeries,
+    weather: &Weather,
+    options: &TrainOptions,
+) -> Result<Trained, MlError> {
+    if !(1..=48).contains(&options.horizon) {
+        return Err(MlError::InvalidOption(format!(
+            "horizon must be 1 to 48 hours, got {}",
+            options.horizon
+        )));
+    }
+    let observed = series.observed();
+    let (Some(first), Some(last)) = (series.first_observed(), series.last_observed()) else {
+        return Err(MlError::NotEnoughData {
+            needed: MIN_TRAINING_HOURS,
+            got: 0,
+        });
+    };
+    if observed < MIN_TRAINING_HOURS {
+        return Err(MlError::NotEnoughData {
+            needed: MIN_TRAINING_HOURS,
+            got: observed,
+        });
+    }
+    let span = (last - first) as f64;
+    let holdout_from = last - ((span * options.holdout_share) as i64 / HOUR).max(48) * HOUR;
+    let horizon = options.horizon as i64;
+    // Training origins: targets must fall before the held-out part.
+    let fit_series = series.before(holdout_from);
+    let fit_weather = weather.before(holdout_from);
+    let climatology = Climatology::fit(&fit_series);
+    let candidates = origins(&fit_series, first + 24 * HOUR, holdout_from - HOUR);
+    let per_origin = horizon as usize;
+    let stride = (candidates.len() * per_origin).div_ceil(options.max_rows.max(1));
+    let chosen = sample(candidates, stride);
+
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); N_FEATURES];
+    let mut target = Vec::new();
+    for origin in chosen {
+        let features = OriginFeatures::at(&fit_series, &fit_weather, origin);
+        for h in 1..=options.horizon {
+            let y = fit_series.at(origin + h as i64 * HOUR);
+            if y.is_nan() {
+                continue;
+            }
+            let row = features.row(&fit_series, &climatology, h);
+            for (column, v) in columns.iter_mut().zip(row) {
+                column.push(v);
+            }
+            target.push(log1p(y));
+        }
+    }
+    let rows = target.len();
+    if rows < MIN_TRAINING_HOURS {
+        return Err(MlError::NotEnoughData {
+            needed: MIN_TRAINING_HOURS,
+            got: rows,
+        });
+    }
+    let data: Vec<f64> = columns.concat();
+    let matrix = Matrix::new(&data, rows, N_FEATURES);
+    let mut booster = GradientBooster::default()
+        .set_objective_type(ObjectiveType::SquaredLoss)
+        .set_iterations(options.trees)
+        .set_learning_rate(options.learning_rate)
+        .set_max_depth(options.max_depth)
+        .set_initialize_base_score(true)
+        .set_parallel(options.threads != Some(1))
+        .set_num_threads(options.threads);
+    let weights = vec![1.0; rows];
+    booster
+        .fit(&matrix, &target, &weights, None)
+        .map_err(|e| MlError::Training(e.to_string()))?;
+
+    let mut model = ForecastModel {
+        horizon: options.horizon,
+        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        climatology,
+        interval_level: options.interval_level,
+        interval_log_ratios: vec![(0.0, 0.0); options.horizon as usize],
+        booster,
+    };
+
+    // Intervals from the held-out errors, in log space so they widen with the level.
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); options.horizon as usize];
+    for origin in origins(series, holdout_from, last) {
+        let forecast = model.forecast_from(series, weather, origin);
+        for point in forecast {
+            let actual = series.at(point.ts);
+            if !actual.is_nan() {
+                ratios[point.horizon as usize - 1].push(log1p(actual) - log1p(point.value));
+            }
+        }
+    }
+    let tail = (1.0 - options.interval_level) / 2.0;
+    for (h, mut r) in ratios.into_iter().enumerate() {
+        r.sort_by(f64::total_cmp);
+        model.interval_log_ratios[h] = (quantile(&r, tail), quantile(&r, 1.0 - tail));
+    }
+    let holdout = evaluate(&model, series, weather, holdout_from, last + HOUR, 1);
+    Ok(Trained {
+        model,
+        holdout,
+        rows,
+        window: (first, last),
+        holdout_from,
+    })
+}
+
+impl std::fmt::Debug for ForecastModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForecastModel")
+            .field("horizon", &self.horizon)
+            .field("trees", &self.trees())
+            .field("interval_level", &self.interval_level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ForecastModel {
+    /// Forecasts from the last observed hour of `series`.
+    pub fn forecast(&self, series: &HourlySeries, weather: &Weather) -> Option<Vec<ForecastPoint>> {
+        let origin = series.last_observed()?;
+        Some(self.forecast_from(series, weather, origin))
+    }
+
+    /// Forecasts the hours after `origin`, using only data at or before it.
+    pub fn forecast_from(
+        &self,
+        series: &HourlySeries,
+        weather: &Weather,
+        origin: i64,
+    ) -> Vec<ForecastPoint> {
+        let features = OriginFeatures::at(series, weather, origin);
+        self.forecast_features(series, &features)
+    }
+
+    pub(crate) fn forecast_features(
+        &self,
+        series: &HourlySeries,
+        features: &OriginFeatures,
+    ) -> Vec<ForecastPoint> {
+        let rows = self.horizon as usize;
+        let mut data = vec![0.0; rows * N_FEATURES];
+        for h in 1..=self.horizon {
+            let row = features.row(series, &self.climatology, h);
+            for (c, v) in row.into_iter().enumerate() {
+                data[c * rows + h as usize - 1] = v;
+            }
+        }
+        let matrix = Matrix::new(&data, rows, N_FEATURES);
+        let predicted = self.booster.predict(&matrix, false);
+        predicted
+            .into_iter()
+            .enumerate()
+            .map(|(i, log_value)| {
+                let value = log_value.exp_m1().max(0.0);
+                let (lo, hi) = self.interval_log_ratios[i];
+                ForecastPoint {
+                    ts: features.origin() + (i as i64 + 1) * HOUR,
+                    horizon: i as u32 + 1,
+                    value,
+                    lower: ((log_value + lo).exp_m1()).max(0.0),
+                    upper: ((log_value + hi).exp_m1()).max(0.0),
+                }
+            })
+            .collect()
+    }
+
+    /// Number of trees in the ensemble.
+    pub fn trees(&self) -> usize {
+        self.booster.trees.len()
+    }
+}
