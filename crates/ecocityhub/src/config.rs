@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     pub replay: Option<bool>,
     pub public_url: Option<String>,
+    pub blobs_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -57,6 +58,23 @@ pub fn database_url(
             ))
         }
     }
+}
+
+/// The directory of blobs: the flag or variable, the file's `blobs_dir`, else `blobs` inside
+/// the data directory.
+pub fn blobs_dir(
+    data_dir: Option<PathBuf>,
+    blobs_dir: Option<PathBuf>,
+    file: &FileConfig,
+) -> PathBuf {
+    blobs_dir
+        .or_else(|| file.blobs_dir.clone())
+        .unwrap_or_else(|| {
+            data_dir
+                .or_else(|| file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("data"))
+                .join("blobs")
+        })
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The `ecocityhub` binary: one command line for every runtime.
 //!
 //! `serve` runs the API on this machine (or under AWS Lambda when the Lambda runtime starts the
-//! process); `migrate`, `import`, `device` and `bench` manage and measure the platform.
+//! process); `migrate`, `import`, `device`, `user`, `keys`, `ml` and `bench` manage and measure
+//! the platform.
 //! Configuration: flags, environment variables, an optional TOML file (see `config`).
 
 mod bench;
@@ -9,6 +10,8 @@ mod config;
 mod demo;
 mod device;
 mod import;
+mod ml;
+mod sagemaker;
 mod serve;
 mod users;
 
@@ -48,6 +51,9 @@ struct StorageArgs {
     /// Default: SQLite in the data directory.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Directory of blobs (model artifacts and reports). Default: DATA_DIR/blobs
+    #[arg(long, env = "ECOCITYHUB_BLOBS_DIR")]
+    blobs_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +87,11 @@ enum Command {
         command: users::KeysCommand,
         #[command(flatten)]
         storage: StorageArgs,
+    },
+    /// Forecasts: backtests, training, the model registry, SageMaker container contracts.
+    Ml {
+        #[command(subcommand)]
+        command: ml::MlCommand,
     },
     /// Measure ingest, query latency, start-up time and memory; prints the numbers.
     Bench(bench::BenchArgs),
@@ -231,6 +242,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open_store(&storage, &file).await?;
             users::run_keys(command, store.as_ref()).await
         }
+        Command::Ml { command } => ml::run(command, &file).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Every value comes from hours at or before the origin, except the calendar of the target
 //! hour, which is known in advance. Unknown values are NaN; the booster learns a branch for
-//! them.
+//! them. Levels other than the origin's own value are given relative to it, as differences of
+//! log(1 + value): the model predicts the change from the origin, and "yesterday at this hour
+//! was 30 % higher" says more about that change than two absolute numbers.
 
 use chrono::{DateTime, Datelike, Timelike};
 
@@ -57,28 +59,28 @@ fn at(series: &Option<HourlySeries>, ts: i64) -> f64 {
 }
 
 /// The names of the features, in the order of a feature row.
-pub const FEATURE_NAMES: [&str; 31] = [
+pub const FEATURE_NAMES: [&str; 33] = [
     "horizon_h",
     "value_at_origin",
-    "lag_1h",
-    "lag_2h",
-    "lag_3h",
-    "lag_6h",
-    "lag_12h",
-    "lag_23h",
-    "mean_6h",
-    "mean_24h",
-    "mean_168h",
-    "std_24h",
-    "min_24h",
-    "max_24h",
-    "same_hour_yesterday",
-    "same_hour_2_days_ago",
-    "same_hour_last_week",
-    "climatology",
+    "lag_1h_vs_origin",
+    "lag_2h_vs_origin",
+    "lag_3h_vs_origin",
+    "lag_6h_vs_origin",
+    "lag_12h_vs_origin",
+    "lag_23h_vs_origin",
+    "mean_6h_vs_origin",
+    "mean_24h_vs_origin",
+    "mean_168h_vs_origin",
+    "relative_std_24h",
+    "min_24h_vs_origin",
+    "max_24h_vs_origin",
+    "same_hour_yesterday_vs_origin",
+    "same_hour_2_days_ago_vs_origin",
+    "same_hour_last_week_vs_origin",
+    "climatology_vs_origin",
     "target_hour_utc",
     "target_weekday",
-    "target_day_of_year",
+    "climatology_vs_mean_168h",
     "origin_hour_utc",
     "temperature",
     "relative_humidity",
@@ -89,6 +91,8 @@ pub const FEATURE_NAMES: [&str; 31] = [
     "pressure",
     "pressure_change_3h",
     "wind_speed_mean_6h",
+    "same_hour_mean_7_days_vs_origin",
+    "same_hour_of_week_mean_4_weeks_vs_origin",
 ];
 
 /// Number of features in a row.
@@ -169,19 +173,21 @@ impl OriginFeatures {
         let w24 = window(series, origin, 24);
         let w168 = window(series, origin, 168);
         let mut values = [f64::NAN; N_FEATURES];
+        let anchor = log1p(y(0));
+        let rel = |v: f64| log1p(v) - anchor;
         values[1] = y(0);
-        values[2] = y(1);
-        values[3] = y(2);
-        values[4] = y(3);
-        values[5] = y(6);
-        values[6] = y(12);
-        values[7] = y(23);
-        values[8] = w6.mean();
-        values[9] = w24.mean();
-        values[10] = w168.mean();
-        values[11] = w24.std();
-        values[12] = w24.min();
-        values[13] = w24.max();
+        values[2] = rel(y(1));
+        values[3] = rel(y(2));
+        values[4] = rel(y(3));
+        values[5] = rel(y(6));
+        values[6] = rel(y(12));
+        values[7] = rel(y(23));
+        values[8] = rel(w6.mean());
+        values[9] = rel(w24.mean());
+        values[10] = rel(w168.mean());
+        values[11] = w24.std() / (w24.mean() + 1.0);
+        values[12] = rel(w24.min());
+        values[13] = rel(w24.max());
         values[21] = hour_of(origin) as f64;
         values[22] = at(&weather.temperature, origin);
         values[23] = at(&weather.relative_humidity, origin);
@@ -228,15 +234,46 @@ impl OriginFeatures {
                 f64::NAN
             }
         };
-        row[14] = back(24);
-        row[15] = back(48);
-        row[16] = back(168);
-        row[17] = climatology.predict(target);
+        let anchor = log1p(self.values[1]);
+        let rel = |v: f64| log1p(v) - anchor;
+        let usual = climatology.predict(target);
+        row[14] = rel(back(24));
+        row[15] = rel(back(48));
+        row[16] = rel(back(168));
+        row[17] = rel(usual);
         let time = DateTime::from_timestamp(target, 0).unwrap_or_default();
         row[18] = time.hour() as f64;
         row[19] = time.weekday().num_days_from_monday() as f64;
-        row[20] = time.ordinal0() as f64;
+        // How the usual level of the target hour compares with the past week's level.
+        row[20] = log1p(usual) - (self.values[10] + anchor);
+        // The recent daily and weekly profile: levels shift over the years, these follow.
+        let mean_back = |step: i64, n: i64| {
+            let (mut sum, mut count) = (0.0, 0);
+            for k in 1..=n {
+                let v = back(step * k);
+                if !v.is_nan() {
+                    sum += v;
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                f64::NAN
+            } else {
+                sum / count as f64
+            }
+        };
+        row[31] = rel(mean_back(24, 7));
+        row[32] = rel(mean_back(168, 4));
         row
+    }
+}
+
+/// log(1 + v) for a concentration; a gap (NaN) stays a gap.
+pub(crate) fn log1p(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::NAN
+    } else {
+        v.max(0.0).ln_1p()
     }
 }
 
@@ -266,7 +303,8 @@ mod tests {
                     "{name} at horizon {horizon} read the future: {v}"
                 );
             }
-            assert_eq!(row[14], ((1_000 + horizon as i64 - 24) % 24) as f64);
+            let yesterday = ((1_000 + horizon as i64 - 24) % 24) as f64;
+            assert_eq!(row[14], log1p(yesterday) - log1p((1_000 % 24) as f64));
         }
     }
 
@@ -279,8 +317,9 @@ mod tests {
         let f = OriginFeatures::at(&series, &Weather::default(), 47 * HOUR);
         assert_eq!(f.values[1], 4.0);
         assert!(f.values[2].is_nan());
-        assert_eq!(f.values[12], 2.0);
-        assert_eq!(f.values[13], 4.0);
-        assert!((f.values[9] - (22.0 * 2.0 + 4.0) / 23.0).abs() < 1e-12);
+        assert_eq!(f.values[12], log1p(2.0) - log1p(4.0));
+        assert_eq!(f.values[13], 0.0);
+        let mean = (22.0 * 2.0 + 4.0) / 23.0;
+        assert!((f.values[9] - (log1p(mean) - log1p(4.0))).abs() < 1e-12);
     }
 }

@@ -5,19 +5,28 @@
 //! - [`model`]: the gradient-boosted forecast model with prediction intervals;
 //! - [`evaluate`] and [`backtest`]: honest, rolling-origin scoring per horizon;
 //! - [`report`]: the Markdown and SVG report of a training run or backtest;
-//! - [`artifact`]: a model as a versioned, self-describing, checksummed file.
+//! - [`artifact`]: a model as a versioned, self-describing, checksummed file;
+//! - [`aqi`]: the AQI of each forecast hour.
 //!
-//! No I/O here: the store, the blob store and the jobs that move data in and out live in the
-//! API and binary crates.
+//! Those modules are pure computation. The platform side reads and writes through the store and
+//! blob traits: [`data`] (history out of the store), [`registry`] (versions, promotion,
+//! rollback), [`training`] (a training run), [`jobs`] (the queued-job worker) and [`forecast`]
+//! (the serving engine behind the forecast endpoint).
 
+pub mod aqi;
 pub mod artifact;
 pub mod backtest;
 pub mod baselines;
+pub mod data;
 pub mod evaluate;
 pub mod features;
+pub mod forecast;
+pub mod jobs;
 pub mod model;
+pub mod registry;
 pub mod report;
 pub mod series;
+pub mod training;
 
 pub use backtest::{backtest, Backtest, BacktestOptions};
 pub use evaluate::{Evaluation, HorizonScores};
