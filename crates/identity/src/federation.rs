@@ -313,10 +313,8 @@ pub fn verify_id_token<'k>(
     if claims.sub.is_empty() {
         return Err(FederationError::MissingSubject);
     }
-    let email_verified = matches!(
-        claims.email_verified,
-        Some(serde_json::Value::Bool(true))
-    ) || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+    let email_verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
+        || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
     Ok(ExternalIdentity {
         subject: claims.sub,
         email: claims.email,
@@ -421,10 +419,7 @@ mod tests {
                 with(claims(), "nonce", json!("another-sign-in")),
                 FederationError::Nonce,
             ),
-            (
-                with(claims(), "nonce", Value::Null),
-                FederationError::Nonce,
-            ),
+            (with(claims(), "nonce", Value::Null), FederationError::Nonce),
             (
                 with(claims(), "aud", json!("someone-else")),
                 FederationError::Audience,
@@ -457,7 +452,10 @@ mod tests {
                 with(claims(), "iat", json!(now() + 600)),
                 FederationError::IssuedInFuture,
             ),
-            (with(claims(), "sub", json!("")), FederationError::MissingSubject),
+            (
+                with(claims(), "sub", json!("")),
+                FederationError::MissingSubject,
+            ),
         ];
         for (claims, expected) in cases {
             assert_eq!(
@@ -489,12 +487,9 @@ mod tests {
         let mut hs = Header::new(Algorithm::HS256);
         hs.kid = Some(p.kid.clone());
         let secret = p.jwks["keys"][0].to_string();
-        let forged = jsonwebtoken::encode(
-            &hs,
-            &claims(),
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap();
+        let forged =
+            jsonwebtoken::encode(&hs, &claims(), &EncodingKey::from_secret(secret.as_bytes()))
+                .unwrap();
         assert_eq!(
             verify(&p, &forged),
             Err(FederationError::Algorithm("HS256".into()))
@@ -578,7 +573,11 @@ mod tests {
         assert!(!facebook.wants_secret_in_body());
         let post_only = ProviderMetadata {
             token_endpoint_auth_methods_supported: Some(vec!["client_secret_post".into()]),
-            id_token_signing_alg_values_supported: vec!["HS256".into(), "ES256".into(), "none".into()],
+            id_token_signing_alg_values_supported: vec![
+                "HS256".into(),
+                "ES256".into(),
+                "none".into(),
+            ],
             ..facebook.clone()
         };
         assert!(post_only.wants_secret_in_body());

@@ -424,10 +424,7 @@ async fn federated_sign_ins_and_links(store: SqlStore) {
     store.insert_federated_login(&stale).await.unwrap();
     assert_eq!(store.purge_federated_logins(now).await.unwrap(), 1);
     assert_eq!(store.take_federated_login("s0").await.unwrap(), None);
-    assert_eq!(
-        store.take_federated_login("s1").await.unwrap(),
-        Some(login)
-    );
+    assert_eq!(store.take_federated_login("s1").await.unwrap(), Some(login));
     assert_eq!(
         store.take_federated_login("s1").await.unwrap(),
         None,
