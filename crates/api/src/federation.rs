@@ -34,6 +34,9 @@ pub struct OidcProviderConfig {
     pub scopes: String,
     /// The token endpoint, for a provider whose discovery document lacks one (Facebook).
     pub token_endpoint: Option<String>,
+    /// `client_secret_basic` or `client_secret_post`, for a provider whose discovery document
+    /// does not say which it takes; otherwise Basic is used when announced.
+    pub token_endpoint_auth_method: Option<TokenAuthMethod>,
     /// Take the provider's `email` as verified when its ID tokens carry no `email_verified`
     /// (Facebook's do not). Off by default: such sign-ins are refused.
     pub assume_email_verified: bool,
@@ -53,6 +56,7 @@ impl OidcProviderConfig {
             client_secret: client_secret.into(),
             scopes: DEFAULT_SCOPES.into(),
             token_endpoint: None,
+            token_endpoint_auth_method: None,
             assume_email_verified: false,
         }
     }
@@ -75,8 +79,43 @@ impl fmt::Debug for OidcProviderConfig {
             .field("client_secret", &"***")
             .field("scopes", &self.scopes)
             .field("token_endpoint", &self.token_endpoint)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
             .field("assume_email_verified", &self.assume_email_verified)
             .finish()
+    }
+}
+
+/// How the client secret reaches a provider's token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuthMethod {
+    /// HTTP Basic authentication.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form.
+    ClientSecretPost,
+}
+
+impl TokenAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAuthMethod::ClientSecretBasic => "client_secret_basic",
+            TokenAuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenAuthMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client_secret_basic" => Ok(TokenAuthMethod::ClientSecretBasic),
+            "client_secret_post" => Ok(TokenAuthMethod::ClientSecretPost),
+            other => Err(format!(
+                "{other:?} is not client_secret_basic or client_secret_post"
+            )),
+        }
     }
 }
 
@@ -221,6 +260,9 @@ impl Federation {
         }
         if let Some(endpoint) = &provider.config.token_endpoint {
             metadata.token_endpoint = Some(endpoint.clone());
+        }
+        if let Some(method) = provider.config.token_endpoint_auth_method {
+            metadata.token_endpoint_auth_methods_supported = Some(vec![method.as_str().into()]);
         }
         if metadata.token_endpoint.is_none() {
             return Err(Self::unreachable(

@@ -1385,6 +1385,7 @@ struct OutsideProvider {
 }
 
 const IDP_NAME: &str = "test-idp";
+const IDP_POST_NAME: &str = "test-idp-post";
 const IDP_CLIENT_ID: &str = "ecocityhub-at-test-idp";
 const IDP_CLIENT_SECRET: &str = "a-secret: with/odd+characters";
 const CLIENT_CALLBACK: &str = "http://127.0.0.1:9999/callback";
@@ -1463,14 +1464,18 @@ async fn spawn_federated(
 ) -> Option<Federated> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let idp = start_outside_provider(listener.local_addr().unwrap()).await?;
-    let provider = ecocityhub_api::federation::OidcProviderConfig::new(
-        IDP_NAME,
+    use ecocityhub_api::federation::{OidcProviderConfig, TokenAuthMethod};
+    let basic = OidcProviderConfig::new(IDP_NAME, &idp.issuer, IDP_CLIENT_ID, IDP_CLIENT_SECRET);
+    // The same provider through its other client, which sends the secret in the form.
+    let mut post = OidcProviderConfig::new(
+        IDP_POST_NAME,
         &idp.issuer,
-        IDP_CLIENT_ID,
+        format!("{IDP_CLIENT_ID}-post"),
         IDP_CLIENT_SECRET,
     );
+    post.token_endpoint_auth_method = Some(TokenAuthMethod::ClientSecretPost);
     let app = spawn_app_on(listener, store, dir, |c| {
-        c.identity.oidc_providers = vec![provider]
+        c.identity.oidc_providers = vec![basic, post]
     })
     .await;
     Some(Federated {
@@ -1571,7 +1576,13 @@ impl Federated {
         self.browser = browser_with_cookies();
     }
 
-    /// A whole sign-in through the provider as `login`; returns the client's callback URL.
+    /// A whole sign-in through `provider` as `login`; returns the client's callback URL.
+    async fn sign_in_with(&self, provider: &str, login: &str, client_state: &str) -> String {
+        let to_provider = self.start(provider, client_state).await;
+        self.follow(to_provider, login, CLIENT_CALLBACK).await
+    }
+
+    /// A whole sign-in through `test-idp` as `login`; returns the client's callback URL.
     async fn sign_in(&self, login: &str, client_state: &str) -> String {
         let to_provider = self.start(IDP_NAME, client_state).await;
         self.follow(to_provider, login, CLIENT_CALLBACK).await
@@ -1623,7 +1634,7 @@ async fn a_new_user_signs_in_through_an_outside_oidc_provider(f: Federated) {
         .any(|p| p["name"] == "identity_provider"));
     assert_eq!(
         f.app.get_json("/api/v1/auth/providers").await,
-        json!({"providers": [{"name": IDP_NAME}]})
+        json!({"providers": [{"name": IDP_NAME}, {"name": IDP_POST_NAME}]})
     );
     let form = f
         .app
@@ -1721,7 +1732,8 @@ async fn an_existing_account_is_linked_by_its_verified_email(mut f: Federated) {
         .unwrap()
         .unwrap();
     f.next_browser();
-    let callback = f.sign_in("hal", "s2").await;
+    // (Through the provider's other client: the secret goes in the form this time.)
+    let callback = f.sign_in_with(IDP_POST_NAME, "hal", "s2").await;
     let owner = f.me(&f.exchange(&callback).await).await;
     assert_eq!(owner["id"], squatted.id.as_str());
     assert_eq!(owner["confirmed"], true);

@@ -36,6 +36,7 @@ pub struct OidcProviderFile {
     pub client_secret: Option<String>,
     pub scopes: Option<String>,
     pub token_endpoint: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
     pub assume_email_verified: Option<bool>,
 }
 
@@ -49,6 +50,10 @@ impl std::fmt::Debug for OidcProviderFile {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("scopes", &self.scopes)
             .field("token_endpoint", &self.token_endpoint)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
             .field("assume_email_verified", &self.assume_email_verified)
             .finish()
     }
@@ -85,6 +90,7 @@ pub fn oidc_providers(
             client_secret: p.client_secret.clone(),
             scopes: p.scopes.clone(),
             token_endpoint: p.token_endpoint.clone(),
+            token_endpoint_auth_method: p.token_endpoint_auth_method.clone(),
             assume_email_verified: p.assume_email_verified,
         });
     }
@@ -141,6 +147,13 @@ pub fn oidc_providers(
                 bail!("the OIDC provider {name:?} needs `openid` among its scopes");
             }
             config.token_endpoint = field("token_endpoint", p.token_endpoint);
+            config.token_endpoint_auth_method =
+                match field("token_endpoint_auth_method", p.token_endpoint_auth_method) {
+                    Some(method) => Some(method.parse().map_err(|e| {
+                        anyhow::anyhow!("the OIDC provider {name:?}'s token_endpoint_auth_method: {e}")
+                    })?),
+                    None => None,
+                };
             config.assume_email_verified = match env(&oidc_env_name(&name, "assume_email_verified")) {
                 Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
                 None => p.assume_email_verified.unwrap_or(false),
@@ -231,6 +244,7 @@ mod tests {
             client_secret = "file-secret"
             scopes = "openid email"
             token_endpoint = "https://graph.facebook.com/oauth/access_token"
+            token_endpoint_auth_method = "client_secret_post"
             assume_email_verified = true
             "#,
         )
@@ -258,6 +272,10 @@ mod tests {
         assert_eq!(providers[1].scopes, "openid email");
         assert!(providers[1].assume_email_verified);
         assert!(providers[1].token_endpoint.is_some());
+        assert_eq!(
+            providers[1].token_endpoint_auth_method,
+            Some(ecocityhub_api::federation::TokenAuthMethod::ClientSecretPost)
+        );
         assert_eq!(providers[2].issuer, "https://sso.city.example");
 
         let missing = oidc_providers(&file, |_| None).unwrap_err().to_string();

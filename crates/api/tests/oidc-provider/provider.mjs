@@ -1,6 +1,7 @@
 // A real OpenID provider for EcoCityHub's federation test: the OpenID-certified `oidc-provider`
-// package, configured with one confidential client (client_secret_basic, PKCE required) whose
-// only redirect URI is EcoCityHub's /oauth2/idpresponse, and its development sign-in pages
+// package, configured with two confidential clients, CLIENT_ID (client_secret_basic) and
+// CLIENT_ID-post (client_secret_post), both with PKCE required and EcoCityHub's
+// /oauth2/idpresponse as their only redirect URI, and its development sign-in pages
 // (any login name, any password) so a test can sign in with plain HTTP and a cookie jar.
 //
 // Accounts: the login name is the subject; its e-mail is NAME@example.org, verified unless the
@@ -45,14 +46,14 @@ server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
   const provider = new Provider(issuer, {
-    clients: [{
-      client_id: clientId,
+    clients: ['client_secret_basic', 'client_secret_post'].map((method) => ({
+      client_id: method === 'client_secret_basic' ? clientId : `${clientId}-post`,
       client_secret: clientSecret,
       redirect_uris: [redirectUri],
       grant_types: ['authorization_code'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
-    }],
+      token_endpoint_auth_method: method,
+    })),
     jwks: { keys: [signingKey] },
     cookies: { keys: ['ecocityhub-test-cookie-key'] },
     claims: {
