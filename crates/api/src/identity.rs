@@ -1,6 +1,7 @@
 //! The identity layer's place in the API: the key set (loaded from the store, a first key made
 //! when there is none, reloaded when a token names an unknown `kid` — another process may have
-//! rotated), the Cedar authorizer, code delivery, and the sign-in throttle.
+//! rotated), the Cedar authorizer, code delivery, the sign-in throttle, and the outside OIDC
+//! providers users may sign in with.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use jsonwebtoken::DecodingKey;
 use tokio::sync::RwLock;
 
 use crate::error::{ApiError, ApiResult};
+use crate::federation::{Federation, OidcProviderConfig};
 
 /// A user pool whose tokens are accepted besides the built-in pool's: a Cognito user pool
 /// (`https://cognito-idp.REGION.amazonaws.com/POOL_ID`, RS256, its app client id), with its
@@ -80,6 +82,9 @@ pub struct IdentityConfig {
     pub policies: Option<String>,
     /// Another pool whose tokens are accepted (Cognito in AWS); `None`: only the built-in one.
     pub trusted_issuer: Option<TrustedIssuer>,
+    /// Outside OpenID Connect providers users may sign in with (`identity_provider=NAME` on
+    /// `/oauth2/authorize`).
+    pub oidc_providers: Vec<OidcProviderConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -96,6 +101,7 @@ impl Default for IdentityConfig {
             redirect_uris: Vec::new(),
             policies: None,
             trusted_issuer: None,
+            oidc_providers: Vec::new(),
         }
     }
 }
@@ -147,6 +153,8 @@ pub struct Identity {
     /// retired key's tokens stop working within `key_refresh`.
     verified: Mutex<HashMap<String, Claims>>,
     http: reqwest::Client,
+    /// The outside OIDC providers, with their discovery documents and keys once fetched.
+    pub federation: Federation,
 }
 
 /// Makes sure the store has a signing key and returns the key set.
@@ -173,7 +181,10 @@ impl Identity {
             }
             None => Authorizer::builtin(),
         };
+        let federation = Federation::new(&config.oidc_providers)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(Identity {
+            federation,
             config,
             keys: RwLock::new(Arc::new(load_keys(store).await?)),
             last_reload: Mutex::new(Instant::now()),

@@ -7,6 +7,7 @@
 pub mod device_auth;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod identity;
 pub mod ingest;
 pub mod latest;
@@ -56,6 +57,8 @@ pub fn router(state: AppState) -> Router {
             get(routes::oauth::authorize_form).post(routes::oauth::authorize_submit),
         )
         .route("/oauth2/token", post(routes::oauth::token))
+        .route("/oauth2/idpresponse", get(routes::federation::idp_response))
+        .route("/api/v1/auth/providers", get(routes::federation::providers))
         .route("/api/v1/auth/sign-up", post(routes::auth::sign_up))
         .route("/api/v1/auth/confirm", post(routes::auth::confirm))
         .route("/api/v1/auth/resend-code", post(routes::auth::resend_code))

@@ -36,6 +36,8 @@ use crate::routes;
         routes::admin::update_user,
         routes::oauth::authorize_form,
         routes::oauth::token,
+        routes::federation::idp_response,
+        routes::federation::providers,
         routes::well_known::jwks,
         routes::well_known::openid_configuration,
     ),
@@ -45,7 +47,7 @@ use crate::routes;
         (name = "stations", description = "Stations and what they measure"),
         (name = "readings", description = "Latest values, history and ingestion"),
         (name = "meta", description = "Health"),
-        (name = "auth", description = "The built-in user pool: sign-up, sign-in, tokens, keys"),
+        (name = "auth", description = "The built-in user pool: sign-up, sign-in, tokens, keys, sign-in through outside OIDC providers"),
         (name = "admin", description = "User management (admins)"),
     )
 )]

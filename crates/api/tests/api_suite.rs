@@ -44,6 +44,18 @@ async fn spawn_app_with(
     dir: Option<tempfile::TempDir>,
     tweak: impl FnOnce(&mut ApiConfig),
 ) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_on(listener, store, dir, tweak).await
+}
+
+/// [`spawn_app_with`] on a listener bound beforehand (when something must know the address
+/// before the app starts, like an outside identity provider's redirect URI).
+async fn spawn_app_on(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut ApiConfig),
+) -> TestApp {
     store.migrate().await.unwrap();
     store
         .upsert_station(&station("s1", 51.5, -0.15))
@@ -70,7 +82,6 @@ async fn spawn_app_with(
         },
         ..ApiConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = config;
     config.identity.tokens.issuer = format!("http://{addr}");
@@ -1362,6 +1373,512 @@ async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
         json!(["S256"])
     );
 }
+
+// ---- federation with an outside OpenID provider ------------------------------------------------
+
+/// A real OpenID provider, independently written: the OpenID-certified `oidc-provider` package
+/// from npm, run by the machine's Node.js (`tests/oidc-provider/provider.mjs`). Stopped when
+/// dropped.
+struct OutsideProvider {
+    issuer: String,
+    _process: tokio::process::Child,
+}
+
+const IDP_NAME: &str = "test-idp";
+const IDP_POST_NAME: &str = "test-idp-post";
+const IDP_CLIENT_ID: &str = "ecocityhub-at-test-idp";
+const IDP_CLIENT_SECRET: &str = "a-secret: with/odd+characters";
+const CLIENT_CALLBACK: &str = "http://127.0.0.1:9999/callback";
+const CLIENT_VERIFIER: &str = "federated-client-verifier-0123456789-abcdefghijklmnop";
+
+/// Starts the provider for an app that will listen at `app_addr`. `None` (with a message on
+/// the terminal) when its npm packages are not installed and this is not CI; under CI a
+/// provider that cannot start fails the test.
+async fn start_outside_provider(app_addr: SocketAddr) -> Option<OutsideProvider> {
+    use std::io::Write;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if !in_ci && !dir.join("node_modules/oidc-provider").exists() {
+        // Straight to the terminal: the test harness would swallow a println!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "federation test skipped: the test OpenID provider is not installed; run `npm ci` in {} (scripts/test does)",
+            dir.display()
+        );
+        return None;
+    }
+    let mut child = tokio::process::Command::new("node")
+        .arg("provider.mjs")
+        .current_dir(&dir)
+        .env(
+            "REDIRECT_URI",
+            format!("http://{app_addr}/oauth2/idpresponse"),
+        )
+        .env("CLIENT_ID", IDP_CLIENT_ID)
+        .env("CLIENT_SECRET", IDP_CLIENT_SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Node.js runs (`node` on the PATH): the federation test needs it");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
+    let Ok(Ok(Some(line))) = ready else {
+        let _ = child.start_kill();
+        let mut errors = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut errors)
+            .await;
+        panic!("the test OpenID provider did not start ({ready:?}):\n{errors}");
+    };
+    // Keep its output drained (a closed pipe would end it at its next log line) and out of
+    // the test output.
+    let mut stdout = lines.into_inner();
+    let mut stderr = child.stderr.take().unwrap();
+    tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
+    tokio::spawn(async move { tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await });
+    let issuer = line
+        .strip_prefix("issuer ")
+        .unwrap_or_else(|| panic!("unexpected first line from the provider: {line}"))
+        .to_string();
+    Some(OutsideProvider {
+        issuer,
+        _process: child,
+    })
+}
+
+/// The app with the outside provider configured as `test-idp`, and a browser with cookies.
+struct Federated {
+    app: TestApp,
+    idp: OutsideProvider,
+    browser: reqwest::Client,
+}
+
+async fn spawn_federated(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+) -> Option<Federated> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = start_outside_provider(listener.local_addr().unwrap()).await?;
+    use ecocityhub_api::federation::{OidcProviderConfig, TokenAuthMethod};
+    let basic = OidcProviderConfig::new(IDP_NAME, &idp.issuer, IDP_CLIENT_ID, IDP_CLIENT_SECRET);
+    // The same provider through its other client, which sends the secret in the form.
+    let mut post = OidcProviderConfig::new(
+        IDP_POST_NAME,
+        &idp.issuer,
+        format!("{IDP_CLIENT_ID}-post"),
+        IDP_CLIENT_SECRET,
+    );
+    post.token_endpoint_auth_method = Some(TokenAuthMethod::ClientSecretPost);
+    let app = spawn_app_on(listener, store, dir, |c| {
+        c.identity.oidc_providers = vec![basic, post]
+    })
+    .await;
+    Some(Federated {
+        app,
+        idp,
+        browser: browser_with_cookies(),
+    })
+}
+
+/// A browser of its own: cookies kept, redirects followed by hand.
+fn browser_with_cookies() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The query parameters of a URL.
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl Federated {
+    /// Our client's authorization request through `provider`; returns where the browser is sent.
+    async fn start(&self, provider: &str, client_state: &str) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(CLIENT_VERIFIER.as_bytes()));
+        let resp = self
+            .browser
+            .get(self.app.url("/oauth2/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", "ecocityhub-web"),
+                ("redirect_uri", CLIENT_CALLBACK),
+                ("scope", "openid email"),
+                ("state", client_state),
+                ("nonce", "client-nonce"),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+                ("identity_provider", provider),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        resp.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Follows the browser from `url` through the provider's sign-in page (as `login`, any
+    /// password) and consent page until it is sent to a URL starting with `stop_at`.
+    async fn follow(&self, mut url: String, login: &str, stop_at: &str) -> String {
+        for _ in 0..20 {
+            if url.starts_with(stop_at) {
+                return url;
+            }
+            let resp = self.browser.get(&url).send().await.unwrap();
+            let resp = if resp.status().is_redirection() {
+                resp
+            } else {
+                assert_eq!(resp.status(), StatusCode::OK, "at {url}");
+                let at = resp.url().clone();
+                let page = resp.text().await.unwrap();
+                let action = page
+                    .split("action=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("no form on the provider's page: {page}"));
+                let form: Vec<(&str, &str)> = if page.contains("value=\"login\"") {
+                    vec![("prompt", "login"), ("login", login), ("password", "any")]
+                } else if page.contains("value=\"consent\"") {
+                    vec![("prompt", "consent")]
+                } else {
+                    panic!("an unexpected page at the provider: {page}")
+                };
+                self.browser
+                    .post(at.join(action).unwrap())
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap()
+            };
+            assert!(resp.status().is_redirection(), "{} at {url}", resp.status());
+            let location = resp.headers()["location"].to_str().unwrap();
+            url = resp.url().join(location).unwrap().to_string();
+        }
+        panic!("the browser never reached {stop_at}");
+    }
+
+    /// Another person at another browser (the provider remembers who signed in at this one).
+    fn next_browser(&mut self) {
+        self.browser = browser_with_cookies();
+    }
+
+    /// A whole sign-in through `provider` as `login`; returns the client's callback URL.
+    async fn sign_in_with(&self, provider: &str, login: &str, client_state: &str) -> String {
+        let to_provider = self.start(provider, client_state).await;
+        self.follow(to_provider, login, CLIENT_CALLBACK).await
+    }
+
+    /// A whole sign-in through `test-idp` as `login`; returns the client's callback URL.
+    async fn sign_in(&self, login: &str, client_state: &str) -> String {
+        let to_provider = self.start(IDP_NAME, client_state).await;
+        self.follow(to_provider, login, CLIENT_CALLBACK).await
+    }
+
+    /// The client's last step: our code for our tokens.
+    async fn exchange(&self, callback: &str) -> Value {
+        let code = query_of(callback)["code"].clone();
+        let resp = self
+            .browser
+            .post(self.app.url("/oauth2/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CLIENT_CALLBACK),
+                ("client_id", "ecocityhub-web"),
+                ("code_verifier", CLIENT_VERIFIER),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    /// `GET /api/v1/me` with the access token of `tokens`.
+    async fn me(&self, tokens: &Value) -> Value {
+        let resp = self
+            .app
+            .get_as(tokens["access_token"].as_str().unwrap(), "/api/v1/me")
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+}
+
+async fn a_new_user_signs_in_through_an_outside_oidc_provider(f: Federated) {
+    let doc: Value = f.app.get_json("/api/openapi.json").await;
+    for path in ["/oauth2/idpresponse", "/api/v1/auth/providers"] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} is documented"
+        );
+    }
+    assert!(doc["paths"]["/oauth2/authorize"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "identity_provider"));
+    assert_eq!(
+        f.app.get_json("/api/v1/auth/providers").await,
+        json!({"providers": [{"name": IDP_NAME}, {"name": IDP_POST_NAME}]})
+    );
+    let form = f
+        .app
+        .get("/oauth2/authorize?response_type=code&client_id=ecocityhub-web&redirect_uri=http%3A%2F%2F127.0.0.1%3A9999%2Fcallback&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjtZyBxkM&code_challenge_method=S256")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains("Sign in with test-idp") && form.contains("identity_provider=test-idp"),
+        "{form}"
+    );
+
+    // Sent to the provider with the code flow's parameters, PKCE, state and nonce of our own.
+    let to_provider = f.start(IDP_NAME, "client-state-1").await;
+    assert!(
+        to_provider.starts_with(&format!("{}/auth?", f.idp.issuer)),
+        "{to_provider}"
+    );
+    let sent = query_of(&to_provider);
+    assert_eq!(sent["client_id"], IDP_CLIENT_ID);
+    assert_eq!(sent["response_type"], "code");
+    assert_eq!(sent["code_challenge_method"], "S256");
+    assert_eq!(sent["redirect_uri"], f.app.url("/oauth2/idpresponse"));
+    assert!(sent["state"].len() >= 43 && sent["nonce"].len() >= 43);
+    assert_ne!(
+        sent["state"], "client-state-1",
+        "the client's state stays with us"
+    );
+
+    // Signed in there, back at the client with a code of ours and its own state.
+    let callback = f.follow(to_provider, "fay", CLIENT_CALLBACK).await;
+    let back = query_of(&callback);
+    assert_eq!(back["state"], "client-state-1", "{callback}");
+    let tokens = f.exchange(&callback).await;
+    assert_eq!(
+        jwt_part(tokens["id_token"].as_str().unwrap(), 1)["nonce"],
+        "client-nonce"
+    );
+    let me = f.me(&tokens).await;
+    assert_eq!(me["email"], "fay@example.org");
+    assert_eq!(me["confirmed"], true);
+    assert_eq!(me["roles"], json!(["citizen"]));
+    let id = me["id"].as_str().unwrap().to_string();
+    let links = f.app.store.federated_identities_of(&id).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        (links[0].provider.as_str(), links[0].subject.as_str()),
+        (IDP_NAME, "fay")
+    );
+
+    // The account has no password to sign in with.
+    problem(
+        f.app.sign_in("fay@example.org", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // Again (the provider remembers the session): the same account, through the link.
+    let again = f.sign_in("fay", "client-state-2").await;
+    assert_eq!(query_of(&again)["state"], "client-state-2");
+    assert_eq!(f.me(&f.exchange(&again).await).await["id"], id.as_str());
+    assert_eq!(f.app.store.users().await.unwrap().len(), 1);
+}
+
+async fn an_existing_account_is_linked_by_its_verified_email(mut f: Federated) {
+    // A confirmed account: the same user, and the password keeps working.
+    f.app.sign_up_confirmed("gus@example.org").await;
+    let local = f.me(&f.app.tokens("gus@example.org").await).await;
+    let callback = f.sign_in("gus", "s1").await;
+    let federated = f.me(&f.exchange(&callback).await).await;
+    assert_eq!(federated["id"], local["id"]);
+    assert_eq!(
+        f.app.sign_in("gus@example.org", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    // An account someone signed up for and never confirmed: the provider's verified owner gets
+    // it, and the password chosen by whoever signed up stops working.
+    assert_eq!(
+        f.app
+            .post_auth(
+                "sign-up",
+                json!({"email": "hal@example.org", "password": PASSWORD})
+            )
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let squatted = f
+        .app
+        .store
+        .user_by_email("hal@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    f.next_browser();
+    // (Through the provider's other client: the secret goes in the form this time.)
+    let callback = f.sign_in_with(IDP_POST_NAME, "hal", "s2").await;
+    let owner = f.me(&f.exchange(&callback).await).await;
+    assert_eq!(owner["id"], squatted.id.as_str());
+    assert_eq!(owner["confirmed"], true);
+    problem(
+        f.app.sign_in("hal@example.org", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+async fn replayed_forged_and_refused_answers_never_sign_anyone_in(mut f: Federated) {
+    // The provider's answer, caught before our /oauth2/idpresponse takes it.
+    let idp_response = f.app.url("/oauth2/idpresponse");
+    let to_provider = f.start(IDP_NAME, "s1").await;
+    let answer = f.follow(to_provider, "ida", &idp_response).await;
+    assert_eq!(query_of(&answer)["iss"], f.idp.issuer, "RFC 9207 iss");
+    let first = f.browser.get(&answer).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let callback = first.headers()["location"].to_str().unwrap().to_string();
+    assert!(query_of(&callback).contains_key("code"), "{callback}");
+
+    // The same answer again, a made-up state, no state: refused, nothing issued.
+    let replayed = problem(
+        f.browser.get(&answer).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(replayed["detail"]
+        .as_str()
+        .unwrap()
+        .contains("start the sign-in again"));
+    let mut forged = reqwest::Url::parse(&answer).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged-state".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    problem(
+        f.browser.get(forged.as_str()).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        f.browser
+            .get(format!("{idp_response}?code=abc"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        f.browser
+            .get(format!("{idp_response}?error=access_denied&state=unknown"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+
+    // Someone cancels at the provider: the client hears access_denied, with its state.
+    f.next_browser();
+    let to_provider = f.start(IDP_NAME, "s2").await;
+    let interaction = f.browser.get(&to_provider).send().await.unwrap();
+    let interaction = interaction
+        .url()
+        .join(interaction.headers()["location"].to_str().unwrap())
+        .unwrap();
+    assert!(
+        interaction.path().starts_with("/interaction/"),
+        "{interaction}"
+    );
+    let cancelled = f
+        .follow(format!("{interaction}/abort"), "ida", CLIENT_CALLBACK)
+        .await;
+    let back = query_of(&cancelled);
+    assert_eq!(back["error"], "access_denied", "{cancelled}");
+    assert_eq!(back["state"], "s2");
+    assert!(!back.contains_key("code"));
+
+    // An address the provider has not verified: refused, no account made.
+    let unverified = f.sign_in("unverified-joe", "s3").await;
+    let back = query_of(&unverified);
+    assert_eq!(back["error"], "access_denied", "{unverified}");
+    assert!(
+        back["error_description"].contains("verified"),
+        "{unverified}"
+    );
+    assert!(f
+        .app
+        .store
+        .user_by_email("unverified-joe@example.org")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A provider that is not configured.
+    let unknown = query_of(&f.start("myspace", "s4").await);
+    assert_eq!(unknown["error"], "invalid_request");
+    assert_eq!(unknown["state"], "s4");
+    assert_eq!(f.app.store.users().await.unwrap().len(), 1, "only ida's");
+}
+
+macro_rules! both_backends_with_outside_provider {
+    ($($name:ident),* $(,)?) => {
+        mod federation {
+            mod sqlite {
+                $(
+                    #[tokio::test]
+                    async fn $name() {
+                        let dir = tempfile::tempdir().unwrap();
+                        let store = ecocityhub_store::connect(&super::super::testing::sqlite_url(dir.path())).await.unwrap();
+                        let Some(f) = super::super::spawn_federated(std::sync::Arc::new(store), Some(dir)).await else { return };
+                        super::super::$name(f).await;
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test]
+                    async fn $name() {
+                        let Some(url) = super::super::testing::fresh_postgres_url().await else { return };
+                        let store = ecocityhub_store::connect(&url).await.unwrap();
+                        let Some(f) = super::super::spawn_federated(std::sync::Arc::new(store), None).await else { return };
+                        super::super::$name(f).await;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+both_backends_with_outside_provider!(
+    a_new_user_signs_in_through_an_outside_oidc_provider,
+    an_existing_account_is_linked_by_its_verified_email,
+    replayed_forged_and_refused_answers_never_sign_anyone_in,
+);
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {

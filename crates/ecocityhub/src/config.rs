@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use ecocityhub_api::federation::{OidcProviderConfig, DEFAULT_SCOPES};
 use serde::Deserialize;
 
 /// Settings that may come from the TOML file.
@@ -20,6 +21,147 @@ pub struct FileConfig {
     pub replay: Option<bool>,
     pub public_url: Option<String>,
     pub blobs_dir: Option<PathBuf>,
+    /// Outside OpenID Connect providers users may sign in with (`[[oidc_providers]]`).
+    #[serde(default)]
+    pub oidc_providers: Vec<OidcProviderFile>,
+}
+
+/// One `[[oidc_providers]]` table. Every field but `name` may instead (or also: the
+/// environment wins) come from `ECOCITYHUB_OIDC_<NAME>_<FIELD>`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderFile {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub assume_email_verified: Option<bool>,
+}
+
+/// Never shows the client secret.
+impl std::fmt::Debug for OidcProviderFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProviderFile")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("scopes", &self.scopes)
+            .field("token_endpoint", &self.token_endpoint)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .field("assume_email_verified", &self.assume_email_verified)
+            .finish()
+    }
+}
+
+/// Names providers by environment alone: `ECOCITYHUB_OIDC_PROVIDERS=google,facebook`.
+pub const OIDC_PROVIDERS_ENV: &str = "ECOCITYHUB_OIDC_PROVIDERS";
+
+/// The environment variable of one provider's field: `ECOCITYHUB_OIDC_GOOGLE_CLIENT_ID`.
+pub fn oidc_env_name(provider: &str, field: &str) -> String {
+    format!(
+        "ECOCITYHUB_OIDC_{}_{}",
+        provider.to_uppercase().replace('-', "_"),
+        field.to_uppercase()
+    )
+}
+
+/// The outside OIDC providers: the TOML file's `[[oidc_providers]]`, then those named only in
+/// `ECOCITYHUB_OIDC_PROVIDERS`; `env` (the process environment, in tests a map) fills and
+/// overrides their fields.
+pub fn oidc_providers(
+    file: &FileConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<OidcProviderConfig>> {
+    let mut declared: Vec<OidcProviderFile> = Vec::new();
+    for p in &file.oidc_providers {
+        if declared.iter().any(|d| d.name == p.name) {
+            bail!("the OIDC provider {:?} is configured twice", p.name);
+        }
+        declared.push(OidcProviderFile {
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            client_id: p.client_id.clone(),
+            client_secret: p.client_secret.clone(),
+            scopes: p.scopes.clone(),
+            token_endpoint: p.token_endpoint.clone(),
+            token_endpoint_auth_method: p.token_endpoint_auth_method.clone(),
+            assume_email_verified: p.assume_email_verified,
+        });
+    }
+    for name in env(OIDC_PROVIDERS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        if !declared.iter().any(|d| d.name == name) {
+            declared.push(OidcProviderFile {
+                name: name.to_string(),
+                ..Default::default()
+            });
+        }
+    }
+    declared
+        .into_iter()
+        .map(|p| {
+            let name = p.name;
+            let valid_name = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !valid_name {
+                bail!("the OIDC provider name {name:?} must be 1 to 32 lower-case letters, digits, '-' or '_'");
+            }
+            let field = |key: &str, from_file: Option<String>| {
+                env(&oidc_env_name(&name, key))
+                    .filter(|v| !v.is_empty())
+                    .or(from_file)
+            };
+            let required = |key: &str, from_file: Option<String>| {
+                field(key, from_file).with_context(|| {
+                    format!(
+                        "the OIDC provider {name:?} needs its {key}: `{key}` in its [[oidc_providers]] table or {}",
+                        oidc_env_name(&name, key)
+                    )
+                })
+            };
+            let issuer = required("issuer", p.issuer)?;
+            if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
+                bail!("the OIDC provider {name:?} has the issuer {issuer:?}: it must be an https:// URL");
+            }
+            let mut config = OidcProviderConfig::new(
+                name.clone(),
+                issuer,
+                required("client_id", p.client_id)?,
+                required("client_secret", p.client_secret)?,
+            );
+            config.scopes = field("scopes", p.scopes).unwrap_or_else(|| DEFAULT_SCOPES.into());
+            if !config.scopes.split(' ').any(|s| s == "openid") {
+                bail!("the OIDC provider {name:?} needs `openid` among its scopes");
+            }
+            config.token_endpoint = field("token_endpoint", p.token_endpoint);
+            config.token_endpoint_auth_method =
+                match field("token_endpoint_auth_method", p.token_endpoint_auth_method) {
+                    Some(method) => Some(method.parse().map_err(|e| {
+                        anyhow::anyhow!("the OIDC provider {name:?}'s token_endpoint_auth_method: {e}")
+                    })?),
+                    None => None,
+                };
+            config.assume_email_verified = match env(&oidc_env_name(&name, "assume_email_verified")) {
+                Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+                None => p.assume_email_verified.unwrap_or(false),
+            };
+            Ok(config)
+        })
+        .collect()
 }
 
 impl FileConfig {
@@ -102,5 +244,70 @@ mod tests {
         assert!(url.ends_with("ecocityhub.db"));
         std::fs::write(&path, "colour = 1\n").unwrap();
         assert!(FileConfig::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn oidc_providers_come_from_the_file_and_the_environment() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[oidc_providers]]
+            name = "google"
+            issuer = "https://accounts.google.com"
+            client_id = "123.apps.googleusercontent.com"
+
+            [[oidc_providers]]
+            name = "facebook"
+            issuer = "https://www.facebook.com"
+            client_id = "file-app-id"
+            client_secret = "file-secret"
+            scopes = "openid email"
+            token_endpoint = "https://graph.facebook.com/oauth/access_token"
+            token_endpoint_auth_method = "client_secret_post"
+            assume_email_verified = true
+            "#,
+        )
+        .unwrap();
+        let env: std::collections::HashMap<&str, &str> = [
+            ("ECOCITYHUB_OIDC_GOOGLE_CLIENT_SECRET", "google-secret"),
+            ("ECOCITYHUB_OIDC_FACEBOOK_CLIENT_ID", "env-app-id"),
+            ("ECOCITYHUB_OIDC_PROVIDERS", "google, city-sso"),
+            (
+                "ECOCITYHUB_OIDC_CITY_SSO_ISSUER",
+                "https://sso.city.example",
+            ),
+            ("ECOCITYHUB_OIDC_CITY_SSO_CLIENT_ID", "ecocityhub"),
+            ("ECOCITYHUB_OIDC_CITY_SSO_CLIENT_SECRET", "sso-secret"),
+        ]
+        .into_iter()
+        .collect();
+        let providers = oidc_providers(&file, |k| env.get(k).map(|v| v.to_string())).unwrap();
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["google", "facebook", "city-sso"]);
+        assert_eq!(providers[0].client_secret, "google-secret");
+        assert_eq!(providers[0].scopes, "openid email profile");
+        assert!(!providers[0].assume_email_verified);
+        assert_eq!(providers[1].client_id, "env-app-id", "the environment wins");
+        assert_eq!(providers[1].scopes, "openid email");
+        assert!(providers[1].assume_email_verified);
+        assert!(providers[1].token_endpoint.is_some());
+        assert_eq!(
+            providers[1].token_endpoint_auth_method,
+            Some(ecocityhub_api::federation::TokenAuthMethod::ClientSecretPost)
+        );
+        assert_eq!(providers[2].issuer, "https://sso.city.example");
+
+        let missing = oidc_providers(&file, |_| None).unwrap_err().to_string();
+        assert!(
+            missing.contains("client_secret")
+                && missing.contains("ECOCITYHUB_OIDC_GOOGLE_CLIENT_SECRET"),
+            "{missing}"
+        );
+        let bad: FileConfig = toml::from_str("[[oidc_providers]]\nname = \"Google!\"\n").unwrap();
+        assert!(oidc_providers(&bad, |_| None).is_err());
+        assert!(
+            toml::from_str::<FileConfig>("[[oidc_providers]]\nname = \"x\"\nsecret = \"s\"\n")
+                .is_err()
+        );
+        assert!(!format!("{file:?}").contains("file-secret"));
     }
 }

@@ -12,7 +12,7 @@ use clap::Args;
 use ecocityhub_api::identity::TrustedIssuer;
 use ecocityhub_api::{router, ApiConfig, AppState};
 
-use crate::config::FileConfig;
+use crate::config::{self, FileConfig};
 use crate::{demo, open_store, StorageArgs};
 
 #[derive(Args)]
@@ -49,7 +49,7 @@ pub struct ServeArgs {
 }
 
 /// The API's settings for a service reachable at `public_url`.
-fn api_config(public_url: &str, args: &ServeArgs) -> Result<ApiConfig> {
+fn api_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> Result<ApiConfig> {
     let mut config = ApiConfig::default();
     if let Some(path) = &args.policies {
         let text = std::fs::read_to_string(path)
@@ -59,6 +59,10 @@ fn api_config(public_url: &str, args: &ServeArgs) -> Result<ApiConfig> {
     config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
     if let (Some(issuer), Some(client)) = (&args.cognito_issuer, &args.cognito_client_id) {
         config.identity.trusted_issuer = Some(TrustedIssuer::cognito(issuer, client));
+    }
+    config.identity.oidc_providers = config::oidc_providers(file, |k| std::env::var(k).ok())?;
+    for p in &config.identity.oidc_providers {
+        tracing::info!(provider = %p.name, issuer = %p.issuer, "sign-in through an outside OIDC provider enabled");
     }
     Ok(config)
 }
@@ -85,7 +89,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         let public_url = public_url.context(
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
-        let app = router(AppState::open(store.clone(), api_config(&public_url, &args)?).await?);
+        let app =
+            router(AppState::open(store.clone(), api_config(&public_url, &args, file)?).await?);
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -101,7 +106,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-    let app = router(AppState::open(store.clone(), api_config(&public_url, &args)?).await?);
+    let app = router(AppState::open(store.clone(), api_config(&public_url, &args, file)?).await?);
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
     tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");

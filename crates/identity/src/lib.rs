@@ -9,9 +9,11 @@
 //! - [`policy`]: Cedar policies deciding every action (`policies/*.cedar`).
 //! - [`secrets`]: random codes and opaque tokens, kept only as hashes.
 //! - [`device_keys`]: stations' API keys (prefix + hashed secret).
+//! - [`federation`]: outside OIDC providers' discovery, keys and ID tokens (relying party).
 
 pub mod account;
 pub mod device_keys;
+pub mod federation;
 pub mod keys;
 pub mod password;
 pub mod policy;

@@ -64,10 +64,20 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
-/// Does the password match the stored hash? A malformed hash never matches.
+/// What an account without a password (one made by a sign-in through an outside provider)
+/// stores as its hash: no password matches it; a password reset sets a real one.
+pub const NO_PASSWORD: &str = "!no-password";
+
+/// Does the password match the stored hash? A malformed hash (and [`NO_PASSWORD`]) never
+/// matches, after the time a real check takes, so timing does not tell such accounts apart.
 pub fn verify(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+    match PasswordHash::new(stored) {
+        Ok(h) => argon2().verify_password(password.as_bytes(), &h).is_ok(),
+        Err(_) => {
+            verify_dummy(password);
+            false
+        }
+    }
 }
 
 /// Spends the time of one verification without an account, so that signing in as an unknown
@@ -112,5 +122,6 @@ mod tests {
         assert!(!verify("corr3ct-Horse", &h));
         assert_ne!(h, hash("Corr3ct-Horse"));
         assert!(!verify("x", "not a hash"));
+        assert!(!verify("", NO_PASSWORD));
     }
 }

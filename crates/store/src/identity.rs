@@ -1,5 +1,6 @@
 //! What the identity layer stores: users of the built-in pool, e-mail codes, refresh-token
-//! families, signing keys, and the outbox of messages to users. [`IdentityStore`] is part of
+//! families, signing keys, authorization codes, federated sign-ins under way and the links of
+//! users to outside providers, and the outbox of messages to users. [`IdentityStore`] is part of
 //! every [`crate::Store`].
 
 use async_trait::async_trait;
@@ -71,6 +72,38 @@ pub struct AuthCode {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A sign-in sent to an outside OIDC provider and not back yet (single use, minutes long).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederatedLogin {
+    /// SHA-256 of the `state` sent to the provider.
+    pub state_hash: String,
+    /// The provider's configured name.
+    pub provider: String,
+    /// The `nonce` sent to the provider, expected back in its ID token.
+    pub nonce: String,
+    /// Our PKCE verifier for the provider's token endpoint.
+    pub code_verifier: String,
+    /// Our client's authorization request, answered when the user comes back.
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub client_state: Option<String>,
+    pub client_nonce: Option<String>,
+    pub code_challenge: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A user's identity at an outside provider, linked to an account of the pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederatedIdentity {
+    pub provider: String,
+    /// The provider's `sub` for the user.
+    pub subject: String,
+    pub user_id: String,
+    /// The verified address the provider gave when the link was made.
+    pub email: String,
+    pub linked_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
     /// Adds a user; `false` when the e-mail is taken.
@@ -105,6 +138,22 @@ pub trait IdentityStore: Send + Sync {
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<()>;
     /// Removes and returns the code: a code is good for one exchange only.
     async fn take_auth_code(&self, code_hash: &str) -> Result<Option<AuthCode>>;
+
+    async fn insert_federated_login(&self, login: &FederatedLogin) -> Result<()>;
+    /// Removes and returns the sign-in: a `state` comes back once.
+    async fn take_federated_login(&self, state_hash: &str) -> Result<Option<FederatedLogin>>;
+    /// Forgets sign-ins that expired before `now`; returns how many.
+    async fn purge_federated_logins(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Links an outside identity to a user; `false` when that identity is linked already.
+    async fn insert_federated_identity(&self, identity: &FederatedIdentity) -> Result<bool>;
+    async fn federated_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<FederatedIdentity>>;
+    /// The outside identities linked to a user, oldest first.
+    async fn federated_identities_of(&self, user_id: &str) -> Result<Vec<FederatedIdentity>>;
 
     async fn push_outbox(&self, message: &OutboxMessage) -> Result<()>;
     /// The messages to one recipient, oldest first.

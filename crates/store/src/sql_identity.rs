@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::identity::{
-    AuthCode, IdentityStore, OutboxMessage, RefreshToken, SigningKey, User, VerificationCode,
+    AuthCode, FederatedIdentity, FederatedLogin, IdentityStore, OutboxMessage, RefreshToken,
+    SigningKey, User, VerificationCode,
 };
 use crate::sql::{opt_time, time};
 use crate::{Result, SqlStore, StoreError};
@@ -16,6 +17,19 @@ const USER_COLUMNS: &str =
     "id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at";
 const REFRESH_COLUMNS: &str =
     "token_hash, family, user_id, expires_at, used_at, revoked_at, created_at";
+const FEDERATED_LOGIN_COLUMNS: &str = "state_hash, provider, nonce, code_verifier, client_id, \
+     redirect_uri, client_state, client_nonce, code_challenge, expires_at";
+const FEDERATED_IDENTITY_COLUMNS: &str = "provider, subject, user_id, email, linked_at";
+
+fn federated_identity_from_row(row: &AnyRow) -> Result<FederatedIdentity> {
+    Ok(FederatedIdentity {
+        provider: row.try_get("provider")?,
+        subject: row.try_get("subject")?,
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        linked_at: time(row.try_get("linked_at")?)?,
+    })
+}
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
     let roles: String = row.try_get("roles")?;
@@ -316,6 +330,104 @@ impl IdentityStore for SqlStore {
             })
         })
         .transpose()
+    }
+
+    async fn insert_federated_login(&self, l: &FederatedLogin) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(&format!(
+            "INSERT INTO federated_logins ({FEDERATED_LOGIN_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&l.state_hash)
+        .bind(&l.provider)
+        .bind(&l.nonce)
+        .bind(&l.code_verifier)
+        .bind(&l.client_id)
+        .bind(&l.redirect_uri)
+        .bind(l.client_state.as_deref())
+        .bind(l.client_nonce.as_deref())
+        .bind(&l.code_challenge)
+        .bind(l.expires_at.timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_federated_login(&self, state_hash: &str) -> Result<Option<FederatedLogin>> {
+        let _turn = self.write_turn().await;
+        let row = sqlx::query(&format!(
+            "DELETE FROM federated_logins WHERE state_hash = $1 RETURNING {FEDERATED_LOGIN_COLUMNS}"
+        ))
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(FederatedLogin {
+                state_hash: r.try_get("state_hash")?,
+                provider: r.try_get("provider")?,
+                nonce: r.try_get("nonce")?,
+                code_verifier: r.try_get("code_verifier")?,
+                client_id: r.try_get("client_id")?,
+                redirect_uri: r.try_get("redirect_uri")?,
+                client_state: r.try_get("client_state")?,
+                client_nonce: r.try_get("client_nonce")?,
+                code_challenge: r.try_get("code_challenge")?,
+                expires_at: time(r.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn purge_federated_logins(&self, now: DateTime<Utc>) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM federated_logins WHERE expires_at < $1")
+            .bind(now.timestamp())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_federated_identity(&self, f: &FederatedIdentity) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(&format!(
+            "INSERT INTO federated_identities ({FEDERATED_IDENTITY_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, subject) DO NOTHING"
+        ))
+        .bind(&f.provider)
+        .bind(&f.subject)
+        .bind(&f.user_id)
+        .bind(&f.email)
+        .bind(f.linked_at.timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn federated_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<FederatedIdentity>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FEDERATED_IDENTITY_COLUMNS} FROM federated_identities \
+             WHERE provider = $1 AND subject = $2"
+        ))
+        .bind(provider)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(federated_identity_from_row).transpose()
+    }
+
+    async fn federated_identities_of(&self, user_id: &str) -> Result<Vec<FederatedIdentity>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FEDERATED_IDENTITY_COLUMNS} FROM federated_identities \
+             WHERE user_id = $1 ORDER BY linked_at, provider, subject"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(federated_identity_from_row).collect()
     }
 
     async fn push_outbox(&self, m: &OutboxMessage) -> Result<()> {

@@ -547,6 +547,95 @@ async fn jobs_queue_run_cancel_and_recover(store: SqlStore) {
             .map(|j| j.id)
             .collect::<Vec<_>>(),
         [c.id, b.id, a.id]
+async fn federated_sign_ins_and_links(store: SqlStore) {
+    use ecocityhub_identity::Role;
+    use ecocityhub_store::identity::{FederatedIdentity, FederatedLogin, IdentityStore, User};
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let login = FederatedLogin {
+        state_hash: "s1".into(),
+        provider: "google".into(),
+        nonce: "n1".into(),
+        code_verifier: "v1".into(),
+        client_id: "ecocityhub-web".into(),
+        redirect_uri: "http://127.0.0.1:9/cb".into(),
+        client_state: Some("client-state".into()),
+        client_nonce: None,
+        code_challenge: "c1".into(),
+        expires_at: now + Duration::minutes(10),
+    };
+    store.insert_federated_login(&login).await.unwrap();
+    let stale = FederatedLogin {
+        state_hash: "s0".into(),
+        expires_at: now - Duration::seconds(1),
+        ..login.clone()
+    };
+    store.insert_federated_login(&stale).await.unwrap();
+    assert_eq!(store.purge_federated_logins(now).await.unwrap(), 1);
+    assert_eq!(store.take_federated_login("s0").await.unwrap(), None);
+    assert_eq!(store.take_federated_login("s1").await.unwrap(), Some(login));
+    assert_eq!(
+        store.take_federated_login("s1").await.unwrap(),
+        None,
+        "a state comes back once"
+    );
+
+    let user = User {
+        id: "u1".into(),
+        email: "jane@example.org".into(),
+        password_hash: ecocityhub_identity::password::NO_PASSWORD.into(),
+        roles: vec![Role::Citizen],
+        confirmed: true,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now,
+    };
+    assert!(store.insert_user(&user).await.unwrap());
+    let google = FederatedIdentity {
+        provider: "google".into(),
+        subject: "1076915035".into(),
+        user_id: "u1".into(),
+        email: "jane@example.org".into(),
+        linked_at: now,
+    };
+    assert!(store.insert_federated_identity(&google).await.unwrap());
+    assert!(
+        !store
+            .insert_federated_identity(&FederatedIdentity {
+                user_id: "u1".into(),
+                email: "other@example.org".into(),
+                ..google.clone()
+            })
+            .await
+            .unwrap(),
+        "one identity links to one user"
+    );
+    let facebook = FederatedIdentity {
+        provider: "facebook".into(),
+        subject: "1076915035".into(),
+        linked_at: now + Duration::seconds(1),
+        ..google.clone()
+    };
+    assert!(store.insert_federated_identity(&facebook).await.unwrap());
+    assert_eq!(
+        store
+            .federated_identity("google", "1076915035")
+            .await
+            .unwrap(),
+        Some(google.clone())
+    );
+    assert_eq!(
+        store.federated_identity("google", "other").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.federated_identities_of("u1").await.unwrap(),
+        vec![google, facebook]
+    );
+    assert!(store.delete_user("u1").await.unwrap());
+    assert_eq!(
+        store.federated_identities_of("u1").await.unwrap(),
+        vec![],
+        "links go with their user"
     );
 }
 
@@ -596,6 +685,7 @@ both_backends!(
     users_codes_tokens_keys_and_outbox,
     model_registry_versions_promotions_and_rollbacks,
     jobs_queue_run_cancel_and_recover,
+    federated_sign_ins_and_links,
 );
 
 #[tokio::test]

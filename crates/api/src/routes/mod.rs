@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod federation;
 pub mod health;
 pub mod ingest;
 pub mod latest;

@@ -3,6 +3,8 @@
 //! it and sends the browser back with a one-minute, single-use code, `POST /oauth2/token`
 //! exchanges the code (with the PKCE verifier) or a refresh token for tokens. The token
 //! endpoint answers errors the way RFC 6749 says (`{"error": …}`), which OIDC clients expect.
+//! `identity_provider=NAME` on the authorization request signs in through an outside provider
+//! instead (`routes::federation`); the client gets a code of ours either way.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
@@ -38,6 +40,9 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     /// `S256`
     pub code_challenge_method: Option<String>,
+    /// Sign in through this outside OIDC provider (a configured name, see
+    /// `GET /api/v1/auth/providers`) instead of the form, as with Cognito's hosted UI.
+    pub identity_provider: Option<String>,
 }
 
 /// The sign-in form's fields: the request's parameters plus the credentials.
@@ -59,7 +64,7 @@ fn redirect_allowed(app: &AppState, uri: &str) -> bool {
 
 /// Checks what must be right before anything is sent back to `redirect_uri`; errors here are
 /// shown, never redirected (the URI is not trusted yet).
-fn checked_redirect(app: &AppState, p: &AuthorizeParams) -> ApiResult<String> {
+pub(crate) fn checked_redirect(app: &AppState, p: &AuthorizeParams) -> ApiResult<String> {
     if p.client_id.as_deref() != Some(app.identity().config.tokens.client_id.as_str()) {
         return Err(ApiError::BadRequest("unknown client_id".into()));
     }
@@ -103,7 +108,7 @@ fn request_error(p: &AuthorizeParams) -> Option<(&'static str, &'static str)> {
     None
 }
 
-fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+pub(crate) fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     let mut url = uri.to_string();
     for (i, (k, v)) in pairs.iter().enumerate() {
         url.push(if i == 0 && !uri.contains('?') {
@@ -129,7 +134,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-fn redirect(to: String) -> Response {
+pub(crate) fn redirect(to: String) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
 }
 
@@ -141,9 +146,9 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// The sign-in page, carrying the request's parameters in hidden fields.
-fn form_page(p: &AuthorizeParams, error: Option<&str>) -> String {
-    let hidden: String = [
+/// The request's parameters that are set, as name/value pairs.
+fn params_of(p: &AuthorizeParams) -> Vec<(&'static str, &str)> {
+    [
         ("response_type", &p.response_type),
         ("client_id", &p.client_id),
         ("redirect_uri", &p.redirect_uri),
@@ -153,32 +158,58 @@ fn form_page(p: &AuthorizeParams, error: Option<&str>) -> String {
         ("code_challenge", &p.code_challenge),
         ("code_challenge_method", &p.code_challenge_method),
     ]
-    .iter()
-    .filter_map(|(name, v)| {
-        v.as_ref().map(|v| {
+    .into_iter()
+    .filter_map(|(name, v)| v.as_deref().map(|v| (name, v)))
+    .collect()
+}
+
+/// The sign-in page, carrying the request's parameters in hidden fields, with a link for each
+/// outside provider.
+fn form_page(p: &AuthorizeParams, error: Option<&str>, providers: &[&str]) -> String {
+    let hidden: String = params_of(p)
+        .iter()
+        .map(|(name, v)| {
             format!(
                 "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
                 escape(v)
             )
         })
-    })
-    .collect();
+        .collect();
     let error = error
         .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
         .unwrap_or_default();
+    let others: String = providers
+        .iter()
+        .map(|name| {
+            let mut pairs: Vec<(&str, &str)> = params_of(p);
+            pairs.push(("identity_provider", name));
+            format!(
+                "<li><a href=\"{}\">Sign in with {}</a></li>",
+                escape(&with_query("/oauth2/authorize", &pairs)),
+                escape(name)
+            )
+        })
+        .collect();
+    let others = if others.is_empty() {
+        others
+    } else {
+        format!("<nav aria-label=\"Other ways to sign in\"><ul>{others}</ul></nav>")
+    };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>Sign in · EcoCityHub</title></head><body><main><h1>Sign in to EcoCityHub</h1>{error}\
          <form method=\"post\" action=\"/oauth2/authorize\">{hidden}\
          <label>E-mail <input type=\"email\" name=\"email\" autocomplete=\"username\" required></label>\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\">Sign in</button></form></main></body></html>"
+         <button type=\"submit\">Sign in</button></form>{others}</main></body></html>"
     )
 }
 
-/// Starts the code flow: shows the sign-in form.
+/// Starts the code flow: shows the sign-in form, or with `identity_provider` sends the browser
+/// to that outside provider (it comes back through `/oauth2/idpresponse`).
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "auth", params(AuthorizeParams),
-    responses((status = 200, description = "The sign-in form (HTML)"), (status = 303, description = "Back to the client with an error"),
+    responses((status = 200, description = "The sign-in form (HTML)"),
+              (status = 303, description = "Back to the client with an error, or on to the outside identity provider"),
               (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn authorize_form(
     State(app): State<AppState>,
@@ -192,11 +223,52 @@ pub async fn authorize_form(
         }
         return Ok(redirect(with_query(&uri, &pairs)));
     }
+    if let Some(name) = p.identity_provider.as_deref() {
+        return crate::routes::federation::start(&app, &p, uri, name).await;
+    }
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Html(form_page(&p, None)),
+        Html(form_page(&p, None, &provider_names(&app))),
     )
         .into_response())
+}
+
+fn provider_names(app: &AppState) -> Vec<&str> {
+    app.identity().federation.names().collect()
+}
+
+/// The client's request that a code answers, as checked by [`checked_redirect`].
+pub(crate) struct ClientRequest<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub state: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub code_challenge: &'a str,
+}
+
+/// Issues a one-minute, single-use code for `user_id` and sends the browser back to the client.
+pub(crate) async fn redirect_with_code(
+    app: &AppState,
+    request: &ClientRequest<'_>,
+    user_id: &str,
+) -> ApiResult<Response> {
+    let code = secrets::token();
+    app.store()
+        .insert_auth_code(&AuthCode {
+            code_hash: secrets::digest(&code),
+            client_id: request.client_id.to_string(),
+            redirect_uri: request.redirect_uri.to_string(),
+            code_challenge: request.code_challenge.to_string(),
+            nonce: request.nonce.map(str::to_string),
+            user_id: user_id.to_string(),
+            expires_at: Utc::now() + chrono::Duration::seconds(60),
+        })
+        .await?;
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(state) = request.state {
+        pairs.push(("state", state));
+    }
+    Ok(redirect(with_query(request.redirect_uri, &pairs)))
 }
 
 /// Checks the form; sends the browser back to the client with a code.
@@ -225,29 +297,20 @@ pub async fn authorize_submit(
             return Ok((
                 status,
                 [(header::CACHE_CONTROL, "no-store")],
-                Html(form_page(&p, Some(&e.to_string()))),
+                Html(form_page(&p, Some(&e.to_string()), &provider_names(&app))),
             )
                 .into_response());
         }
         Err(e) => return Err(e),
     };
-    let code = secrets::token();
-    app.store()
-        .insert_auth_code(&AuthCode {
-            code_hash: secrets::digest(&code),
-            client_id: p.client_id.clone().unwrap_or_default(),
-            redirect_uri: uri.clone(),
-            code_challenge: p.code_challenge.clone().unwrap_or_default(),
-            nonce: p.nonce.clone(),
-            user_id: user.id,
-            expires_at: Utc::now() + chrono::Duration::seconds(60),
-        })
-        .await?;
-    let mut pairs = vec![("code", code.as_str())];
-    if let Some(state) = p.state.as_deref() {
-        pairs.push(("state", state));
-    }
-    Ok(redirect(with_query(&uri, &pairs)))
+    let request = ClientRequest {
+        client_id: p.client_id.as_deref().unwrap_or_default(),
+        redirect_uri: &uri,
+        state: p.state.as_deref(),
+        nonce: p.nonce.as_deref(),
+        code_challenge: p.code_challenge.as_deref().unwrap_or_default(),
+    };
+    redirect_with_code(&app, &request, &user.id).await
 }
 
 /// A token request (form-encoded, RFC 6749).
