@@ -547,6 +547,9 @@ async fn jobs_queue_run_cancel_and_recover(store: SqlStore) {
             .map(|j| j.id)
             .collect::<Vec<_>>(),
         [c.id, b.id, a.id]
+    );
+}
+
 async fn federated_sign_ins_and_links(store: SqlStore) {
     use ecocityhub_identity::Role;
     use ecocityhub_store::identity::{FederatedIdentity, FederatedLogin, IdentityStore, User};
