@@ -121,6 +121,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ecocityhub_ml::registry::RegistryError> for ApiError {
+    fn from(e: ecocityhub_ml::registry::RegistryError) -> Self {
+        use ecocityhub_ml::registry::RegistryError as R;
+        match e {
+            R::UnknownModel(_) | R::MissingReport { .. } => ApiError::NotFound(e.to_string()),
+            R::NothingToRollBack { .. } => ApiError::Conflict(e.to_string()),
+            R::MissingArtifact { .. } | R::ChecksumMismatch { .. } | R::Unloadable { .. } => {
+                ApiError::Conflict(format!("{e}; the serving model is unchanged"))
+            }
+            R::Store(e) => e.into(),
+            R::Blob(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ecocityhub_ml::forecast::ForecastError> for ApiError {
+    fn from(e: ecocityhub_ml::forecast::ForecastError) -> Self {
+        use ecocityhub_ml::forecast::ForecastError as F;
+        match e {
+            F::NoModel { .. } | F::NoData { .. } => ApiError::NotFound(e.to_string()),
+            F::Registry(e) => e.into(),
+            F::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

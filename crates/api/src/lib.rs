@@ -43,6 +43,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/latest", get(routes::latest::latest))
         .route(
+            "/api/v1/stations/{id}/forecast",
+            get(routes::ml::station_forecast),
+        )
+        .route("/api/v1/ml/models", get(routes::ml::list_models))
+        .route("/api/v1/ml/models/{id}", get(routes::ml::get_model))
+        .route(
+            "/api/v1/ml/models/{id}/report",
+            get(routes::ml::model_report),
+        )
+        .route(
+            "/api/v1/ml/models/{id}/report/{file}",
+            get(routes::ml::model_report_file),
+        )
+        .route(
             "/api/v1/readings",
             post(routes::ingest::post_readings)
                 .layer(DefaultBodyLimit::max(ingest::MAX_BATCH_BYTES)),
@@ -96,6 +110,20 @@ fn signed_in_routes(state: AppState) -> Router<AppState> {
             "/api/v1/admin/users/{id}",
             patch(routes::admin::update_user),
         )
+        .route(
+            "/api/v1/ml/models/{id}/promote",
+            post(routes::ml::promote_model),
+        )
+        .route(
+            "/api/v1/ml/models/rollback",
+            post(routes::ml::rollback_model),
+        )
+        .route(
+            "/api/v1/ml/jobs",
+            get(routes::ml::list_jobs).post(routes::ml::create_job),
+        )
+        .route("/api/v1/ml/jobs/{id}", get(routes::ml::get_job))
+        .route("/api/v1/ml/jobs/{id}/cancel", post(routes::ml::cancel_job))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             signed_in::require_access_token,

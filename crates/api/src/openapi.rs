@@ -40,6 +40,17 @@ use crate::routes;
         routes::federation::providers,
         routes::well_known::jwks,
         routes::well_known::openid_configuration,
+        routes::ml::station_forecast,
+        routes::ml::list_models,
+        routes::ml::get_model,
+        routes::ml::model_report,
+        routes::ml::model_report_file,
+        routes::ml::promote_model,
+        routes::ml::rollback_model,
+        routes::ml::create_job,
+        routes::ml::list_jobs,
+        routes::ml::get_job,
+        routes::ml::cancel_job,
     ),
     components(schemas(crate::error::Problem, crate::error::RowProblem)),
     modifiers(&SecuritySchemes),
@@ -49,6 +60,8 @@ use crate::routes;
         (name = "meta", description = "Health"),
         (name = "auth", description = "The built-in user pool: sign-up, sign-in, tokens, keys, sign-in through outside OIDC providers"),
         (name = "admin", description = "User management (admins)"),
+        (name = "forecasts", description = "Hourly forecasts per station with intervals and AQI"),
+        (name = "ml", description = "Forecast models: registry, reports, training jobs (the SageMaker layer)"),
     )
 )]
 pub struct ApiDoc;

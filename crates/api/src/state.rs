@@ -5,6 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ecocityhub_blobs::BlobStore;
+use ecocityhub_ml::forecast::Forecaster;
+use ecocityhub_ml::jobs::JobRunner;
+use ecocityhub_ml::registry::Registry;
+use ecocityhub_ml::TrainOptions;
 use ecocityhub_store::Store;
 use tokio::sync::{Mutex, RwLock};
 
@@ -22,6 +27,8 @@ pub struct ApiConfig {
     /// A station whose latest reading is older than this is marked `stale`.
     pub stale_after: chrono::Duration,
     pub identity: IdentityConfig,
+    /// How training jobs train.
+    pub training: TrainOptions,
 }
 
 impl Default for ApiConfig {
@@ -30,6 +37,7 @@ impl Default for ApiConfig {
             latest_ttl: Duration::from_secs(15),
             stale_after: chrono::Duration::hours(3),
             identity: IdentityConfig::default(),
+            training: TrainOptions::default(),
         }
     }
 }
@@ -53,6 +61,8 @@ struct Inner {
     store: Arc<dyn Store>,
     config: ApiConfig,
     identity: Identity,
+    forecaster: Forecaster,
+    jobs: JobRunner,
     /// Bumped whenever readings are written through this process.
     generation: AtomicU64,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
@@ -60,17 +70,27 @@ struct Inner {
 }
 
 impl AppState {
-    /// The state over a migrated store; makes the first signing key when there is none.
-    pub async fn open(store: Arc<dyn Store>, config: ApiConfig) -> ApiResult<Self> {
+    /// The state over a migrated store and a blob store (model artifacts); makes the first
+    /// signing key when there is none.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        config: ApiConfig,
+    ) -> ApiResult<Self> {
         let delivery = Arc::new(OutboxDelivery {
             store: store.clone(),
         });
         let identity = Identity::open(store.as_ref(), config.identity.clone(), delivery).await?;
+        let registry = Registry::new(store.clone(), blobs);
+        let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
+        let jobs = JobRunner::new(registry, config.training.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 config,
                 identity,
+                forecaster,
+                jobs,
                 generation: AtomicU64::new(0),
                 snapshot: RwLock::new(None),
                 rebuilding: Mutex::new(()),
@@ -84,6 +104,21 @@ impl AppState {
 
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// The forecast engine over the model registry.
+    pub fn forecaster(&self) -> &Forecaster {
+        &self.inner.forecaster
+    }
+
+    /// The training-job worker (start it with `jobs().clone().spawn()` where jobs should run).
+    pub fn jobs(&self) -> &JobRunner {
+        &self.inner.jobs
+    }
+
+    /// Changes whenever readings are written through this process.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     pub fn config(&self) -> &ApiConfig {

@@ -86,7 +86,10 @@ async fn spawn_app_on(
     let mut config = config;
     config.identity.tokens.issuer = format!("http://{addr}");
     tweak(&mut config);
-    let app = router(AppState::open(store.clone(), config).await.unwrap());
+    let blobs = std::sync::Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
+    let state = AppState::open(store.clone(), blobs, config).await.unwrap();
+    state.jobs().clone().spawn();
+    let app = router(state);
     tokio::spawn(async move {
         axum::serve(
             listener,

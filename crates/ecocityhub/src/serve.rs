@@ -5,12 +5,15 @@
 //! with `axum::serve` until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use ecocityhub_api::identity::TrustedIssuer;
 use ecocityhub_api::{router, ApiConfig, AppState};
+
+use ecocityhub_blobs::{BlobStore, ObjectBlobs};
 
 use crate::config::{self, FileConfig};
 use crate::{demo, open_store, StorageArgs};
@@ -76,21 +79,31 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
     let started = Instant::now();
     let store = open_store(&args.storage, file).await?;
     let demo_wanted = !args.no_demo && file.demo.unwrap_or(true) && !in_lambda();
+    let mut demo_loaded = false;
     if demo_wanted && store.stations().await?.is_empty() {
         let replay = args.replay || file.replay.unwrap_or(false);
         tracing::info!(replay, "empty database: loading the demo city");
         demo::load(store.as_ref(), replay)
             .await
             .context("loading the demo data")?;
+        demo_loaded = true;
     }
+    let blobs_dir = config::blobs_dir(
+        args.storage.data_dir.clone(),
+        args.storage.blobs_dir.clone(),
+        file,
+    );
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(ObjectBlobs::local(&blobs_dir).context("cannot open the blob directory")?);
     let public_url = args.public_url.clone().or_else(|| file.public_url.clone());
 
     if in_lambda() {
         let public_url = public_url.context(
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
-        let app =
-            router(AppState::open(store.clone(), api_config(&public_url, &args, file)?).await?);
+        let state =
+            AppState::open(store.clone(), blobs, api_config(&public_url, &args, file)?).await?;
+        let app = router(state);
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -106,7 +119,21 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-    let app = router(AppState::open(store.clone(), api_config(&public_url, &args, file)?).await?);
+    let state = AppState::open(store.clone(), blobs, api_config(&public_url, &args, file)?).await?;
+    if demo_loaded {
+        // The demo city comes with forecasts: train its models in the background.
+        let job = store
+            .insert_job(
+                r#"{"stations":[],"parameters":[],"promote":false}"#,
+                Some("demo"),
+                chrono::Utc::now(),
+            )
+            .await?;
+        tracing::info!(job = job.id, "queued the demo city's first training job");
+    }
+    state.jobs().clone().spawn();
+    tokio::spawn(refresh_forecasts_hourly(state.clone()));
+    let app = router(state);
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
     tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");
@@ -119,6 +146,27 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The hourly batch (the future Lambda worker on a schedule): recompute every serving model's
+/// forecast so requests find it ready.
+async fn refresh_forecasts_hourly(state: AppState) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every_hour.tick().await;
+        let started = Instant::now();
+        let (done, failures) = state.forecaster().refresh_all(state.generation()).await;
+        tracing::info!(
+            forecasts = done,
+            failed = failures.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "hourly forecast refresh"
+        );
+        for f in failures {
+            tracing::debug!(failure = %f, "forecast not refreshed");
+        }
+    }
 }
 
 async fn shutdown_signal() {

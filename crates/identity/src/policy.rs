@@ -96,6 +96,8 @@ pub enum Action {
     ManageKeys,
     WriteReadings,
     TriageReports,
+    /// Train, promote and roll back forecast models; see training jobs.
+    ManageModels,
 }
 
 impl Action {
@@ -110,6 +112,7 @@ impl Action {
             Action::ManageKeys => "manageKeys",
             Action::WriteReadings => "writeReadings",
             Action::TriageReports => "triageReports",
+            Action::ManageModels => "manageModels",
         }
     }
 }
@@ -238,6 +241,7 @@ mod tests {
             Action::ManageDevices,
             Action::ManageKeys,
             Action::TriageReports,
+            Action::ManageModels,
         ] {
             assert!(
                 !a.is_allowed(&alice, action, &Resource::System),
@@ -247,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn only_admins_manage_users_keys_and_devices() {
+    fn only_admins_manage_users_keys_devices_and_models() {
         let a = Authorizer::builtin();
         let admin = user("root", &[Role::Admin]);
         let operator = user("op", &[Role::Operator]);
@@ -256,6 +260,7 @@ mod tests {
             Action::UpdateUser,
             Action::ManageDevices,
             Action::ManageKeys,
+            Action::ManageModels,
         ] {
             assert!(
                 a.is_allowed(&admin, action, &Resource::System),

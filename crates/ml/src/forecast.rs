@@ -21,20 +21,16 @@ use crate::{fmt_ts, HorizonScores};
 
 /// Hours of history read for a forecast (the longest feature looks back a week).
 const HISTORY_HOURS: i64 = 8 * 24;
-/// A forecast whose newest reading is older than this is refused: it would forecast the past.
-const MAX_ORIGIN_AGE_HOURS: i64 = 24;
+/// A forecast whose newest reading is older than this is marked `stale`.
+const STALE_AFTER_HOURS: i64 = 3;
 
 /// What can go wrong making a forecast.
 #[derive(Debug, thiserror::Error)]
 pub enum ForecastError {
     #[error("no model serves {station}/{parameter} yet: train one (`ecocityhub ml train` or POST /api/v1/ml/jobs)")]
     NoModel { station: String, parameter: String },
-    #[error("{station} has no {parameter} readings in the last {hours} hours to forecast from")]
-    NoRecentData {
-        station: String,
-        parameter: String,
-        hours: i64,
-    },
+    #[error("{station} has no {parameter} readings to forecast from")]
+    NoData { station: String, parameter: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -73,6 +69,9 @@ pub struct StationForecast {
     pub unit: &'static str,
     /// The last measured hour the forecast starts from.
     pub origin: String,
+    /// The last reading is more than 3 hours old: the forecast starts from then, not now (a
+    /// station that stopped reporting, or historical data).
+    pub stale: bool,
     pub issued_at: String,
     pub interval_level: f64,
     pub model: ServingModel,
@@ -146,19 +145,25 @@ impl Forecaster {
         }
         let artifact = self.artifact(serving.id).await?;
         let now = Utc::now().timestamp();
-        let from = now - HISTORY_HOURS * HOUR;
         let store = self.registry.store().as_ref();
-        let series = load_series(store, station, parameter, from, now + HOUR).await?;
-        let no_data = || ForecastError::NoRecentData {
+        let no_data = || ForecastError::NoData {
             station: station.to_string(),
             parameter: parameter.to_string(),
-            hours: MAX_ORIGIN_AGE_HOURS,
         };
+        // The week before the series' last reading, wherever that is.
+        let last = store
+            .series()
+            .await?
+            .into_iter()
+            .find(|s| &s.station == station && s.parameter == parameter)
+            .and_then(|s| s.last)
+            .ok_or_else(no_data)?
+            .timestamp()
+            .min(now);
+        let (from, to) = (last - HISTORY_HOURS * HOUR, last + HOUR);
+        let series = load_series(store, station, parameter, from, to).await?;
         let origin = series.last_observed().ok_or_else(no_data)?;
-        if now - origin > MAX_ORIGIN_AGE_HOURS * HOUR {
-            return Err(no_data());
-        }
-        let weather = load_weather(store, station, from, now + HOUR).await?;
+        let weather = load_weather(store, station, from, to).await?;
         let points = artifact.model.forecast_from(&series, &weather, origin);
         let measured: Vec<f64> = (0..24)
             .rev()
@@ -171,6 +176,7 @@ impl Forecaster {
             parameter,
             unit: parameter.canonical_unit().symbol(),
             origin: fmt_ts(origin),
+            stale: now - origin > STALE_AFTER_HOURS * HOUR,
             issued_at: fmt_ts(now),
             interval_level: artifact.model.interval_level,
             model: ServingModel {

@@ -6,6 +6,7 @@ pub mod federation;
 pub mod health;
 pub mod ingest;
 pub mod latest;
+pub mod ml;
 pub mod oauth;
 pub mod readings;
 pub mod stations;
