@@ -20,6 +20,8 @@ struct TestApp {
     key: String,
     /// Key of station `s2`.
     other_key: String,
+    /// Where model artifacts and reports are.
+    blobs: Arc<dyn ecocityhub_blobs::BlobStore>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -86,8 +88,11 @@ async fn spawn_app_on(
     let mut config = config;
     config.identity.tokens.issuer = format!("http://{addr}");
     tweak(&mut config);
-    let blobs = std::sync::Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
-    let state = AppState::open(store.clone(), blobs, config).await.unwrap();
+    let blobs: Arc<dyn ecocityhub_blobs::BlobStore> =
+        Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
+    let state = AppState::open(store.clone(), blobs.clone(), config)
+        .await
+        .unwrap();
     state.jobs().clone().spawn();
     let app = router(state);
     tokio::spawn(async move {
@@ -106,6 +111,7 @@ async fn spawn_app_on(
         store,
         key,
         other_key,
+        blobs,
         _dir: dir,
     }
 }
@@ -1908,6 +1914,275 @@ macro_rules! both_backends {
     };
 }
 
+// ---- forecasts and models ---------------------------------------------------------------------
+
+impl TestApp {
+    async fn post_as(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An admin of the pool, signed in.
+    async fn admin_token(&self) -> String {
+        use ecocityhub_identity::{password, Role};
+        use ecocityhub_store::identity::User;
+        let admin = User {
+            id: "admin-ml".into(),
+            email: "ml-admin@example.org".into(),
+            password_hash: password::hash(PASSWORD),
+            roles: vec![Role::Admin],
+            confirmed: true,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: Utc::now(),
+        };
+        assert!(self.store.insert_user(&admin).await.unwrap());
+        self.tokens("ml-admin@example.org").await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Queues a training job as `token` and waits for it to finish; returns the job.
+    async fn train(&self, token: &str, body: Value) -> Value {
+        let resp = self.post_as(token, "/api/v1/ml/jobs", body).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        for _ in 0..600 {
+            let job: Value = self.get_as(token, &location).await.json().await.unwrap();
+            if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the training job did not finish within a minute");
+    }
+}
+
+/// Three weeks of hourly PM2.5 at s1 ending in the current hour: a daily cycle on a wandering
+/// level.
+async fn insert_pm25_history(app: &TestApp) {
+    let now = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    let hours = 21 * 24;
+    let readings: Vec<Reading> = (0..hours)
+        .map(|i| {
+            let time = now - Duration::hours(hours - 1 - i);
+            let cycle = 1.0 + 0.5 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
+            let level = 20.0 + 10.0 * ((i / 37) % 5) as f64;
+            Reading {
+                station: StationId::parse("s1").unwrap(),
+                parameter: Parameter::Pm25,
+                time,
+                value: (level * cycle * 10.0).round() / 10.0,
+                flag: QualityFlag::Valid,
+            }
+        })
+        .collect();
+    app.store.insert_readings(&readings).await.unwrap();
+}
+
+async fn forecasts_are_trained_served_promoted_and_rolled_back(app: TestApp) {
+    insert_pm25_history(&app).await;
+    let forecast_url = "/api/v1/stations/s1/forecast?parameter=pm25";
+    let none = problem(app.get(forecast_url).await, StatusCode::NOT_FOUND).await;
+    assert!(none["detail"].as_str().unwrap().contains("no model serves"));
+    problem(
+        app.get("/api/v1/stations/s1/forecast?parameter=temperature")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/nope/forecast?parameter=pm25")
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // Training is for admins only.
+    app.sign_up_confirmed("carol@example.org").await;
+    let carol = app.tokens("carol@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    problem(
+        app.post_as(&carol, "/api/v1/ml/jobs", json!({})).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let root = app.admin_token().await;
+    let unknown = problem(
+        app.post_as(&root, "/api/v1/ml/jobs", json!({"stations": ["nope"]}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(unknown["detail"].as_str().unwrap().contains("nope"));
+
+    // The first model of a series serves at once.
+    let job = app
+        .train(&root, json!({"stations": ["s1"], "parameters": ["pm25"]}))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(job["log"].as_str().unwrap().contains("s1/pm25 v1"), "{job}");
+    assert_eq!(job["progress"], 1.0);
+    let forecast: Value = app.get_json(forecast_url).await;
+    let hours = forecast["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    assert_eq!(forecast["stale"], false);
+    assert_eq!(forecast["model"]["version"], 1);
+    for h in hours {
+        let (lo, v, hi) = (
+            h["lower"].as_f64().unwrap(),
+            h["value"].as_f64().unwrap(),
+            h["upper"].as_f64().unwrap(),
+        );
+        assert!(lo <= v && v <= hi && v > 0.0 && v < 200.0, "{h}");
+        assert!(h["aqi"]["aqi"].as_u64().is_some(), "{h}");
+    }
+    assert_eq!(
+        forecast["model"]["holdout_scores"]
+            .as_array()
+            .unwrap()
+            .len(),
+        24
+    );
+
+    // The registry and the report are public.
+    let models: Value = app.get_json("/api/v1/ml/models?station=s1").await;
+    assert_eq!(models[0]["status"], "serving");
+    let v1 = models[0]["id"].as_i64().unwrap();
+    let report = app.get(&format!("/api/v1/ml/models/{v1}/report")).await;
+    assert!(report.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    let markdown = report.text().await.unwrap();
+    assert!(
+        markdown.contains("## Error by horizon") && markdown.contains("| 24 h |"),
+        "{markdown}"
+    );
+    let chart = app
+        .get(&format!(
+            "/api/v1/ml/models/{v1}/report/error-by-horizon.svg"
+        ))
+        .await;
+    assert_eq!(chart.headers()["content-type"], "image/svg+xml");
+    assert!(chart.text().await.unwrap().contains("<svg"));
+    problem(
+        app.get(&format!("/api/v1/ml/models/{v1}/report/..%2Fmodel.json"))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // A retrained model waits as a candidate; a damaged artifact is never promoted.
+    let job = app.train(&root, json!({"stations": ["s1"]})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let v2: Value = app.get_json("/api/v1/ml/models?station=s1").await;
+    assert_eq!(v2[0]["version"], 2);
+    assert_eq!(v2[0]["status"], "candidate");
+    let v2_id = v2[0]["id"].as_i64().unwrap();
+    let record = app.store.model(v2_id).await.unwrap().unwrap();
+    let original = app.blobs.get(&record.artifact_key).await.unwrap().unwrap();
+    app.blobs
+        .put(
+            &record.artifact_key,
+            bytes::Bytes::from_static(b"{\"meta\": 1"),
+        )
+        .await
+        .unwrap();
+    problem(
+        app.post_as(
+            &carol,
+            &format!("/api/v1/ml/models/{v2_id}/promote"),
+            json!({}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let damaged = problem(
+        app.post_as(
+            &root,
+            &format!("/api/v1/ml/models/{v2_id}/promote"),
+            json!({}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        damaged["detail"].as_str().unwrap().contains("checksum"),
+        "{damaged}"
+    );
+    let forecast: Value = app.get_json(forecast_url).await;
+    assert_eq!(forecast["model"]["version"], 1, "the serving model stays");
+
+    // Repaired, it serves; a rollback brings v1 back, and there is nothing before v1.
+    app.blobs.put(&record.artifact_key, original).await.unwrap();
+    let promoted: Value = app
+        .post_as(
+            &root,
+            &format!("/api/v1/ml/models/{v2_id}/promote"),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(promoted["status"], "serving");
+    assert_eq!(app.get_json(forecast_url).await["model"]["version"], 2);
+    let back: Value = app
+        .post_as(
+            &root,
+            "/api/v1/ml/models/rollback",
+            json!({"station": "s1", "parameter": "pm25"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(back["version"], 1);
+    assert_eq!(app.get_json(forecast_url).await["model"]["version"], 1);
+    problem(
+        app.post_as(
+            &root,
+            "/api/v1/ml/models/rollback",
+            json!({"station": "s1", "parameter": "pm25"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+
+    // Jobs: listed for admins, a finished one cannot be cancelled.
+    let jobs: Value = app
+        .get_as(&root, "/api/v1/ml/jobs")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 2);
+    let first = jobs[1]["id"].as_i64().unwrap();
+    problem(
+        app.post_as(&root, &format!("/api/v1/ml/jobs/{first}/cancel"), json!({}))
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    problem(
+        app.get_as(&carol, "/api/v1/ml/jobs").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+}
+
 both_backends!(
     a_json_batch_is_stored_and_resending_it_changes_nothing,
     ndjson_and_csv_batches_are_accepted,
@@ -1925,6 +2200,7 @@ both_backends!(
     only_admins_manage_users,
     keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying,
     a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce,
+    forecasts_are_trained_served_promoted_and_rolled_back,
 );
 
 /// A stand-in for a Cognito user pool: its own RSA key set, served as a JWKS on loopback, and

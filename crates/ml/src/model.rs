@@ -240,7 +240,12 @@ pub fn train(
     let tail = (1.0 - options.interval_level) / 2.0;
     for (h, mut r) in ratios.into_iter().enumerate() {
         r.sort_by(f64::total_cmp);
-        model.interval_log_ratios[h] = (quantile(&r, tail), quantile(&r, 1.0 - tail));
+        // The point forecast always lies inside its interval, even when the held-out errors
+        // lean to one side.
+        model.interval_log_ratios[h] = (
+            quantile(&r, tail).min(0.0),
+            quantile(&r, 1.0 - tail).max(0.0),
+        );
     }
     let holdout = evaluate(&model, series, weather, holdout_from, last + HOUR, 1);
     Ok(Trained {
