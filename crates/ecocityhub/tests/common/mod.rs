@@ -120,8 +120,13 @@ impl Server {
     pub fn start(env: &Env, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
+        Server::start_command(env, &args)
+    }
+
+    /// Starts any serving command of the binary and waits for its "listening on" line.
+    pub fn start_command(env: &Env, args: &[&str]) -> Server {
         let mut child = env
-            .cmd(&args)
+            .cmd(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
