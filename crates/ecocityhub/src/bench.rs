@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Concurrent clients for latency measurements.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Only these parts (identity, store, import, http, latency, startup); default all.
+    /// Only these parts (identity, anomalies, ml, store, import, http, latency, startup); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -61,6 +61,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if wants(&args, "identity") {
         identity_bench().await?;
+    }
+    if wants(&args, "anomalies") {
+        crate::bench_ml::anomaly_bench(&args.shared_data)?;
+    }
+    if wants(&args, "ml") {
+        crate::bench_ml::ml_bench(&args.shared_data).await?;
     }
     for (name, server) in &backends {
         if wants(&args, "store") {

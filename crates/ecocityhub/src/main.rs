@@ -6,6 +6,7 @@
 //! Configuration: flags, environment variables, an optional TOML file (see `config`).
 
 mod bench;
+mod bench_ml;
 mod config;
 mod demo;
 mod device;

@@ -13,6 +13,7 @@
 //! rollback), [`training`] (a training run), [`jobs`] (the queued-job worker) and [`forecast`]
 //! (the serving engine behind the forecast endpoint).
 
+pub mod anomaly;
 pub mod aqi;
 pub mod artifact;
 pub mod backtest;
