@@ -46,6 +46,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/stations/{id}/forecast",
             get(routes::ml::station_forecast),
         )
+        .route(
+            "/api/v1/stations/{id}/anomalies",
+            get(routes::ml::station_anomalies),
+        )
         .route("/api/v1/ml/models", get(routes::ml::list_models))
         .route("/api/v1/ml/models/{id}", get(routes::ml::get_model))
         .route(

@@ -41,6 +41,7 @@ use crate::routes;
         routes::well_known::jwks,
         routes::well_known::openid_configuration,
         routes::ml::station_forecast,
+        routes::ml::station_anomalies,
         routes::ml::list_models,
         routes::ml::get_model,
         routes::ml::model_report,

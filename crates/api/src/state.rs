@@ -116,6 +116,26 @@ impl AppState {
         &self.inner.jobs
     }
 
+    /// Runs the anomaly checks on readings just stored, in the background; suspect readings
+    /// are recorded and flagged (see `ecocityhub_ml::screening`).
+    pub fn screen_in_background(&self, readings: Vec<ecocityhub_domain::Reading>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let config = ecocityhub_ml::anomaly::AnomalyConfig::default();
+            match ecocityhub_ml::screening::screen(app.store(), &readings, &config).await {
+                Ok(found) if !found.is_empty() => {
+                    tracing::info!(
+                        suspect = found.len(),
+                        "readings flagged by the anomaly checks"
+                    );
+                    app.readings_changed();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "anomaly screening failed"),
+            }
+        });
+    }
+
     /// Changes whenever readings are written through this process.
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)

@@ -2183,6 +2183,66 @@ async fn forecasts_are_trained_served_promoted_and_rolled_back(app: TestApp) {
     .await;
 }
 
+async fn suspect_readings_are_flagged_explained_and_kept(app: TestApp) {
+    // Two days of an ordinary hourly series, then a spike, then back to normal.
+    let start = t0();
+    let rows: Vec<Value> = (0..50)
+        .map(|h| {
+            let value = if h == 40 {
+                480.0
+            } else {
+                30.0 + (h % 6) as f64
+            };
+            json!({"parameter": "pm25", "time": iso(start + Duration::hours(h)), "value": value})
+        })
+        .collect();
+    let resp = app.post_json(Value::Array(rows)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap()["accepted"], 50);
+
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = app.get_json("/api/v1/stations/s1/anomalies").await;
+        if !found.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["kind"], "spike");
+    assert_eq!(found[0]["time"], iso(start + Duration::hours(40)));
+    assert!(found[0]["detail"].as_str().unwrap().contains("median"));
+
+    // The reading is kept, marked suspect; its neighbours are not.
+    let history: Value = app
+        .get_json(&format!(
+            "/api/v1/stations/s1/readings?parameter=pm25&from={}&to={}",
+            iso(start + Duration::hours(39)),
+            iso(start + Duration::hours(42))
+        ))
+        .await;
+    let flags: Vec<&str> = history["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["flag"].as_str().unwrap())
+        .collect();
+    assert_eq!(flags, ["valid", "suspect", "valid"]);
+    assert_eq!(history["readings"][1]["value"], 480.0);
+    problem(
+        app.get("/api/v1/stations/nope/anomalies").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/stations/s1/anomalies?from=yesterday")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
 both_backends!(
     a_json_batch_is_stored_and_resending_it_changes_nothing,
     ndjson_and_csv_batches_are_accepted,
@@ -2201,6 +2261,7 @@ both_backends!(
     keys_rotated_elsewhere_take_over_and_retired_keys_stop_verifying,
     a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce,
     forecasts_are_trained_served_promoted_and_rolled_back,
+    suspect_readings_are_flagged_explained_and_kept,
 );
 
 /// A stand-in for a Cognito user pool: its own RSA key set, served as a JWKS on loopback, and

@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod model;
 pub mod registry;
 pub mod report;
+pub mod screening;
 pub mod series;
 pub mod training;
 

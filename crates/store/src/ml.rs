@@ -110,6 +110,20 @@ pub struct JobRecord {
     pub cancel_requested: bool,
 }
 
+/// A reading the anomaly checks found suspect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyRecord {
+    pub station: StationId,
+    pub parameter: Parameter,
+    pub time: DateTime<Utc>,
+    /// spike, jump, stuck or neighbours.
+    pub kind: String,
+    pub value: f64,
+    pub score: f64,
+    pub detail: String,
+    pub detected_at: DateTime<Utc>,
+}
+
 /// What came of a cancellation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -189,4 +203,17 @@ pub trait MlStore: Send + Sync {
 
     /// Marks every job left `running` (by a process that died) as failed. Returns how many.
     async fn fail_interrupted_jobs(&self, at: DateTime<Utc>) -> Result<u64>;
+
+    /// Records suspect readings and flags them `suspect` (readings flagged otherwise keep
+    /// their flag). Recording the same finding twice changes nothing.
+    async fn record_anomalies(&self, anomalies: &[AnomalyRecord]) -> Result<()>;
+
+    /// A station's suspect readings with `from <= time < to`, newest first.
+    async fn anomalies(
+        &self,
+        station: &StationId,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<AnomalyRecord>>;
 }

@@ -6,7 +6,9 @@ use ecocityhub_domain::{Parameter, StationId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::ml::{CancelOutcome, JobRecord, JobStatus, MlStore, ModelRecord, NewModel};
+use crate::ml::{
+    AnomalyRecord, CancelOutcome, JobRecord, JobStatus, MlStore, ModelRecord, NewModel,
+};
 use crate::sql::{opt_time, time};
 use crate::{Result, SqlStore, StoreError};
 
@@ -372,5 +374,78 @@ impl MlStore for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn record_anomalies(&self, anomalies: &[AnomalyRecord]) -> Result<()> {
+        if anomalies.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        for a in anomalies {
+            sqlx::query(
+                "INSERT INTO anomalies (station_id, parameter, ts, kind, value, score, detail, detected_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (station_id, parameter, ts, kind) DO NOTHING",
+            )
+            .bind(a.station.as_str())
+            .bind(a.parameter.as_str())
+            .bind(a.time.timestamp())
+            .bind(&a.kind)
+            .bind(a.value)
+            .bind(a.score)
+            .bind(&a.detail)
+            .bind(a.detected_at.timestamp())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE readings SET flag = 1 WHERE flag = 0 AND ts = $1 AND series_id = \
+                 (SELECT id FROM series WHERE station_id = $2 AND parameter = $3)",
+            )
+            .bind(a.time.timestamp())
+            .bind(a.station.as_str())
+            .bind(a.parameter.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn anomalies(
+        &self,
+        station: &StationId,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<AnomalyRecord>> {
+        let rows = sqlx::query(
+            "SELECT station_id, parameter, ts, kind, value, score, detail, detected_at FROM anomalies \
+             WHERE station_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts DESC, kind LIMIT $4",
+        )
+        .bind(station.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let station: String = row.try_get("station_id")?;
+                let parameter: String = row.try_get("parameter")?;
+                Ok(AnomalyRecord {
+                    station: StationId::parse(&station)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    parameter: parameter.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("unknown parameter {parameter:?}"))
+                    })?,
+                    time: time(row.try_get("ts")?)?,
+                    kind: row.try_get("kind")?,
+                    value: row.try_get("value")?,
+                    score: row.try_get("score")?,
+                    detail: row.try_get("detail")?,
+                    detected_at: time(row.try_get("detected_at")?)?,
+                })
+            })
+            .collect()
     }
 }

@@ -109,9 +109,12 @@ pub async fn post_readings(
     }
     app.store().insert_readings(&accepted).await?;
     app.readings_changed();
+    let stored = accepted.len();
+    // Acknowledged first, screened after: anomaly checks never delay or lose a reading.
+    app.screen_in_background(accepted);
     Ok(Json(IngestSummary {
         received,
-        accepted: accepted.len(),
+        accepted: stored,
         rejected,
     }))
 }

@@ -392,3 +392,68 @@ pub async fn cancel_job(
         }
     }
 }
+
+/// `?from=&to=` (RFC 3339; default: everything).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AnomaliesQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A reading the anomaly checks found suspect, and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AnomalyOut {
+    pub time: String,
+    pub parameter: String,
+    /// spike, jump, stuck or neighbours.
+    pub kind: String,
+    pub value: f64,
+    /// How far past the threshold (1 = at it).
+    pub score: f64,
+    pub detail: String,
+    pub detected_at: String,
+}
+
+/// A station's suspect readings, newest first (at most 1,000). The readings stay in the
+/// history, flagged `suspect`.
+#[utoipa::path(get, path = "/api/v1/stations/{id}/anomalies", tag = "readings",
+    params(("id" = String, Path), AnomaliesQuery),
+    responses((status = 200, body = [AnomalyOut]),
+              (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn station_anomalies(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AnomaliesQuery>,
+) -> ApiResult<Json<Vec<AnomalyOut>>> {
+    let station = station_id(&id)?;
+    if app.store().station(&station).await?.is_none() {
+        return Err(ApiError::NotFound(format!("station {id} does not exist")));
+    }
+    let time = |s: &Option<String>, default: i64| -> ApiResult<i64> {
+        match s {
+            None => Ok(default),
+            Some(s) => ecocityhub_domain::reading::parse_time(s)
+                .map(|t| t.timestamp())
+                .map_err(ApiError::BadRequest),
+        }
+    };
+    let from = time(&q.from, 0)?;
+    let to = time(&q.to, i64::MAX / 2)?;
+    let found = app.store().anomalies(&station, from, to, 1_000).await?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|a| AnomalyOut {
+                time: fmt_ts(a.time.timestamp()),
+                parameter: a.parameter.to_string(),
+                kind: a.kind,
+                value: a.value,
+                score: (a.score * 100.0).round() / 100.0,
+                detail: a.detail,
+                detected_at: fmt_ts(a.detected_at.timestamp()),
+            })
+            .collect(),
+    ))
+}
