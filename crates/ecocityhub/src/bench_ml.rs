@@ -314,7 +314,7 @@ fn neighbour_checks(shared: &Path) -> Result<()> {
         let v = values[&k];
         values.insert(
             k.clone(),
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 v * 5.0
             } else {
                 v / 5.0

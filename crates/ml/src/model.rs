@@ -119,7 +119,7 @@ fn sample(origins: Vec<i64>, stride: usize) -> Vec<i64> {
         .into_iter()
         .filter(|ts| {
             let h = (*ts / HOUR) as u64;
-            (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % stride as u64 == 0
+            (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32).is_multiple_of(stride as u64)
         })
         .collect()
 }
@@ -180,7 +180,9 @@ pub fn train(
     let mut boosters = Vec::with_capacity(options.horizon as usize);
     let mut rows = 0;
     for h in 1..=options.horizon {
-        let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(chosen.len()); N_FEATURES];
+        let mut columns: Vec<Vec<f64>> = (0..N_FEATURES)
+            .map(|_| Vec::with_capacity(chosen.len()))
+            .collect();
         let mut target = Vec::with_capacity(chosen.len());
         for features in &chosen {
             let y = fit_series.at(features.origin() + h as i64 * HOUR);

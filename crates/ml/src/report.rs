@@ -25,7 +25,7 @@ fn err(e: impl std::fmt::Display) -> MlError {
 
 /// The per-horizon table in Markdown (every horizon in `rows`).
 pub fn scores_table(scores: &[HorizonScores], unit: &str) -> String {
-    let mut out = format!(
+    let mut out = String::from(
         "| horizon | n | model MAE | persistence MAE | seasonal naive MAE | climatology MAE | model RMSE | persistence RMSE | skill vs persistence | interval coverage |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
@@ -125,7 +125,8 @@ pub fn error_chart(scores: &[HorizonScores], unit: &str) -> Result<String, MlErr
             .y_desc(format!("MAE ({unit})"))
             .draw()
             .map_err(err)?;
-        let methods: [(&str, fn(&HorizonScores) -> f64); 4] = [
+        type Mae = fn(&HorizonScores) -> f64;
+        let methods: [(&str, Mae); 4] = [
             ("model", |s| s.model.mae),
             ("persistence", |s| s.persistence.mae),
             ("same hour yesterday", |s| s.seasonal_naive.mae),
