@@ -66,3 +66,54 @@ async fn postgres_acknowledged_readings_survive_kill_9() {
     };
     acknowledged_readings_survive_kill_9(env).await;
 }
+
+/// A training job running when the server is killed is not left "running": the next server
+/// marks it failed, with the reason, before it takes new jobs.
+#[tokio::test]
+async fn a_training_job_interrupted_by_a_crash_is_marked_failed_on_restart() {
+    use ecocityhub_store::ml::JobStatus;
+    use ecocityhub_store::MlStore;
+    let env = Env::sqlite().await;
+    // The first start loads the demo city and queues its training job.
+    let server = Server::start(&env, &[]);
+    let store = env.store().await;
+    let mut running = false;
+    for _ in 0..600 {
+        if let Some(job) = store.jobs(1).await.unwrap().first() {
+            assert_ne!(
+                job.status,
+                JobStatus::Succeeded,
+                "the job ended before the test could interrupt it"
+            );
+            if job.status == JobStatus::Running {
+                running = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(running, "the demo's training job never started");
+    server.kill_9();
+    let job = store.jobs(1).await.unwrap().remove(0);
+    assert_eq!(
+        job.status,
+        JobStatus::Running,
+        "left running by the dead process"
+    );
+
+    let server = Server::start(&env, &[]);
+    let mut recovered = None;
+    for _ in 0..250 {
+        let job = store.job(job.id).await.unwrap().unwrap();
+        if job.status != JobStatus::Running {
+            recovered = Some(job);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let recovered = recovered.expect("the restarted server left the job running");
+    assert_eq!(recovered.status, JobStatus::Failed);
+    assert!(recovered.message.unwrap().contains("interrupted"));
+    assert!(recovered.finished_at.is_some());
+    drop(server);
+}
