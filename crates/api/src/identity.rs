@@ -220,12 +220,14 @@ impl Identity {
         Ok(())
     }
 
-    /// Issues an ID and an access token for a user (`nonce`: the OIDC client's, for the ID token).
+    /// Issues an ID and an access token for a user (`nonce`: the OIDC client's, for the ID token;
+    /// `scope`: what the client was granted).
     pub async fn issue(
         &self,
         store: &dyn Store,
         user: &User,
         nonce: Option<&str>,
+        scope: &str,
     ) -> ApiResult<(String, String)> {
         let groups: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
         let subject = Subject {
@@ -234,6 +236,7 @@ impl Identity {
             email_verified: user.confirmed,
             groups: &groups,
             nonce,
+            scope,
         };
         let keys = self.keys(store).await?;
         tokens::issue(&self.config.tokens, &keys, &subject, Utc::now())

@@ -98,17 +98,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The routes that need a signed-in user, behind the JWT authorizer layer.
+/// The routes that need a signed-in user, behind the JWT authorizer layer; the administration
+/// routes also need the admin scope (and the policies decide on the group).
 fn signed_in_routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/auth/change-password",
-            post(routes::auth::change_password),
-        )
-        .route(
-            "/api/v1/me",
-            get(routes::auth::me).delete(routes::auth::delete_me),
-        )
+    let admin = Router::new()
         .route("/api/v1/admin/users", get(routes::admin::list_users))
         .route(
             "/api/v1/admin/users/{id}",
@@ -128,6 +121,17 @@ fn signed_in_routes(state: AppState) -> Router<AppState> {
         )
         .route("/api/v1/ml/jobs/{id}", get(routes::ml::get_job))
         .route("/api/v1/ml/jobs/{id}/cancel", post(routes::ml::cancel_job))
+        .route_layer(axum::middleware::from_fn(signed_in::require_admin_scope));
+    Router::new()
+        .route(
+            "/api/v1/auth/change-password",
+            post(routes::auth::change_password),
+        )
+        .route(
+            "/api/v1/me",
+            get(routes::auth::me).delete(routes::auth::delete_me),
+        )
+        .merge(admin)
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             signed_in::require_access_token,

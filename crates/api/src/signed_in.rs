@@ -14,7 +14,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// The scope every API access token must carry.
-pub const API_SCOPE: &str = "ecocityhub/api";
+pub const API_SCOPE: &str = ecocityhub_identity::tokens::scopes::API;
+/// The scope the administration routes also require.
+pub const ADMIN_SCOPE: &str = ecocityhub_identity::tokens::scopes::ADMIN;
 
 /// A caller with a valid access token.
 #[derive(Clone)]
@@ -76,6 +78,22 @@ impl FromRequestParts<AppState> for SignedIn {
         };
         Ok(SignedIn { claims, principal })
     }
+}
+
+/// The per-route scope check for administration routes, behind [`require_access_token`]: a
+/// token granted to a client without `ecocityhub/admin` cannot reach them, whoever the user is.
+pub async fn require_admin_scope(request: Request, next: Next) -> Result<Response, ApiError> {
+    let granted = request
+        .extensions()
+        .get::<SignedIn>()
+        .is_some_and(|s| s.claims.has_scope(ADMIN_SCOPE));
+    if !granted {
+        return Err(ApiError::Forbidden(format!(
+            "this route needs the {ADMIN_SCOPE} scope, which the token was not granted; \
+             sign in with it requested (scope=\"openid {API_SCOPE} {ADMIN_SCOPE}\")"
+        )));
+    }
+    Ok(next.run(request).await)
 }
 
 /// The authorizer layer: verifies the access token and hands the caller to the handler.

@@ -1230,7 +1230,7 @@ async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
         ("response_type", "code"),
         ("client_id", "ecocityhub-web"),
         ("redirect_uri", callback),
-        ("scope", "openid email"),
+        ("scope", "openid email ecocityhub/api"),
         ("state", "st-123"),
         ("nonce", "n-456"),
         ("code_challenge", challenge.as_str()),
@@ -1345,6 +1345,11 @@ async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
     assert_eq!(
         jwt_part(tokens["id_token"].as_str().unwrap(), 1)["nonce"],
         "n-456"
+    );
+    assert_eq!(
+        jwt_part(tokens["access_token"].as_str().unwrap(), 1)["scope"],
+        "openid email ecocityhub/api",
+        "granted what was asked for"
     );
     assert_eq!(
         app.get_as(tokens["access_token"].as_str().unwrap(), "/api/v1/me")
@@ -1526,7 +1531,7 @@ impl Federated {
                 ("response_type", "code"),
                 ("client_id", "ecocityhub-web"),
                 ("redirect_uri", CLIENT_CALLBACK),
-                ("scope", "openid email"),
+                ("scope", "openid email ecocityhub/api"),
                 ("state", client_state),
                 ("nonce", "client-nonce"),
                 ("code_challenge", challenge.as_str()),
@@ -2243,6 +2248,136 @@ async fn suspect_readings_are_flagged_explained_and_kept(app: TestApp) {
     .await;
 }
 
+impl TestApp {
+    /// Signs `email` in through the OIDC code flow asking for `scope`; returns the token answer.
+    async fn code_flow(&self, email: &str, scope: &str) -> Value {
+        use base64::Engine;
+        use sha2::Digest;
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let verifier = "a-verifier-of-enough-entropy-for-pkce-0123456789abcdefghij";
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let callback = "http://127.0.0.1:9999/callback";
+        let form = [
+            ("response_type", "code"),
+            ("client_id", "ecocityhub-web"),
+            ("redirect_uri", callback),
+            ("scope", scope),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("email", email),
+            ("password", PASSWORD),
+        ];
+        let ok = browser
+            .post(self.url("/oauth2/authorize"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+        let location = ok.headers()["location"].to_str().unwrap().to_string();
+        let code = location
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        browser
+            .post(self.url("/oauth2/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", callback),
+                ("client_id", "ecocityhub-web"),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn each_route_checks_the_scope_the_client_was_granted(app: TestApp) {
+    let admin_password_token = app.admin_token().await;
+    let admin = "ml-admin@example.org";
+    // EcoCityHub's own sign-in grants every scope: the admin reaches the admin routes.
+    assert_eq!(
+        app.get_as(&admin_password_token, "/api/v1/admin/users")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // A client that asked only for the API scope cannot, although the user is an admin.
+    let narrow = app
+        .code_flow(admin, "openid ecocityhub/api evil/everything")
+        .await;
+    let access = narrow["access_token"].as_str().unwrap();
+    assert_eq!(jwt_part(access, 1)["scope"], "openid ecocityhub/api");
+    assert_eq!(
+        app.get_as(access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+    for path in ["/api/v1/admin/users", "/api/v1/ml/jobs"] {
+        let refused = problem(app.get_as(access, path).await, StatusCode::FORBIDDEN).await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("ecocityhub/admin"),
+            "{refused}"
+        );
+    }
+    // Refreshing keeps the grant: it never widens.
+    let refreshed: Value = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", narrow["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(jwt_part(access, 1)["scope"], "openid ecocityhub/api");
+    problem(
+        app.get_as(access, "/api/v1/admin/users").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    // Without the API scope, not even the user's own account.
+    let openid_only = app.code_flow(admin, "openid").await;
+    problem(
+        app.get_as(openid_only["access_token"].as_str().unwrap(), "/api/v1/me")
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    // Asked for, the admin scope is granted.
+    let wide = app
+        .code_flow(admin, "openid ecocityhub/api ecocityhub/admin")
+        .await;
+    assert_eq!(
+        app.get_as(
+            wide["access_token"].as_str().unwrap(),
+            "/api/v1/admin/users"
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+}
+
 both_backends!(
     a_json_batch_is_stored_and_resending_it_changes_nothing,
     ndjson_and_csv_batches_are_accepted,
@@ -2262,6 +2397,7 @@ both_backends!(
     a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce,
     forecasts_are_trained_served_promoted_and_rolled_back,
     suspect_readings_are_flagged_explained_and_kept,
+    each_route_checks_the_scope_the_client_was_granted,
 );
 
 /// A stand-in for a Cognito user pool: its own RSA key set, served as a JWKS on loopback, and
@@ -2313,7 +2449,7 @@ async fn tokens_of_a_trusted_cognito_pool_are_accepted_by_the_same_authorizer() 
     let token = |key: &EncodingKey, kid: &str, groups: &[&str], client: &str, exp_in: i64| {
         let now = Utc::now().timestamp();
         let claims = json!({"sub": "cognito-user-1", "iss": issuer, "token_use": "access", "client_id": client,
-            "cognito:groups": groups, "scope": "openid ecocityhub/api", "auth_time": now, "iat": now,
+            "cognito:groups": groups, "scope": "openid ecocityhub/api ecocityhub/admin", "auth_time": now, "iat": now,
             "exp": now + exp_in, "jti": "j1", "username": "cognito-user-1", "event_id": "e1"});
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(kid.into());
@@ -2328,6 +2464,21 @@ async fn tokens_of_a_trusted_cognito_pool_are_accepted_by_the_same_authorizer() 
         300,
     );
     assert_eq!(app.get_as(&admin, users).await.status(), StatusCode::OK);
+    // The pool's app client must be granted the resource server's admin scope too.
+    let narrow = {
+        let now = Utc::now().timestamp();
+        let claims = json!({"sub": "cognito-user-1", "iss": issuer, "token_use": "access", "client_id": "cognito-app-client",
+            "cognito:groups": ["admin"], "scope": "openid ecocityhub/api", "auth_time": now, "iat": now,
+            "exp": now + 300, "jti": "j2", "username": "cognito-user-1", "event_id": "e2"});
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("cognito-key-1".into());
+        jsonwebtoken::encode(&header, &claims, &key1).unwrap()
+    };
+    let refused = problem(app.get_as(&narrow, users).await, StatusCode::FORBIDDEN).await;
+    assert!(refused["detail"]
+        .as_str()
+        .unwrap()
+        .contains("ecocityhub/admin"));
     let citizen = token(
         &key1,
         "cognito-key-1",

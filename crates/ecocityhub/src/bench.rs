@@ -175,6 +175,7 @@ async fn identity_bench() -> Result<()> {
         email_verified: true,
         groups: &groups,
         nonce: None,
+        scope: tokens::scopes::FIRST_PARTY,
     };
     let (_, access) = tokens::issue(&config, &keys, &subject, Utc::now())?;
     let n = 5_000;
@@ -220,7 +221,9 @@ async fn identity_bench() -> Result<()> {
         }),
     )
     .await?;
-    let (_, access) = identity.issue(store.as_ref(), &user, None).await?;
+    let (_, access) = identity
+        .issue(store.as_ref(), &user, None, tokens::scopes::FIRST_PARTY)
+        .await?;
     let authorizer = Authorizer::builtin();
     let mut times = Vec::with_capacity(50_000);
     for _ in 0..50_000 {

@@ -126,6 +126,32 @@ pub struct Subject<'a> {
     pub groups: &'a [String],
     /// Echoed in the ID token (OIDC code flow).
     pub nonce: Option<&'a str>,
+    /// The access token's scopes, space-separated (see [`scopes`]).
+    pub scope: &'a str,
+}
+
+/// The OAuth scopes of EcoCityHub's API (a resource server `ecocityhub`, as in Cognito). What a
+/// user may do is decided by the policies; what a client may do on the user's behalf, by the
+/// scopes it was granted: each protected route requires one.
+pub mod scopes {
+    /// Every signed-in route: the user's own account, and whatever the policies allow.
+    pub const API: &str = "ecocityhub/api";
+    /// Administration routes (users, models, training jobs): also needs the admin group.
+    pub const ADMIN: &str = "ecocityhub/admin";
+    /// The scopes a client may ask for, in the order they are granted.
+    pub const SUPPORTED: [&str; 5] = ["openid", "email", "profile", API, ADMIN];
+    /// What EcoCityHub's own password sign-in grants: all of them.
+    pub const FIRST_PARTY: &str = "openid email profile ecocityhub/api ecocityhub/admin";
+
+    /// The supported scopes among those requested (space-separated), in canonical order.
+    pub fn grant(requested: &str) -> String {
+        SUPPORTED
+            .iter()
+            .filter(|s| requested.split(' ').any(|r| r == **s))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// Issues an ID token and an access token for `subject`.
@@ -158,7 +184,7 @@ pub fn issue(
         token_use: TokenUse::Access,
         aud: None,
         client_id: Some(config.client_id.clone()),
-        scope: Some("openid email profile ecocityhub/api".into()),
+        scope: Some(subject.scope.to_string()),
         email: None,
         email_verified: None,
         exp: (now + config.access_ttl).timestamp(),
@@ -260,7 +286,19 @@ mod tests {
             email_verified: true,
             groups: GROUPS.get_or_init(|| vec!["admin".into()]),
             nonce: Some("n-0S6_WzA2Mj"),
+            scope: scopes::FIRST_PARTY,
         }
+    }
+
+    #[test]
+    fn only_supported_scopes_are_granted_in_canonical_order() {
+        assert_eq!(
+            scopes::grant("ecocityhub/admin openid evil/write ecocityhub/api"),
+            "openid ecocityhub/api ecocityhub/admin"
+        );
+        assert_eq!(scopes::grant("openid"), "openid");
+        assert_eq!(scopes::grant(""), "");
+        assert_eq!(scopes::grant(scopes::FIRST_PARTY), scopes::FIRST_PARTY);
     }
 
     fn part(token: &str, i: usize) -> serde_json::Value {

@@ -47,6 +47,8 @@ pub struct RefreshToken {
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The scopes granted to the client: every token of the family carries exactly these.
+    pub scope: String,
 }
 
 /// A message waiting in the outbox (e-mail codes until the notification layer sends them).
@@ -70,6 +72,8 @@ pub struct AuthCode {
     pub nonce: Option<String>,
     pub user_id: String,
     pub expires_at: DateTime<Utc>,
+    /// The scopes granted to the client.
+    pub scope: String,
 }
 
 /// A sign-in sent to an outside OIDC provider and not back yet (single use, minutes long).
@@ -90,6 +94,8 @@ pub struct FederatedLogin {
     pub client_nonce: Option<String>,
     pub code_challenge: String,
     pub expires_at: DateTime<Utc>,
+    /// The scopes granted to the client.
+    pub client_scope: String,
 }
 
 /// A user's identity at an outside provider, linked to an account of the pool.

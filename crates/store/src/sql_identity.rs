@@ -16,9 +16,9 @@ use crate::{Result, SqlStore, StoreError};
 const USER_COLUMNS: &str =
     "id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at";
 const REFRESH_COLUMNS: &str =
-    "token_hash, family, user_id, expires_at, used_at, revoked_at, created_at";
+    "token_hash, family, user_id, expires_at, used_at, revoked_at, created_at, scope";
 const FEDERATED_LOGIN_COLUMNS: &str = "state_hash, provider, nonce, code_verifier, client_id, \
-     redirect_uri, client_state, client_nonce, code_challenge, expires_at";
+     redirect_uri, client_state, client_nonce, code_challenge, expires_at, client_scope";
 const FEDERATED_IDENTITY_COLUMNS: &str = "provider, subject, user_id, email, linked_at";
 
 fn federated_identity_from_row(row: &AnyRow) -> Result<FederatedIdentity> {
@@ -58,6 +58,7 @@ fn refresh_from_row(row: &AnyRow) -> Result<RefreshToken> {
         used_at: opt_time(row.try_get("used_at")?)?,
         revoked_at: opt_time(row.try_get("revoked_at")?)?,
         created_at: time(row.try_get("created_at")?)?,
+        scope: row.try_get("scope")?,
     })
 }
 
@@ -191,7 +192,7 @@ impl IdentityStore for SqlStore {
     async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<()> {
         let _turn = self.write_turn().await;
         sqlx::query(&format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .bind(&t.token_hash)
         .bind(&t.family)
@@ -200,6 +201,7 @@ impl IdentityStore for SqlStore {
         .bind(t.used_at.map(|x| x.timestamp()))
         .bind(t.revoked_at.map(|x| x.timestamp()))
         .bind(t.created_at.timestamp())
+        .bind(&t.scope)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -294,8 +296,8 @@ impl IdentityStore for SqlStore {
     async fn insert_auth_code(&self, c: &AuthCode) -> Result<()> {
         let _turn = self.write_turn().await;
         sqlx::query(
-            "INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, expires_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&c.code_hash)
         .bind(&c.client_id)
@@ -304,6 +306,7 @@ impl IdentityStore for SqlStore {
         .bind(c.nonce.as_deref())
         .bind(&c.user_id)
         .bind(c.expires_at.timestamp())
+        .bind(&c.scope)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -313,7 +316,7 @@ impl IdentityStore for SqlStore {
         let _turn = self.write_turn().await;
         let row = sqlx::query(
             "DELETE FROM oauth_codes WHERE code_hash = $1 \
-             RETURNING code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, expires_at",
+             RETURNING code_hash, client_id, redirect_uri, code_challenge, nonce, user_id, expires_at, scope",
         )
         .bind(code_hash)
         .fetch_optional(&self.pool)
@@ -327,6 +330,7 @@ impl IdentityStore for SqlStore {
                 nonce: r.try_get("nonce")?,
                 user_id: r.try_get("user_id")?,
                 expires_at: time(r.try_get("expires_at")?)?,
+                scope: r.try_get("scope")?,
             })
         })
         .transpose()
@@ -336,7 +340,7 @@ impl IdentityStore for SqlStore {
         let _turn = self.write_turn().await;
         sqlx::query(&format!(
             "INSERT INTO federated_logins ({FEDERATED_LOGIN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&l.state_hash)
         .bind(&l.provider)
@@ -348,6 +352,7 @@ impl IdentityStore for SqlStore {
         .bind(l.client_nonce.as_deref())
         .bind(&l.code_challenge)
         .bind(l.expires_at.timestamp())
+        .bind(&l.client_scope)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -373,6 +378,7 @@ impl IdentityStore for SqlStore {
                 client_nonce: r.try_get("client_nonce")?,
                 code_challenge: r.try_get("code_challenge")?,
                 expires_at: time(r.try_get("expires_at")?)?,
+                client_scope: r.try_get("client_scope")?,
             })
         })
         .transpose()

@@ -336,8 +336,10 @@ async fn users_codes_tokens_keys_and_outbox(store: SqlStore) {
             used_at: None,
             revoked_at: None,
             created_at: now,
+            scope: "openid ecocityhub/api".into(),
         };
         store.insert_refresh_token(&t).await.unwrap();
+        assert_eq!(store.refresh_token(hash).await.unwrap(), Some(t.clone()));
     }
     assert!(store.use_refresh_token("t1", now).await.unwrap());
     assert!(
@@ -565,6 +567,7 @@ async fn federated_sign_ins_and_links(store: SqlStore) {
         client_nonce: None,
         code_challenge: "c1".into(),
         expires_at: now + Duration::minutes(10),
+        client_scope: "openid ecocityhub/api".into(),
     };
     store.insert_federated_login(&login).await.unwrap();
     let stale = FederatedLogin {

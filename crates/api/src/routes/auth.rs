@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use ecocityhub_identity::tokens::scopes;
 use ecocityhub_identity::{account, password, secrets, Action, Resource, Role};
 use ecocityhub_store::identity::{RefreshToken, User, VerificationCode};
 use serde::{Deserialize, Serialize};
@@ -169,14 +170,19 @@ async fn check_code(app: &AppState, email: &str, purpose: &str, code: &str) -> A
 }
 
 /// Tokens and a new refresh token (a new family, or the next of `family`); `nonce` goes into
-/// the ID token (OIDC code flow).
+/// the ID token (OIDC code flow); `scope` is what the client was granted, and the refresh
+/// token keeps it, so refreshing never widens it.
 pub(crate) async fn tokens_for(
     app: &AppState,
     user: &User,
     family: Option<(String, DateTime<Utc>)>,
     nonce: Option<&str>,
+    scope: &str,
 ) -> ApiResult<TokenSet> {
-    let (id_token, access_token) = app.identity().issue(app.store(), user, nonce).await?;
+    let (id_token, access_token) = app
+        .identity()
+        .issue(app.store(), user, nonce, scope)
+        .await?;
     let refresh_token = secrets::token();
     let now = Utc::now();
     let (family, expires_at) =
@@ -190,6 +196,7 @@ pub(crate) async fn tokens_for(
             used_at: None,
             revoked_at: None,
             created_at: now,
+            scope: scope.to_string(),
         })
         .await?;
     Ok(TokenSet {
@@ -287,7 +294,9 @@ pub async fn sign_in(
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<Json<TokenSet>> {
     let user = check_credentials(&app, ip, &req.email, req.password).await?;
-    Ok(Json(tokens_for(&app, &user, None, None).await?))
+    Ok(Json(
+        tokens_for(&app, &user, None, None, scopes::FIRST_PARTY).await?,
+    ))
 }
 
 /// The account these credentials open, with the throttle, the lock-out and the same answer
@@ -375,7 +384,14 @@ pub(crate) async fn rotate_refresh_token(
     let Some(user) = app.store().user(&stored.user_id).await? else {
         return Err(invalid());
     };
-    tokens_for(app, &user, Some((stored.family, stored.expires_at)), None).await
+    tokens_for(
+        app,
+        &user,
+        Some((stored.family, stored.expires_at)),
+        None,
+        &stored.scope,
+    )
+    .await
 }
 
 /// Ends a sign-in: its refresh token and every rotation of it stop working.

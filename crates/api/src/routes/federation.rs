@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use ecocityhub_identity::federation::{pkce_pair, ExternalIdentity};
+use ecocityhub_identity::tokens::scopes;
 use ecocityhub_identity::{account, password, secrets, Role};
 use ecocityhub_store::identity::{FederatedIdentity, FederatedLogin, User};
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,7 @@ pub(crate) async fn start(
             client_nonce: p.nonce.clone(),
             code_challenge: p.code_challenge.clone().unwrap_or_default(),
             expires_at: now + PENDING_FOR,
+            client_scope: scopes::grant(p.scope.as_deref().unwrap_or_default()),
         })
         .await?;
     let to = match Federation::authorization_url(
@@ -236,6 +238,7 @@ pub async fn idp_response(
                 state: login.client_state.as_deref(),
                 nonce: login.client_nonce.as_deref(),
                 code_challenge: &login.code_challenge,
+                scope: &login.client_scope,
             };
             redirect_with_code(&app, &request, &user.id).await
         }

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
 use ecocityhub_identity::secrets;
+use ecocityhub_identity::tokens::scopes;
 use ecocityhub_store::identity::AuthCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -244,6 +245,8 @@ pub(crate) struct ClientRequest<'a> {
     pub state: Option<&'a str>,
     pub nonce: Option<&'a str>,
     pub code_challenge: &'a str,
+    /// The scopes granted: the supported ones among those asked for.
+    pub scope: &'a str,
 }
 
 /// Issues a one-minute, single-use code for `user_id` and sends the browser back to the client.
@@ -262,6 +265,7 @@ pub(crate) async fn redirect_with_code(
             nonce: request.nonce.map(str::to_string),
             user_id: user_id.to_string(),
             expires_at: Utc::now() + chrono::Duration::seconds(60),
+            scope: request.scope.to_string(),
         })
         .await?;
     let mut pairs = vec![("code", code.as_str())];
@@ -303,12 +307,14 @@ pub async fn authorize_submit(
         }
         Err(e) => return Err(e),
     };
+    let granted = scopes::grant(p.scope.as_deref().unwrap_or_default());
     let request = ClientRequest {
         client_id: p.client_id.as_deref().unwrap_or_default(),
         redirect_uri: &uri,
         state: p.state.as_deref(),
         nonce: p.nonce.as_deref(),
         code_challenge: p.code_challenge.as_deref().unwrap_or_default(),
+        scope: &granted,
     };
     redirect_with_code(&app, &request, &user.id).await
 }
@@ -384,7 +390,7 @@ pub async fn token(
                 Ok(None) => return invalid_grant("the account no longer exists"),
                 Err(e) => return ApiError::from(e).into_response(),
             };
-            match tokens_for(&app, &user, None, stored.nonce.as_deref()).await {
+            match tokens_for(&app, &user, None, stored.nonce.as_deref(), &stored.scope).await {
                 Ok(tokens) => ([(header::CACHE_CONTROL, "no-store")], Json(tokens)).into_response(),
                 Err(e) => e.into_response(),
             }
