@@ -993,6 +993,7 @@ async fn sign_in_tells_no_one_who_has_an_account_and_locks_out_guessers(app: Tes
         .await
         .unwrap();
     assert_eq!(again, fresh);
+    let messages_before = app.store.outbox("bob@example.org").await.unwrap().len();
     let forgot_known: Value = app
         .post_auth("forgot-password", json!({"email": "bob@example.org"}))
         .await
@@ -1006,6 +1007,19 @@ async fn sign_in_tells_no_one_who_has_an_account_and_locks_out_guessers(app: Tes
         .await
         .unwrap();
     assert_eq!(forgot_known, forgot_unknown);
+    // The code goes out after the answer.
+    for _ in 0..100 {
+        if app.store.outbox("bob@example.org").await.unwrap().len() > messages_before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(app
+        .store
+        .outbox("nobody@example.org")
+        .await
+        .unwrap()
+        .is_empty());
     let reset_code = app.last_code("bob@example.org").await;
 
     // Four more wrong passwords (five in all) lock the account, even for the right password.

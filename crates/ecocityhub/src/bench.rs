@@ -20,6 +20,7 @@ use chrono::{TimeZone, Utc};
 use clap::Args;
 use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, StationId};
 use ecocityhub_store::Store;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::import::{self, ImportOptions};
@@ -196,7 +197,7 @@ async fn identity_bench() -> Result<()> {
     }
     hashes.sort();
     println!(
-        "argon2id (19 MiB, 4 passes) hash: median {:.0} ms",
+        "argon2id (19 MiB, 6 passes) hash: median {:.0} ms",
         hashes[4].as_secs_f64() * 1000.0
     );
 
@@ -269,6 +270,72 @@ async fn identity_bench() -> Result<()> {
         "sign-in through HTTP (one client, 25 times): p50 {:.0} ms, p99 {:.0} ms",
         ms(0.5),
         ms(0.99)
+    );
+    drop(child);
+    enumeration_timing(&user).await
+}
+
+/// Whether an account exists must not show in how long sign-in and password reset take: the
+/// medians of each answer, requests interleaved, on a fresh server (its own throttle).
+async fn enumeration_timing(template: &ecocityhub_store::identity::User) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(&ecocityhub_store::testing::sqlite_url(dir.path())).await?;
+    let rounds = 6;
+    for i in 0..rounds {
+        let mut user = template.clone();
+        user.id = format!("timing-{i}");
+        user.email = format!("timing-{i}@example.org");
+        store.insert_user(&user).await?;
+    }
+    drop(store);
+    let (child, base, _) = spawn_server(dir.path(), None).await?;
+    let client = reqwest::Client::new();
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    for i in 0..rounds {
+        let requests = [
+            (
+                "sign-in",
+                json!({"email": format!("timing-{i}@example.org"), "password": "Wr0ng-Horse!"}),
+            ),
+            (
+                "sign-in",
+                json!({"email": format!("nobody-{i}@example.org"), "password": "Wr0ng-Horse!"}),
+            ),
+            (
+                "forgot-password",
+                json!({"email": format!("timing-{i}@example.org")}),
+            ),
+            (
+                "forgot-password",
+                json!({"email": format!("nobody-{i}@example.org")}),
+            ),
+        ];
+        for (k, (path, body)) in requests.iter().enumerate() {
+            let t = Instant::now();
+            let status = client
+                .post(format!("{base}/api/v1/auth/{path}"))
+                .json(body)
+                .send()
+                .await?
+                .status();
+            samples[k].push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                status != reqwest::StatusCode::TOO_MANY_REQUESTS,
+                "throttled during the timing run"
+            );
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [a, b, c, d] = &mut samples;
+    println!(
+        "user enumeration by timing ({rounds} rounds, medians): sign-in with a wrong password {:.0} ms vs unknown address {:.0} ms; forgot-password existing {:.0} ms vs unknown {:.0} ms",
+        median(a),
+        median(b),
+        median(c),
+        median(d)
     );
     drop(child);
     Ok(())

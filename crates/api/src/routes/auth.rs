@@ -419,9 +419,18 @@ pub async fn forgot_password(
     ApiJson(req): ApiJson<EmailOnly>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let email = normalize_email(&req.email)?;
-    if app.store().user_by_email(&email).await?.is_some() {
-        send_code(&app, &email, RESET).await?;
-    }
+    // Answered before the account is even looked up, so the answer's timing cannot tell
+    // whether the address has an account; the code goes out in the background.
+    tokio::spawn(async move {
+        let sent = match app.store().user_by_email(&email).await {
+            Ok(Some(_)) => send_code(&app, &email, RESET).await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "could not send a password-reset code");
+        }
+    });
     Ok((StatusCode::ACCEPTED, Json(CODE_SENT)))
 }
 
