@@ -2392,6 +2392,37 @@ async fn each_route_checks_the_scope_the_client_was_granted(app: TestApp) {
     );
 }
 
+/// An address without an account locks after the same failures, with the same answer: the
+/// lock-out does not tell which addresses have accounts.
+async fn addresses_without_accounts_lock_out_alike(app: TestApp) {
+    app.sign_up_confirmed("erin@example.org").await;
+    let mut answers = Vec::new();
+    for email in ["erin@example.org", "nobody@example.org"] {
+        for _ in 0..5 {
+            problem(
+                app.sign_in(email, "Wr0ng-password").await,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+        let locked = problem(
+            app.sign_in(email, PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+        answers.push(
+            locked["detail"]
+                .as_str()
+                .unwrap()
+                .split(" after ")
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(answers[0], answers[1]);
+}
+
 both_backends!(
     a_json_batch_is_stored_and_resending_it_changes_nothing,
     ndjson_and_csv_batches_are_accepted,
@@ -2412,6 +2443,7 @@ both_backends!(
     forecasts_are_trained_served_promoted_and_rolled_back,
     suspect_readings_are_flagged_explained_and_kept,
     each_route_checks_the_scope_the_client_was_granted,
+    addresses_without_accounts_lock_out_alike,
 );
 
 /// A stand-in for a Cognito user pool: its own RSA key set, served as a JWKS on loopback, and

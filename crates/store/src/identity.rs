@@ -128,6 +128,20 @@ pub trait IdentityStore: Send + Sync {
     async fn bump_code_attempts(&self, email: &str, purpose: &str) -> Result<()>;
     async fn delete_code(&self, email: &str, purpose: &str) -> Result<()>;
 
+    /// Until when sign-ins to this address are locked, if they are.
+    async fn sign_in_locked_until(&self, email: &str) -> Result<Option<DateTime<Utc>>>;
+    /// Counts a failed sign-in to an address (whether or not an account has it); the
+    /// `max`-th in a row locks the address until `lock_until` and starts the count again.
+    /// Returns whether this failure locked it.
+    async fn record_sign_in_failure(
+        &self,
+        email: &str,
+        max: i64,
+        lock_until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Forgets an address's failures and lock (a successful sign-in, a password reset).
+    async fn clear_sign_in_failures(&self, email: &str) -> Result<()>;
+
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;
     /// Marks the token used. `false` when it was used before: a replay.

@@ -189,6 +189,57 @@ impl IdentityStore for SqlStore {
         Ok(())
     }
 
+    async fn sign_in_locked_until(&self, email: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT locked_until FROM sign_in_failures WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => opt_time(r.try_get("locked_until")?),
+            None => Ok(None),
+        }
+    }
+
+    async fn record_sign_in_failure(
+        &self,
+        email: &str,
+        max: i64,
+        lock_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let failures: i64 = sqlx::query(
+            "INSERT INTO sign_in_failures (email, failures) VALUES ($1, 1) \
+             ON CONFLICT (email) DO UPDATE SET failures = sign_in_failures.failures + 1 \
+             RETURNING failures",
+        )
+        .bind(email)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("failures")?;
+        let locked = failures >= max;
+        if locked {
+            sqlx::query(
+                "UPDATE sign_in_failures SET failures = 0, locked_until = $1 WHERE email = $2",
+            )
+            .bind(lock_until.timestamp())
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(locked)
+    }
+
+    async fn clear_sign_in_failures(&self, email: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("DELETE FROM sign_in_failures WHERE email = $1")
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<()> {
         let _turn = self.write_turn().await;
         sqlx::query(&format!(

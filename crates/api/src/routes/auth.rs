@@ -312,9 +312,12 @@ pub(crate) async fn check_credentials(
     let wrong = || ApiError::unauthorized("incorrect e-mail address or password");
     let user = app.store().user_by_email(&email).await?;
     let now = Utc::now();
-    if let Some(until) = user
-        .as_ref()
-        .and_then(|u| u.locked_until)
+    // Failures and locks are kept per address, account or not: the same writes, the same
+    // lock-out, the same answers either way.
+    if let Some(until) = app
+        .store()
+        .sign_in_locked_until(&email)
+        .await?
         .filter(|t| *t > now)
     {
         return Err(ApiError::TooManyRequests(format!(
@@ -323,28 +326,24 @@ pub(crate) async fn check_credentials(
         )));
     }
     let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
-    let Some(mut user) = user else {
-        return Err(wrong());
-    };
     let config = &app.identity().config;
-    if !ok {
-        user.failed_logins += 1;
-        if user.failed_logins >= config.max_failed_logins {
-            user.locked_until = Some(now + config.lockout);
-            user.failed_logins = 0;
-            tracing::warn!(user = %user.id, "account locked after failed sign-ins");
+    let user = match user {
+        Some(user) if ok => user,
+        _ => {
+            let locked = app
+                .store()
+                .record_sign_in_failure(&email, config.max_failed_logins, now + config.lockout)
+                .await?;
+            if locked {
+                tracing::warn!("an address was locked after failed sign-ins");
+            }
+            return Err(wrong());
         }
-        app.store().update_user(&user).await?;
-        return Err(wrong());
-    }
+    };
     if !user.confirmed {
         return Err(ApiError::Forbidden("confirm your e-mail address first (POST /api/v1/auth/confirm; /resend-code sends a new code)".into()));
     }
-    if user.failed_logins != 0 || user.locked_until.is_some() {
-        user.failed_logins = 0;
-        user.locked_until = None;
-        app.store().update_user(&user).await?;
-    }
+    app.store().clear_sign_in_failures(&email).await?;
     Ok(user)
 }
 
@@ -450,6 +449,7 @@ pub async fn reset_password(
         user.locked_until = None;
         user.confirmed = true; // the code proves the address
         app.store().update_user(&user).await?;
+        app.store().clear_sign_in_failures(&email).await?;
         app.store()
             .revoke_user_refresh_tokens(&user.id, Utc::now())
             .await?;
