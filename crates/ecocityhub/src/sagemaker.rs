@@ -24,10 +24,9 @@ use axum::{Json, Router};
 use clap::Args;
 use ecocityhub_domain::reading::parse_time;
 use ecocityhub_domain::{Parameter, StationId};
-use ecocityhub_ml::aqi::{forecast_aqi, HourAqi};
+use ecocityhub_ml::aqi::{forecast_aqi_after, HourAqi};
 use ecocityhub_ml::artifact::{checksum, Artifact};
 use ecocityhub_ml::data::{load_series, load_weather, FORECASTABLE};
-use ecocityhub_ml::series::HOUR;
 use ecocityhub_ml::training::fit_artifact;
 use ecocityhub_ml::{fmt_ts, HourlySeries, TrainOptions, Weather};
 use serde::{Deserialize, Serialize};
@@ -143,25 +142,14 @@ fn invoke(artifact: &Artifact, request: InvocationRequest) -> Result<InvocationR
         let parameter: Parameter = name
             .parse()
             .map_err(|_| format!("unknown weather parameter {name:?}"))?;
-        let slot = match parameter {
-            Parameter::Temperature => &mut weather.temperature,
-            Parameter::Relativehumidity => &mut weather.relative_humidity,
-            Parameter::Dewpoint => &mut weather.dew_point,
-            Parameter::WindSpeed => &mut weather.wind_speed,
-            Parameter::WindDirection => &mut weather.wind_direction,
-            Parameter::Pressure => &mut weather.pressure,
-            other => return Err(format!("{other} is not a weather parameter")),
-        };
-        *slot = Some(series_of(values)?);
+        *weather
+            .slot_mut(parameter)
+            .ok_or_else(|| format!("{parameter} is not a weather parameter"))? =
+            Some(series_of(values)?);
     }
     let points = artifact.model.forecast_from(&series, &weather, origin);
     let parameter = artifact.meta.parameter;
-    let measured: Vec<f64> = (0..24)
-        .rev()
-        .map(|k| series.at(origin - k * HOUR))
-        .collect();
-    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
-    let aqi = forecast_aqi(parameter, &measured, &values);
+    let aqi = forecast_aqi_after(parameter, &series, &points);
     Ok(InvocationResponse {
         station: artifact.meta.station.clone(),
         parameter,

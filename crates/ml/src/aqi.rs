@@ -53,6 +53,25 @@ pub fn forecast_aqi(
         .collect()
 }
 
+/// The AQI of each point of a forecast made from `series` (its last 24 measured hours before the
+/// first point feed the averages).
+pub fn forecast_aqi_after(
+    parameter: Parameter,
+    series: &crate::HourlySeries,
+    points: &[crate::ForecastPoint],
+) -> Vec<Option<HourAqi>> {
+    let Some(first) = points.first() else {
+        return Vec::new();
+    };
+    let origin = first.ts - crate::series::HOUR;
+    let measured: Vec<f64> = (0..24)
+        .rev()
+        .map(|k| series.at(origin - k * crate::series::HOUR))
+        .collect();
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    forecast_aqi(parameter, &measured, &values)
+}
+
 /// Mean of the last `n` hours when at least 75 % of them are present.
 fn mean_of_last(values: &[f64], n: usize) -> Option<f64> {
     let tail = &values[values.len().saturating_sub(n)..];

@@ -55,16 +55,10 @@ pub async fn load_weather(
         .collect();
     let mut weather = Weather::default();
     for parameter in measured {
-        let slot = match parameter {
-            Parameter::Temperature => &mut weather.temperature,
-            Parameter::Relativehumidity => &mut weather.relative_humidity,
-            Parameter::Dewpoint => &mut weather.dew_point,
-            Parameter::WindSpeed => &mut weather.wind_speed,
-            Parameter::WindDirection => &mut weather.wind_direction,
-            Parameter::Pressure => &mut weather.pressure,
-            _ => continue,
-        };
-        *slot = Some(load_series(store, station, parameter, from, to).await?);
+        if weather.slot_mut(parameter).is_some() {
+            let series = load_series(store, station, parameter, from, to).await?;
+            *weather.slot_mut(parameter).expect("a weather parameter") = Some(series);
+        }
     }
     Ok(weather)
 }

@@ -8,6 +8,7 @@
 //! was 30 % higher" says more about that change than two absolute numbers.
 
 use chrono::{DateTime, Datelike, Timelike};
+use ecocityhub_domain::Parameter;
 
 use crate::baselines::Climatology;
 use crate::series::{HourlySeries, HOUR};
@@ -38,6 +39,19 @@ impl Weather {
         .filter(|(_, s)| s.as_ref().is_some_and(|s| s.observed() > 0))
         .map(|(name, _)| name)
         .collect()
+    }
+
+    /// Where the series of a weather parameter goes; `None` for a parameter that is not weather.
+    pub fn slot_mut(&mut self, parameter: Parameter) -> Option<&mut Option<HourlySeries>> {
+        Some(match parameter {
+            Parameter::Temperature => &mut self.temperature,
+            Parameter::Relativehumidity => &mut self.relative_humidity,
+            Parameter::Dewpoint => &mut self.dew_point,
+            Parameter::WindSpeed => &mut self.wind_speed,
+            Parameter::WindDirection => &mut self.wind_direction,
+            Parameter::Pressure => &mut self.pressure,
+            _ => return None,
+        })
     }
 
     /// The weather known before `ts` only.

@@ -12,7 +12,7 @@ use ecocityhub_store::StoreError;
 use serde::Serialize;
 use tokio::sync::RwLock;
 
-use crate::aqi::{forecast_aqi, HourAqi};
+use crate::aqi::{forecast_aqi_after, HourAqi};
 use crate::artifact::Artifact;
 use crate::data::{load_series, load_weather};
 use crate::registry::{Registry, RegistryError};
@@ -165,12 +165,7 @@ impl Forecaster {
         let origin = series.last_observed().ok_or_else(no_data)?;
         let weather = load_weather(store, station, from, to).await?;
         let points = artifact.model.forecast_from(&series, &weather, origin);
-        let measured: Vec<f64> = (0..24)
-            .rev()
-            .map(|k| series.at(origin - k * HOUR))
-            .collect();
-        let values: Vec<f64> = points.iter().map(|p| p.value).collect();
-        let aqi = forecast_aqi(parameter, &measured, &values);
+        let aqi = forecast_aqi_after(parameter, &series, &points);
         let forecast = Arc::new(StationForecast {
             station: station.to_string(),
             parameter,
