@@ -1076,8 +1076,6 @@ async fn only_admins_manage_users(app: TestApp) {
         password_hash: password::hash(PASSWORD),
         roles: vec![Role::Admin],
         confirmed: true,
-        failed_logins: 0,
-        locked_until: None,
         created_at: Utc::now(),
     };
     assert!(app.store.insert_user(&admin).await.unwrap());
@@ -1956,8 +1954,6 @@ impl TestApp {
             password_hash: password::hash(PASSWORD),
             roles: vec![Role::Admin],
             confirmed: true,
-            failed_logins: 0,
-            locked_until: None,
             created_at: Utc::now(),
         };
         assert!(self.store.insert_user(&admin).await.unwrap());

@@ -209,8 +209,6 @@ async fn identity_bench() -> Result<()> {
         password_hash: password::hash("Corr3ct-Horse"),
         roles: vec![Role::Citizen],
         confirmed: true,
-        failed_logins: 0,
-        locked_until: None,
         created_at: Utc::now(),
     };
     store.insert_user(&user).await?;

@@ -62,8 +62,6 @@ pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
                 password_hash: password::hash(secret),
                 roles: parsed,
                 confirmed: true,
-                failed_logins: 0,
-                locked_until: None,
                 created_at: Utc::now(),
             };
             if !store.insert_user(&user).await? {

@@ -20,9 +20,6 @@ pub struct User {
     pub roles: Vec<Role>,
     /// The e-mail address has been verified.
     pub confirmed: bool,
-    /// Failed sign-ins since the last success.
-    pub failed_logins: i64,
-    pub locked_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -13,8 +13,7 @@ use crate::identity::{
 use crate::sql::{opt_time, time};
 use crate::{Result, SqlStore, StoreError};
 
-const USER_COLUMNS: &str =
-    "id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at";
+const USER_COLUMNS: &str = "id, email, password_hash, roles, confirmed, created_at";
 const REFRESH_COLUMNS: &str =
     "token_hash, family, user_id, expires_at, used_at, revoked_at, created_at, scope";
 const FEDERATED_LOGIN_COLUMNS: &str = "state_hash, provider, nonce, code_verifier, client_id, \
@@ -43,8 +42,6 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
             .map(|r| r.parse().map_err(StoreError::Corrupt))
             .collect::<Result<_>>()?,
         confirmed: row.try_get::<i64, _>("confirmed")? != 0,
-        failed_logins: row.try_get("failed_logins")?,
-        locked_until: opt_time(row.try_get("locked_until")?)?,
         created_at: time(row.try_get("created_at")?)?,
     })
 }
@@ -67,16 +64,14 @@ impl IdentityStore for SqlStore {
     async fn insert_user(&self, u: &User) -> Result<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query(
-            "INSERT INTO users (id, email, password_hash, roles, confirmed, failed_logins, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO users (id, email, password_hash, roles, confirmed, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
         )
         .bind(&u.id)
         .bind(&u.email)
         .bind(&u.password_hash)
         .bind(roles_text(&u.roles))
         .bind(i64::from(u.confirmed))
-        .bind(u.failed_logins)
-        .bind(u.locked_until.map(|t| t.timestamp()))
         .bind(u.created_at.timestamp())
         .execute(&self.pool)
         .await?;
@@ -113,13 +108,11 @@ impl IdentityStore for SqlStore {
     async fn update_user(&self, u: &User) -> Result<()> {
         let _turn = self.write_turn().await;
         sqlx::query(
-            "UPDATE users SET password_hash = $1, roles = $2, confirmed = $3, failed_logins = $4, locked_until = $5 WHERE id = $6",
+            "UPDATE users SET password_hash = $1, roles = $2, confirmed = $3 WHERE id = $4",
         )
         .bind(&u.password_hash)
         .bind(roles_text(&u.roles))
         .bind(i64::from(u.confirmed))
-        .bind(u.failed_logins)
-        .bind(u.locked_until.map(|t| t.timestamp()))
         .bind(&u.id)
         .execute(&self.pool)
         .await?;

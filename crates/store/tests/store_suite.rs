@@ -271,8 +271,6 @@ async fn users_codes_tokens_keys_and_outbox(store: SqlStore) {
         password_hash: "$argon2id$x".into(),
         roles: vec![Role::Citizen],
         confirmed: false,
-        failed_logins: 0,
-        locked_until: None,
         created_at: now,
     };
     assert!(store.insert_user(&u).await.unwrap());
@@ -288,8 +286,6 @@ async fn users_codes_tokens_keys_and_outbox(store: SqlStore) {
     );
     u.roles = vec![Role::Operator, Role::Admin];
     u.confirmed = true;
-    u.failed_logins = 3;
-    u.locked_until = Some(now + Duration::minutes(15));
     store.update_user(&u).await.unwrap();
     assert_eq!(
         store.user_by_email("a@example.org").await.unwrap(),
@@ -591,8 +587,6 @@ async fn federated_sign_ins_and_links(store: SqlStore) {
         password_hash: ecocityhub_identity::password::NO_PASSWORD.into(),
         roles: vec![Role::Citizen],
         confirmed: true,
-        failed_logins: 0,
-        locked_until: None,
         created_at: now,
     };
     assert!(store.insert_user(&user).await.unwrap());

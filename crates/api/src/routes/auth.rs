@@ -229,8 +229,6 @@ pub async fn sign_up(
         password_hash: hash_password(req.password).await?,
         roles: vec![Role::Citizen],
         confirmed: false,
-        failed_logins: 0,
-        locked_until: None,
         created_at: Utc::now(),
     };
     if app.store().insert_user(&user).await? {
@@ -445,8 +443,6 @@ pub async fn reset_password(
     check_code(&app, &email, RESET, &req.code).await?;
     if let Some(mut user) = app.store().user_by_email(&email).await? {
         user.password_hash = hash_password(req.new_password).await?;
-        user.failed_logins = 0;
-        user.locked_until = None;
         user.confirmed = true; // the code proves the address
         app.store().update_user(&user).await?;
         app.store().clear_sign_in_failures(&email).await?;

@@ -339,8 +339,6 @@ async fn account_for(
                 // did. Whoever chose that password may not own the address, so it goes.
                 user.password_hash = password::NO_PASSWORD.into();
                 user.confirmed = true;
-                user.failed_logins = 0;
-                user.locked_until = None;
                 store.update_user(&user).await?;
                 store.revoke_user_refresh_tokens(&user.id, now).await?;
                 tracing::info!(provider = name, user = %user.id, "unconfirmed account taken over by its verified owner: password removed");
@@ -355,8 +353,6 @@ async fn account_for(
                 password_hash: password::NO_PASSWORD.into(),
                 roles: vec![Role::Citizen],
                 confirmed: true,
-                failed_logins: 0,
-                locked_until: None,
                 created_at: now,
             };
             if store.insert_user(&user).await? {
