@@ -1,13 +1,13 @@
 //! SageMaker's bring-your-own-container contracts, so the same model trains and serves inside
 //! SageMaker as in EcoCityHub.
 //!
-//! - `ml serve-model` (inference): loads `model.json` from the model directory
+//! - `ml serve-model` (inference): loads `model.json.gz` from the model directory
 //!   (`/opt/ml/model`), answers `GET /ping` (200 once the model is loaded) and
 //!   `POST /invocations` (JSON: the recent history of the series and optionally the station's
 //!   weather → the forecast with intervals and AQI) on port 8080.
 //! - `ml train-container` (training): reads `input/config/hyperparameters.json` and the CSV
 //!   files of `input/data/<channel>` under the prefix (`/opt/ml`), trains, and writes
-//!   `model/model.json` with its report; on any error it writes the reason to
+//!   `model/model.json.gz` with its report; on any error it writes the reason to
 //!   `output/failure` and exits non-zero, as SageMaker expects.
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Args)]
 pub struct ServeModelArgs {
-    /// Directory holding model.json (SageMaker mounts the model here).
+    /// Directory holding model.json.gz (SageMaker mounts the model here).
     #[arg(long, env = "SM_MODEL_DIR", default_value = "/opt/ml/model")]
     model_dir: PathBuf,
     /// Address to listen on; SageMaker sends requests to port 8080.
@@ -49,8 +49,8 @@ pub struct TrainContainerArgs {
 }
 
 /// The model file inside the model directory, and its checksum beside it.
-const MODEL_FILE: &str = "model.json";
-const CHECKSUM_FILE: &str = "model.json.sha256";
+const MODEL_FILE: &str = ecocityhub_ml::artifact::FILE_NAME;
+const CHECKSUM_FILE: &str = "model.json.gz.sha256";
 
 /// Reads and checks the model of a model directory.
 pub fn load_model_dir(dir: &Path) -> Result<Artifact> {

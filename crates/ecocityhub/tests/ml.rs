@@ -151,7 +151,7 @@ fn train_registers_versions_and_promote_and_rollback_switch_the_serving_one() {
     let blobs = env.data_dir().join("blobs");
     let artifact = walk(&blobs)
         .into_iter()
-        .filter(|p| p.ends_with("model.json"))
+        .filter(|p| p.ends_with("model.json.gz"))
         .max_by_key(|p| p.to_string_lossy().to_string())
         .unwrap();
     let good = std::fs::read(&artifact).unwrap();
@@ -239,8 +239,8 @@ async fn the_sagemaker_training_and_inference_contracts_hold() {
     assert!(out.status.success(), "{}", stderr(&out));
     let model_dir = prefix.path().join("model");
     for file in [
-        "model.json",
-        "model.json.sha256",
+        "model.json.gz",
+        "model.json.gz.sha256",
         "report.md",
         "error-by-horizon.svg",
     ] {
@@ -305,8 +305,8 @@ async fn the_sagemaker_training_and_inference_contracts_hold() {
     drop(server);
 
     // A damaged model is refused at start, with the reason.
-    let bytes = std::fs::read(model_dir.join("model.json")).unwrap();
-    std::fs::write(model_dir.join("model.json"), &bytes[..100]).unwrap();
+    let bytes = std::fs::read(model_dir.join("model.json.gz")).unwrap();
+    std::fs::write(model_dir.join("model.json.gz"), &bytes[..100]).unwrap();
     let out = env.run(&[
         "ml",
         "serve-model",
@@ -341,6 +341,6 @@ fn a_failed_training_container_writes_output_failure() {
         assert!(!out.status.success());
         let failure = std::fs::read_to_string(prefix.path().join("output/failure")).unwrap();
         assert!(failure.contains(reason), "{failure}");
-        assert!(!prefix.path().join("model/model.json").exists());
+        assert!(!prefix.path().join("model/model.json.gz").exists());
     }
 }

@@ -1,6 +1,7 @@
-//! A trained model as a file: a JSON document that names its format version, the code that
-//! made it, its training window, features, data fingerprint and held-out scores, followed by
-//! the model itself. Readers check the format before trusting the rest.
+//! A trained model as a file: a gzip-compressed JSON document that names its format version,
+//! the code that made it, its training window, features, data fingerprint and held-out scores,
+//! followed by the model itself (the trees' JSON shrinks about tenfold). Readers check the
+//! format before trusting the rest, and still read the uncompressed files of earlier builds.
 
 use ecocityhub_domain::Parameter;
 use serde::{Deserialize, Serialize};
@@ -62,13 +63,34 @@ struct HeaderMeta {
     code_version: String,
 }
 
+/// The name of an artifact file.
+pub const FILE_NAME: &str = "model.json.gz";
+/// Decompressed artifacts larger than this are refused as damaged.
+const MAX_JSON_BYTES: u64 = 1 << 30;
+
 impl Artifact {
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an artifact always serializes")
+        use std::io::Write;
+        let json = serde_json::to_vec(self).expect("an artifact always serializes");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&json).expect("writing to memory");
+        gz.finish().expect("writing to memory")
     }
 
     /// Reads an artifact, telling a damaged file from one of another format or version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, MlError> {
+        use std::io::Read;
+        let json: std::borrow::Cow<[u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(bytes)
+                .take(MAX_JSON_BYTES)
+                .read_to_end(&mut out)
+                .map_err(|e| MlError::CorruptArtifact(format!("not a valid gzip stream ({e})")))?;
+            out.into()
+        } else {
+            bytes.into()
+        };
+        let bytes = json.as_ref();
         let header: Header = serde_json::from_slice(bytes)
             .map_err(|e| MlError::CorruptArtifact(format!("not a model artifact ({e})")))?;
         let meta = header.meta;
@@ -101,4 +123,92 @@ impl Artifact {
 /// SHA-256 of bytes, hex: the checksum the registry keeps for each artifact.
 pub fn checksum(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::Weather;
+    use crate::model::tests::synthetic;
+    use crate::{train, TrainOptions};
+
+    fn artifact() -> Artifact {
+        let series = synthetic(30 * 24, 3);
+        let options = TrainOptions {
+            trees: 5,
+            ..TrainOptions::default()
+        };
+        let trained = train(&series, &Weather::default(), &options).unwrap();
+        Artifact {
+            meta: ArtifactMeta {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                code_version: CODE_VERSION.into(),
+                created_at: 0,
+                station: "s1".into(),
+                parameter: Parameter::Pm25,
+                training_from: trained.window.0,
+                training_to: trained.window.1,
+                holdout_from: trained.holdout_from,
+                rows: trained.rows,
+                data_fingerprint: series.fingerprint(),
+                features: trained.model.feature_names.clone(),
+                weather: vec![],
+                options,
+                trees: trained.model.trees(),
+                holdout_scores: trained.holdout.scores(),
+            },
+            model: trained.model,
+        }
+    }
+
+    #[test]
+    fn artifacts_round_trip_compressed_and_old_plain_ones_still_load() {
+        let a = artifact();
+        let bytes = a.to_bytes();
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip");
+        let json = serde_json::to_vec(&a).unwrap();
+        assert!(
+            bytes.len() * 4 < json.len(),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+        let series = synthetic(30 * 24, 3);
+        let origin = series.last_observed().unwrap();
+        let expected = a.model.forecast_from(&series, &Weather::default(), origin);
+        for b in [&bytes, &json] {
+            let back = Artifact::from_bytes(b).unwrap();
+            assert_eq!(back.meta.data_fingerprint, a.meta.data_fingerprint);
+            assert_eq!(
+                back.model
+                    .forecast_from(&series, &Weather::default(), origin),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_and_foreign_artifacts_are_told_apart() {
+        let bytes = artifact().to_bytes();
+        assert!(matches!(
+            Artifact::from_bytes(&bytes[..bytes.len() / 2]),
+            Err(MlError::CorruptArtifact(_))
+        ));
+        assert!(matches!(
+            Artifact::from_bytes(b"[1, 2]"),
+            Err(MlError::CorruptArtifact(_))
+        ));
+        let foreign =
+            br#"{"meta": {"format": "sklearn.pickle", "format_version": 1, "code_version": "x"}}"#;
+        assert!(matches!(
+            Artifact::from_bytes(foreign),
+            Err(MlError::IncompatibleArtifact(_))
+        ));
+        let newer = format!(
+            r#"{{"meta": {{"format": "{FORMAT}", "format_version": 99, "code_version": "9.0.0"}}}}"#
+        );
+        let err = Artifact::from_bytes(newer.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("format version 99"), "{err}");
+    }
 }

@@ -320,7 +320,7 @@ impl ForecastModel {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::evaluate::evaluate;
 

@@ -91,7 +91,7 @@ impl Registry {
             StationId::parse(&meta.station).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let created = DateTime::from_timestamp(meta.created_at, 0).unwrap_or_else(Utc::now);
         let dir = folder(&station, meta.parameter, created, &sum);
-        let key = format!("{dir}/model.json");
+        let key = format!("{dir}/{}", crate::artifact::FILE_NAME);
         self.blobs.put(&key, Bytes::from(bytes.clone())).await?;
         self.blobs
             .put(
