@@ -81,7 +81,10 @@ pub fn render(
         markdown: md,
         charts: vec![
             (ERROR_CHART_FILE.into(), error_chart(scores, unit)?),
-            (TRACE_CHART_FILE.into(), trace_chart(trace, unit)?),
+            (
+                TRACE_CHART_FILE.into(),
+                trace_chart(trace, scores.last().map_or(24, |s| s.horizon), unit)?,
+            ),
         ],
     })
 }
@@ -158,7 +161,7 @@ pub fn error_chart(scores: &[HorizonScores], unit: &str) -> Result<String, MlErr
 
 /// The last two weeks of forecasts at the longest horizon, with their interval, against the
 /// actual values.
-pub fn trace_chart(trace: &[TracePoint], unit: &str) -> Result<String, MlError> {
+pub fn trace_chart(trace: &[TracePoint], horizon: u32, unit: &str) -> Result<String, MlError> {
     let last = trace.last().map_or(0, |p| p.ts);
     let shown: Vec<&TracePoint> = trace.iter().filter(|p| p.ts > last - 14 * 86_400).collect();
     let mut svg = String::new();
@@ -176,7 +179,7 @@ pub fn trace_chart(trace: &[TracePoint], unit: &str) -> Result<String, MlError> 
             * 1.05;
         let caption = match shown.first() {
             Some(p) => format!(
-                "Forecasts 24 h ahead vs measured, from {}",
+                "Forecasts {horizon} h ahead vs measured, from {}",
                 &fmt_ts(p.ts)[..10]
             ),
             None => "Forecasts vs measured (nothing to show)".into(),
