@@ -325,8 +325,12 @@ async fn train_in_container(prefix: &Path) -> Result<String> {
     }
     // The importer is the one parser of readings: load the files into a scratch store.
     let scratch = tempfile::tempdir()?;
-    let store =
-        ecocityhub_store::connect(&ecocityhub_store::testing::sqlite_url(scratch.path())).await?;
+    let url = crate::config::database_url(
+        Some(scratch.path().to_path_buf()),
+        None,
+        &crate::config::FileConfig::default(),
+    )?;
+    let store = ecocityhub_store::connect(&url).await?;
     use ecocityhub_store::Store;
     store.migrate().await?;
     for path in &files {
