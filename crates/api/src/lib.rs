@@ -26,8 +26,17 @@ use utoipa::OpenApi;
 pub use error::{ApiError, ApiResult};
 pub use state::{ApiConfig, AppState};
 
-/// The whole API.
+/// The whole API, answering unknown paths with problem+json.
 pub fn router(state: AppState) -> Router {
+    routes(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The API's routes with their state and no fallback, for a caller that serves them beside
+/// other routes (the web pages) under one fallback of its own.
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route(
@@ -92,9 +101,6 @@ pub fn router(state: AppState) -> Router {
             post(routes::auth::reset_password),
         )
         .merge(signed_in_routes(state.clone()))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -138,13 +144,15 @@ fn signed_in_routes(state: AppState) -> Router<AppState> {
         ))
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+/// The API's answer for a path it does not know.
+pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!(
         "there is no resource at {}; see /api/openapi.json",
         uri.path()
     ))
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+/// The API's answer for a method a path does not take.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }

@@ -10,6 +10,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ecocityhub_identity::{Action, Authorizer, Claims, Principal, Resource};
 
+use ecocityhub_store::identity::User;
+
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -26,6 +28,43 @@ pub struct SignedIn {
 }
 
 impl SignedIn {
+    /// A caller signed in through a web session rather than a bearer token: the web layer
+    /// checked the session's refresh token (unused, unrevoked, unexpired) and read the user;
+    /// these are the claims an access token of that sign-in would carry (its groups and the
+    /// scope it was granted), so the API's handlers and policies treat both alike.
+    pub fn from_session(app: &AppState, user: &User, scope: &str) -> SignedIn {
+        let now = chrono::Utc::now().timestamp();
+        let groups: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
+        let claims = Claims {
+            sub: user.id.clone(),
+            iss: app.identity().config.tokens.issuer.clone(),
+            token_use: ecocityhub_identity::TokenUse::Access,
+            aud: None,
+            client_id: Some(app.identity().config.tokens.client_id.clone()),
+            groups,
+            scope: Some(scope.to_string()),
+            email: Some(user.email.clone()),
+            email_verified: Some(user.confirmed),
+            auth_time: now,
+            iat: now,
+            exp: now + 60,
+            jti: String::new(),
+            nonce: None,
+        };
+        SignedIn {
+            principal: Principal::User {
+                id: user.id.clone(),
+                roles: user.roles.clone(),
+            },
+            claims,
+        }
+    }
+
+    /// Did the sign-in grant `scope`?
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.claims.has_scope(scope)
+    }
+
     pub fn user_id(&self) -> &str {
         &self.claims.sub
     }

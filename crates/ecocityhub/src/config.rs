@@ -21,6 +21,12 @@ pub struct FileConfig {
     pub replay: Option<bool>,
     pub public_url: Option<String>,
     pub blobs_dir: Option<PathBuf>,
+    /// Map tiles under the stations (`https://tile.example.org/{z}/{x}/{y}.png`).
+    pub map_tile_url: Option<String>,
+    /// The tiles' attribution, shown under the map.
+    pub map_tile_attribution: Option<String>,
+    /// The name in the pages' header and titles (default "EcoCityHub").
+    pub site_name: Option<String>,
     /// Outside OpenID Connect providers users may sign in with (`[[oidc_providers]]`).
     #[serde(default)]
     pub oidc_providers: Vec<OidcProviderFile>,

@@ -96,6 +96,18 @@ enum Command {
     },
     /// Measure ingest, query latency, start-up time and memory; prints the numbers.
     Bench(bench::BenchArgs),
+    /// The web pages' static assets (CSS, JavaScript, icons).
+    Static {
+        #[command(subcommand)]
+        command: StaticCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaticCommand {
+    /// Write every asset under its content-hashed name into DIR, for the S3 bucket behind
+    /// CloudFront (upload with `Cache-Control: public, max-age=31536000, immutable`).
+    Export { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -245,6 +257,17 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Ml { command } => ml::run(command, &file).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Static {
+            command: StaticCommand::Export { dir },
+        } => {
+            let written = ecocityhub_web::assets::export(&dir)
+                .with_context(|| format!("cannot write the assets into {}", dir.display()))?;
+            for name in &written {
+                println!("{}", dir.join(name).display());
+            }
+            eprintln!("{} assets written", written.len());
+            Ok(())
+        }
     }
 }
 

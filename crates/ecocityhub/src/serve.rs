@@ -1,4 +1,5 @@
-//! `ecocityhub serve`: the API as a server on this machine, or as a Lambda function.
+//! `ecocityhub serve`: the API and the web pages as a server on this machine, or as a Lambda
+//! function.
 //!
 //! The same `Router` runs either way. When the Lambda runtime starts the process
 //! (`AWS_LAMBDA_RUNTIME_API` is set) it is handed to `lambda_http::run`; otherwise it is served
@@ -11,7 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use ecocityhub_api::identity::TrustedIssuer;
-use ecocityhub_api::{router, ApiConfig, AppState};
+use ecocityhub_api::{ApiConfig, AppState};
+use ecocityhub_web::WebConfig;
 
 use ecocityhub_blobs::{BlobStore, ObjectBlobs};
 
@@ -49,6 +51,33 @@ pub struct ServeArgs {
     /// Cedar policies to use instead of the shipped ones (crates/identity/policies/ecocityhub.cedar).
     #[arg(long, env = "ECOCITYHUB_POLICIES")]
     policies: Option<std::path::PathBuf>,
+    /// Draw map tiles under the stations from this URL template
+    /// (`https://tile.example.org/{z}/{x}/{y}.png`); without it the map needs no network.
+    #[arg(long, env = "ECOCITYHUB_MAP_TILE_URL")]
+    map_tile_url: Option<String>,
+    /// Attribution of the map tiles, shown under the map.
+    #[arg(long, env = "ECOCITYHUB_MAP_TILE_ATTRIBUTION")]
+    map_tile_attribution: Option<String>,
+    /// The name in the pages' header and titles.
+    #[arg(long, env = "ECOCITYHUB_SITE_NAME")]
+    site_name: Option<String>,
+}
+
+/// The web pages' settings.
+fn web_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> WebConfig {
+    let mut config = WebConfig::new(public_url);
+    config.tile_url = args
+        .map_tile_url
+        .clone()
+        .or_else(|| file.map_tile_url.clone());
+    config.tile_attribution = args
+        .map_tile_attribution
+        .clone()
+        .or_else(|| file.map_tile_attribution.clone());
+    if let Some(name) = args.site_name.clone().or_else(|| file.site_name.clone()) {
+        config.site_name = name;
+    }
+    config
 }
 
 /// The API's settings for a service reachable at `public_url`.
@@ -60,6 +89,11 @@ fn api_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> Result<A
         config.identity.policies = Some(text);
     }
     config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
+    // The web pages' "sign in with" flow comes back here.
+    config.identity.redirect_uris.push(format!(
+        "{}/account/callback",
+        config.identity.tokens.issuer
+    ));
     if let (Some(issuer), Some(client)) = (&args.cognito_issuer, &args.cognito_client_id) {
         config.identity.trusted_issuer = Some(TrustedIssuer::cognito(issuer, client));
     }
@@ -103,7 +137,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         )?;
         let state =
             AppState::open(store.clone(), blobs, api_config(&public_url, &args, file)?).await?;
-        let app = router(state);
+        let app = ecocityhub_web::app(state, web_config(&public_url, &args, file));
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -133,7 +167,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
     }
     state.jobs().clone().spawn();
     tokio::spawn(refresh_forecasts_hourly(state.clone()));
-    let app = router(state);
+    let app = ecocityhub_web::app(state, web_config(&public_url, &args, file));
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
     tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");

@@ -98,6 +98,8 @@ pub enum Action {
     TriageReports,
     /// Train, promote and roll back forecast models; see training jobs.
     ManageModels,
+    /// Edit stations (name, area, position, active).
+    ManageStations,
 }
 
 impl Action {
@@ -113,6 +115,7 @@ impl Action {
             Action::WriteReadings => "writeReadings",
             Action::TriageReports => "triageReports",
             Action::ManageModels => "manageModels",
+            Action::ManageStations => "manageStations",
         }
     }
 }
@@ -242,6 +245,7 @@ mod tests {
             Action::ManageKeys,
             Action::TriageReports,
             Action::ManageModels,
+            Action::ManageStations,
         ] {
             assert!(
                 !a.is_allowed(&alice, action, &Resource::System),
@@ -251,14 +255,23 @@ mod tests {
     }
 
     #[test]
-    fn only_admins_manage_users_keys_devices_and_models() {
+    fn only_admins_manage_users_keys_and_models() {
         let a = Authorizer::builtin();
         let admin = user("root", &[Role::Admin]);
         let operator = user("op", &[Role::Operator]);
+        for action in [Action::ManageStations, Action::ManageDevices] {
+            assert!(
+                a.is_allowed(&admin, action, &Resource::System),
+                "{action:?}"
+            );
+            assert!(
+                a.is_allowed(&operator, action, &Resource::System),
+                "{action:?}"
+            );
+        }
         for action in [
             Action::ListUsers,
             Action::UpdateUser,
-            Action::ManageDevices,
             Action::ManageKeys,
             Action::ManageModels,
         ] {

@@ -38,6 +38,8 @@ fn forecastable(parameter: Parameter) -> ApiResult<Parameter> {
 pub struct ForecastQuery {
     /// pm25, pm10, no2, o3, so2 or co.
     pub parameter: Parameter,
+    /// `json` (the default) or `csv`: one row per hour with the interval and the AQI.
+    pub format: Option<String>,
 }
 
 /// The next 24 hours of a station's pollutant, from the serving model: value, prediction
@@ -61,7 +63,40 @@ pub async fn station_forecast(
         .forecaster()
         .forecast(&station, parameter, app.generation())
         .await?;
-    Ok(Json(forecast.as_ref().clone()).into_response())
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(forecast.as_ref().clone()).into_response()),
+        "csv" => Ok(forecast_csv(&forecast).into_response()),
+        other => Err(ApiError::BadRequest(format!(
+            "format {other:?} is not offered; use json or csv"
+        ))),
+    }
+}
+
+/// A forecast as CSV: `time,horizon_hours,value,lower,upper,unit,aqi,category`.
+fn forecast_csv(f: &ecocityhub_ml::forecast::StationForecast) -> impl IntoResponse {
+    let mut out = String::from("time,horizon_hours,value,lower,upper,unit,aqi,category\n");
+    for h in &f.hours {
+        let (aqi, category) = h
+            .aqi
+            .as_ref()
+            .map(|a| (a.aqi.to_string(), a.category.label()))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{:.2},{:.2},{:.2},{},{aqi},{category}\n",
+            h.time, h.horizon_hours, h.value, h.lower, h.upper, f.unit
+        ));
+    }
+    let name = format!(
+        "attachment; filename=\"forecast-{}-{}.csv\"",
+        f.station, f.parameter
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        out,
+    )
 }
 
 /// A registered model.

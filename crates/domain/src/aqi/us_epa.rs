@@ -405,9 +405,77 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The table whose categories a chart of `parameter`'s hourly values is drawn against: the
+    /// one the latest view uses for it (PM's NowCast uses the 24-hour table, gases their short
+    /// tables). `None` for what has no AQI.
+    pub const fn for_charts(parameter: Parameter) -> Option<Table> {
+        match parameter {
+            Parameter::Pm25 => Some(Table::Pm25_24h),
+            Parameter::Pm10 => Some(Table::Pm10_24h),
+            Parameter::O3 => Some(Table::O3_8h),
+            Parameter::Co => Some(Table::Co_8h),
+            Parameter::So2 => Some(Table::So2_1h),
+            Parameter::No2 => Some(Table::No2_1h),
+            _ => None,
+        }
+    }
+
+    /// The upper concentration of each category of the table, in canonical µg/m³: where the
+    /// threshold lines of a chart go.
+    pub fn category_upper_bounds(self) -> Vec<(Category, f64)> {
+        let to_ugm3 = |c: f64| match self {
+            Table::Pm25_24h | Table::Pm10_24h => c,
+            Table::O3_8h | Table::O3_1h | Table::Co_8h => crate::parameter::ppb_to_ugm3(
+                c * 1000.0,
+                self.parameter().molecular_weight().expect("gas"),
+            ),
+            Table::So2_1h | Table::So2_24h | Table::No2_1h => {
+                crate::parameter::ppb_to_ugm3(c, self.parameter().molecular_weight().expect("gas"))
+            }
+        };
+        self.rows()
+            .iter()
+            .map(|&(_, hi, _, ihi)| (Category::from_index(ihi), to_ugm3(hi)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The threshold lines sit where the index changes category: just above each upper bound
+    /// the index is in the next category.
+    #[test]
+    fn category_bounds_in_ugm3_are_where_the_index_changes_category() {
+        for parameter in [
+            Parameter::Pm25,
+            Parameter::Pm10,
+            Parameter::O3,
+            Parameter::Co,
+            Parameter::So2,
+            Parameter::No2,
+        ] {
+            let table = Table::for_charts(parameter).unwrap();
+            let bounds = table.category_upper_bounds();
+            assert!(bounds.len() >= 4, "{parameter}");
+            for (category, ugm3) in &bounds[..bounds.len() - 1] {
+                let at = index_for_canonical(table, *ugm3 * 0.999).unwrap();
+                assert_eq!(Category::from_index(at), *category, "{parameter} at {ugm3}");
+                let above = index_for_canonical(table, *ugm3 * 1.02).unwrap();
+                assert!(
+                    Category::from_index(above) > *category,
+                    "{parameter} above {ugm3}"
+                );
+            }
+        }
+        assert_eq!(
+            Table::Pm25_24h.category_upper_bounds()[0],
+            (Category::Good, 9.0)
+        );
+        assert!(Table::for_charts(Parameter::Temperature).is_none());
+    }
 
     /// Every row of the 2024 table maps its low and high end to its index range, so the
     /// boundary between two categories falls exactly where EPA puts it.

@@ -1,0 +1,316 @@
+//! The map of stations: a Web Mercator projection of their coordinates fitted to the view,
+//! drawn as SVG with one link per station, coloured by its AQI category. It needs no network;
+//! with a tile URL configured, the tiles covering the view are drawn underneath.
+
+use std::fmt::Write as _;
+
+use ecocityhub_domain::aqi::us_epa::Category;
+
+/// A station as the map draws it.
+#[derive(Debug, Clone)]
+pub struct MapStation {
+    pub id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub aqi: Option<u32>,
+    pub category: Option<Category>,
+    pub stale: bool,
+}
+
+/// Width of the map in SVG units; its height follows the stations' extent.
+pub const WIDTH: f64 = 800.0;
+
+/// Normalised Web Mercator: x and y in 0..1 (y down).
+fn mercator(lat: f64, lon: f64) -> (f64, f64) {
+    let lat = lat.clamp(-85.05, 85.05).to_radians();
+    let x = (lon + 180.0) / 360.0;
+    let y = (1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0;
+    (x, y)
+}
+
+fn inverse_lat(y: f64) -> f64 {
+    let n = std::f64::consts::PI * (1.0 - 2.0 * y);
+    n.sinh().atan().to_degrees()
+}
+
+/// The view: normalised origin, scale (SVG units per normalised unit) and height.
+#[derive(Debug, Clone, Copy)]
+pub struct Projection {
+    pub x0: f64,
+    pub y0: f64,
+    pub scale: f64,
+    pub height: f64,
+}
+
+impl Projection {
+    /// Fits all points with a margin; a single point gets a view about 10 km across.
+    pub fn fit(points: &[(f64, f64)]) -> Projection {
+        let projected: Vec<(f64, f64)> = points.iter().map(|&(la, lo)| mercator(la, lo)).collect();
+        let (mut minx, mut maxx, mut miny, mut maxy) = (1.0f64, 0.0f64, 1.0f64, 0.0f64);
+        for &(x, y) in &projected {
+            minx = minx.min(x);
+            maxx = maxx.max(x);
+            miny = miny.min(y);
+            maxy = maxy.max(y);
+        }
+        if projected.is_empty() {
+            (minx, maxx, miny, maxy) = (0.0, 1.0, 0.2, 0.8);
+        }
+        let min_span = 0.00005; // ~ 2 km at the equator
+        let (cx, cy) = ((minx + maxx) / 2.0, (miny + maxy) / 2.0);
+        let mut dx = (maxx - minx).max(min_span);
+        let mut dy = (maxy - miny).max(min_span);
+        dx *= 1.16;
+        dy *= 1.16;
+        // Keep the view between 3:8 and 1:1 (height:width).
+        let aspect = (dy / dx).clamp(0.375, 1.0);
+        if dy / dx < aspect {
+            dy = dx * aspect;
+        } else {
+            dx = dy / aspect;
+        }
+        let scale = WIDTH / dx;
+        Projection {
+            x0: cx - dx / 2.0,
+            y0: cy - dy / 2.0,
+            scale,
+            height: (dy * scale).round(),
+        }
+    }
+
+    /// SVG coordinates of a point.
+    pub fn project(&self, lat: f64, lon: f64) -> (f64, f64) {
+        let (x, y) = mercator(lat, lon);
+        ((x - self.x0) * self.scale, (y - self.y0) * self.scale)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A "nice" grid step in degrees for a span.
+fn grid_step(span: f64) -> f64 {
+    [
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0,
+    ]
+    .into_iter()
+    .find(|s| span / s <= 8.0)
+    .unwrap_or(45.0)
+}
+
+/// The map as an SVG element (to be embedded in a page).
+pub fn render(stations: &[MapStation], tile_url: Option<&str>, label: &str) -> String {
+    let points: Vec<(f64, f64)> = stations.iter().map(|s| (s.lat, s.lon)).collect();
+    let p = Projection::fit(&points);
+    let mut svg = String::with_capacity(2_000 + stations.len() * 400);
+    write!(
+        svg,
+        r#"<svg class="map" viewBox="0 0 {w} {h}" role="group" aria-label="{label}" xmlns="http://www.w3.org/2000/svg">"#,
+        w = WIDTH,
+        h = p.height,
+        label = escape(label)
+    )
+    .unwrap();
+    if let Some(template) = tile_url {
+        draw_tiles(&mut svg, &p, template);
+    }
+    draw_graticule(&mut svg, &p);
+    let mut order: Vec<&MapStation> = stations.iter().collect();
+    // The worst on top.
+    order.sort_by_key(|s| (s.aqi.is_some(), s.aqi.unwrap_or(0)));
+    let labels = stations.len() <= 8;
+    for s in order {
+        let (x, y) = p.project(s.lat, s.lon);
+        let color = s.category.map(|c| c.color()).unwrap_or("#9aa5a8");
+        let what = match (s.aqi, s.category) {
+            (Some(aqi), Some(c)) => format!("AQI {aqi}, {}", c.label()),
+            _ => "no current AQI".into(),
+        };
+        let stale = if s.stale { ", no recent data" } else { "" };
+        let name = escape(&s.name);
+        write!(
+            svg,
+            r#"<a href="/stations/{id}" aria-label="{name}: {what}{stale}"><g class="station{class}" data-station="{id}"><title>{name}: {what}{stale}</title><circle cx="{x:.1}" cy="{y:.1}" r="11" fill="{color}"/>"#,
+            id = escape(&s.id),
+            class = if s.stale { " stale" } else { "" },
+        )
+        .unwrap();
+        if let Some(aqi) = s.aqi {
+            let ink = match s.category {
+                Some(Category::Unhealthy | Category::VeryUnhealthy | Category::Hazardous) => "#fff",
+                _ => "#000",
+            };
+            if aqi < 1000 {
+                write!(
+                    svg,
+                    r#"<text x="{x:.1}" y="{ty:.1}" font-size="10" text-anchor="middle" fill="{ink}" aria-hidden="true">{aqi}</text>"#,
+                    ty = y + 3.0
+                )
+                .unwrap();
+            }
+        }
+        if labels {
+            write!(
+                svg,
+                r##"<text x="{lx:.1}" y="{ly:.1}" font-size="13" fill="#1b2a2f" aria-hidden="true">{name}</text>"##,
+                lx = x + 13.0,
+                ly = y + 4.0
+            )
+            .unwrap();
+        }
+        svg.push_str("</g></a>");
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn draw_graticule(svg: &mut String, p: &Projection) {
+    let lon0 = p.x0 * 360.0 - 180.0;
+    let lon1 = (p.x0 + WIDTH / p.scale) * 360.0 - 180.0;
+    let lat_top = inverse_lat(p.y0);
+    let lat_bottom = inverse_lat(p.y0 + p.height / p.scale);
+    let step = grid_step((lon1 - lon0).max(lat_top - lat_bottom));
+    svg.push_str(r##"<g stroke="#b9c9cc" stroke-width="0.6" fill="#4a5a60" font-size="10" aria-hidden="true">"##);
+    let mut lon = (lon0 / step).ceil() * step;
+    while lon < lon1 {
+        let (x, _) = p.project(0.0, lon);
+        write!(
+            svg,
+            r#"<line x1="{x:.1}" y1="0" x2="{x:.1}" y2="{h}"/><text x="{tx:.1}" y="{ty}" stroke="none">{lon}°{ew}</text>"#,
+            h = p.height,
+            tx = x + 2.0,
+            ty = p.height - 4.0,
+            lon = fmt_deg(lon.abs()),
+            ew = if lon < 0.0 { "W" } else { "E" }
+        )
+        .unwrap();
+        lon += step;
+    }
+    let mut lat = (lat_bottom / step).ceil() * step;
+    while lat < lat_top {
+        let (_, y) = p.project(lat, 0.0);
+        write!(
+            svg,
+            r#"<line x1="0" y1="{y:.1}" x2="{w}" y2="{y:.1}"/><text x="3" y="{ty:.1}" stroke="none">{lat}°{ns}</text>"#,
+            w = WIDTH,
+            ty = y - 3.0,
+            lat = fmt_deg(lat.abs()),
+            ns = if lat < 0.0 { "S" } else { "N" }
+        )
+        .unwrap();
+        lat += step;
+    }
+    svg.push_str("</g>");
+}
+
+fn fmt_deg(d: f64) -> String {
+    let s = format!("{d:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn draw_tiles(svg: &mut String, p: &Projection, template: &str) {
+    // The zoom whose 256-pixel tiles are closest to the view's own scale.
+    let z = ((p.scale / 256.0).log2().floor() as i32).clamp(0, 18);
+    let n = 2f64.powi(z);
+    let tile = p.scale / n;
+    let (tx0, ty0) = ((p.x0 * n).floor() as i64, (p.y0 * n).floor() as i64);
+    let tx1 = ((p.x0 + WIDTH / p.scale) * n).floor() as i64;
+    let ty1 = ((p.y0 + p.height / p.scale) * n).floor() as i64;
+    if (tx1 - tx0 + 1) * (ty1 - ty0 + 1) > 64 {
+        return;
+    }
+    svg.push_str(r#"<g class="tiles" aria-hidden="true">"#);
+    for ty in ty0.max(0)..=ty1.min(n as i64 - 1) {
+        for tx in tx0..=tx1 {
+            let wrapped = tx.rem_euclid(n as i64);
+            let url = template
+                .replace("{z}", &z.to_string())
+                .replace("{x}", &wrapped.to_string())
+                .replace("{y}", &ty.to_string());
+            write!(
+                svg,
+                r#"<image href="{url}" x="{x:.1}" y="{y:.1}" width="{s:.1}" height="{s:.1}" preserveAspectRatio="none"/>"#,
+                url = escape(&url),
+                x = (tx as f64 / n - p.x0) * p.scale,
+                y = (ty as f64 / n - p.y0) * p.scale,
+                s = tile + 0.5,
+            )
+            .unwrap();
+        }
+    }
+    svg.push_str("</g>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn station(id: &str, lat: f64, lon: f64, aqi: Option<u32>) -> MapStation {
+        MapStation {
+            id: id.into(),
+            name: format!("Station <{id}>"),
+            lat,
+            lon,
+            aqi,
+            category: aqi.map(Category::from_index),
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn every_station_falls_inside_the_view_and_keeps_its_bearing() {
+        let pts = [(52.52, 13.40), (48.14, 11.58), (53.55, 9.99), (50.94, 6.96)];
+        let p = Projection::fit(&pts);
+        for &(la, lo) in &pts {
+            let (x, y) = p.project(la, lo);
+            assert!(
+                (0.0..=WIDTH).contains(&x) && (0.0..=p.height).contains(&y),
+                "{la},{lo}"
+            );
+        }
+        // Berlin is east of Cologne and north of Munich.
+        assert!(p.project(52.52, 13.40).0 > p.project(50.94, 6.96).0);
+        assert!(p.project(52.52, 13.40).1 < p.project(48.14, 11.58).1);
+        // One station alone is centred.
+        let one = Projection::fit(&[(51.5, -0.15)]);
+        let (x, y) = one.project(51.5, -0.15);
+        assert!((x - WIDTH / 2.0).abs() < 1.0 && (y - one.height / 2.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn the_map_links_and_colours_each_station_and_escapes_names() {
+        let svg = render(
+            &[
+                station("a", 52.0, 13.0, Some(160)),
+                station("b", 52.1, 13.1, None),
+            ],
+            None,
+            "Stations",
+        );
+        assert!(svg.contains(r#"href="/stations/a""#));
+        assert!(svg.contains(Category::Unhealthy.color()));
+        assert!(svg.contains("Station &lt;a&gt;: AQI 160, Unhealthy"));
+        assert!(svg.contains("Station &lt;b&gt;: no current AQI"));
+        assert!(!svg.contains("<image"));
+    }
+
+    #[test]
+    fn tiles_cover_the_view_when_configured() {
+        let svg = render(
+            &[
+                station("a", 52.0, 13.0, Some(10)),
+                station("b", 52.5, 13.5, Some(20)),
+            ],
+            Some("https://tiles.example.org/{z}/{x}/{y}.png"),
+            "Stations",
+        );
+        let tiles = svg.matches("<image ").count();
+        assert!((1..=64).contains(&tiles), "{tiles}");
+        assert!(svg.contains("https://tiles.example.org/"));
+    }
+}

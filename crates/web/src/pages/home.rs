@@ -1,0 +1,337 @@
+//! The home page: a map of the stations of one region coloured by their current AQI, the
+//! legend, and the region's summary (the worst stations now, how each pollutant moved over
+//! the last day, every station in a table). The region part is computed once per "latest"
+//! snapshot and shared by all visitors until the next.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use chrono::Utc;
+use ecocityhub_api::latest::LatestStation;
+use ecocityhub_domain::aqi::us_epa::Category;
+use ecocityhub_domain::Parameter;
+use serde::Deserialize;
+
+use crate::error::WebResult;
+use crate::map::{self, MapStation};
+use crate::session::Visitor;
+use crate::view::{self, category_class, Layout};
+use crate::WebState;
+
+/// A group of stations shown on one map: those of one time zone (one city or country).
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub key: String,
+    pub label: String,
+    pub count: usize,
+    pub href: String,
+}
+
+/// A station row of the summary.
+#[derive(Debug, Clone)]
+pub struct StationRow {
+    pub id: String,
+    pub name: String,
+    pub area: String,
+    pub aqi: String,
+    pub class: &'static str,
+    pub category: &'static str,
+    pub dominant: String,
+    pub updated: String,
+}
+
+/// How a pollutant moved over a day, averaged over the region's stations.
+#[derive(Debug, Clone)]
+pub struct Trend {
+    pub parameter: &'static str,
+    pub now: String,
+    pub unit: &'static str,
+    pub change: String,
+    pub arrow: &'static str,
+    pub stations: usize,
+}
+
+/// The region part of the page, shared by all visitors.
+pub struct RegionView {
+    pub regions: Vec<Region>,
+    pub current: String,
+    pub current_label: String,
+    pub map_svg: String,
+    pub worst: Vec<StationRow>,
+    pub all: Vec<StationRow>,
+    pub trends: Vec<Trend>,
+    pub reporting: usize,
+    pub total: usize,
+}
+
+/// Region views of the current snapshot.
+#[derive(Default)]
+pub struct HomeCache {
+    inner: Mutex<Option<Cached>>,
+}
+
+/// The views of one snapshot (known by when it was computed and its generation), by region.
+struct Cached {
+    at: Instant,
+    generation: u64,
+    views: HashMap<String, Arc<RegionView>>,
+}
+
+#[derive(Deserialize)]
+pub struct HomeQuery {
+    region: Option<String>,
+}
+
+/// The legend's entries: (class, label).
+pub fn legend() -> Vec<(&'static str, &'static str)> {
+    Category::UPPER_BOUNDS
+        .iter()
+        .map(|(c, _)| (category_class(Some(*c)), c.label()))
+        .chain(std::iter::once(("none", "No current AQI")))
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    layout: Layout,
+    view: Arc<RegionView>,
+    legend: Vec<(&'static str, &'static str)>,
+    tile_attribution: Option<String>,
+}
+
+/// A region is named after its time zone's city ("Europe/Berlin" → "Berlin region").
+fn region_label(timezone: &str) -> String {
+    let city = timezone
+        .rsplit('/')
+        .next()
+        .unwrap_or(timezone)
+        .replace('_', " ");
+    format!("{city} region")
+}
+
+/// `GET /`
+pub async fn home(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    Query(q): Query<HomeQuery>,
+) -> WebResult<Response> {
+    let view = region_view(&web, q.region.as_deref()).await?;
+    let layout = Layout::new(
+        &web,
+        &visitor,
+        format!("Air quality now — {}", view.current_label),
+    )
+    .section("map");
+    super::page(HomePage {
+        layout,
+        view,
+        legend: legend(),
+        tile_attribution: web
+            .config
+            .tile_url
+            .as_ref()
+            .map(|_| web.config.tile_attribution.clone().unwrap_or_default()),
+    })
+}
+
+/// The region view for the current snapshot (computed at most once per snapshot and region).
+pub async fn region_view(web: &WebState, region: Option<&str>) -> WebResult<Arc<RegionView>> {
+    let snapshot = web.app.latest().await?;
+    let wanted = region.unwrap_or("").to_string();
+    if let Some(c) = web.cache.inner.lock().expect("not poisoned").as_ref() {
+        if c.at == snapshot.computed_at && c.generation == snapshot.generation {
+            if let Some(v) = c.views.get(&wanted) {
+                return Ok(v.clone());
+            }
+        }
+    }
+    let stations = web.app.store().stations().await?;
+    let timezone_of: HashMap<String, String> = stations
+        .iter()
+        .map(|s| (s.id.to_string(), s.timezone.clone()))
+        .collect();
+    let view = Arc::new(build_view(web, &snapshot.stations, &timezone_of, &wanted).await?);
+    let mut cache = web.cache.inner.lock().expect("not poisoned");
+    match cache.as_mut() {
+        Some(c) if c.at == snapshot.computed_at && c.generation == snapshot.generation => {
+            c.views.insert(wanted, view.clone());
+        }
+        _ => {
+            *cache = Some(Cached {
+                at: snapshot.computed_at,
+                generation: snapshot.generation,
+                views: HashMap::from([(wanted, view.clone())]),
+            })
+        }
+    }
+    Ok(view)
+}
+
+fn row(s: &LatestStation, now: chrono::DateTime<Utc>) -> StationRow {
+    let category = s.aqi.as_ref().map(|a| a.category);
+    StationRow {
+        id: s.station.to_string(),
+        name: s.name.clone(),
+        area: s.area.clone().unwrap_or_default(),
+        aqi: s
+            .aqi
+            .as_ref()
+            .map(|a| a.aqi.to_string())
+            .unwrap_or_else(|| "–".into()),
+        class: category_class(category),
+        category: category.map(|c| c.label()).unwrap_or("No current AQI"),
+        dominant: s
+            .aqi
+            .as_ref()
+            .map(|a| a.dominant.display_name().to_string())
+            .unwrap_or_default(),
+        updated: match s.time {
+            Some(t) if s.stale => format!("{} (no recent data)", view::ago(t, now)),
+            Some(t) => view::ago(t, now),
+            None => "never".into(),
+        },
+    }
+}
+
+async fn build_view(
+    web: &WebState,
+    latest: &[LatestStation],
+    timezone_of: &HashMap<String, String>,
+    wanted: &str,
+) -> WebResult<RegionView> {
+    let now = Utc::now();
+    let mut by_region: BTreeMap<String, Vec<&LatestStation>> = BTreeMap::new();
+    for s in latest {
+        let tz = timezone_of
+            .get(s.station.as_str())
+            .cloned()
+            .unwrap_or_else(|| "UTC".into());
+        by_region.entry(tz).or_default().push(s);
+    }
+    // The region asked for, else the one with the most stations.
+    let current = if by_region.contains_key(wanted) {
+        wanted.to_string()
+    } else {
+        by_region
+            .iter()
+            .max_by_key(|(k, v)| (v.len(), std::cmp::Reverse((*k).clone())))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default()
+    };
+    let mut regions: Vec<Region> = by_region
+        .iter()
+        .map(|(k, v)| Region {
+            key: k.clone(),
+            label: region_label(k),
+            count: v.len(),
+            href: format!("/?region={}", view::url_encode(k)),
+        })
+        .collect();
+    regions.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
+    let here: Vec<&LatestStation> = by_region.get(&current).cloned().unwrap_or_default();
+    let map_stations: Vec<MapStation> = here
+        .iter()
+        .map(|s| MapStation {
+            id: s.station.to_string(),
+            name: s.name.clone(),
+            lat: s.location.lat,
+            lon: s.location.lon,
+            aqi: s.aqi.as_ref().map(|a| a.aqi),
+            category: s.aqi.as_ref().map(|a| a.category),
+            stale: s.stale,
+        })
+        .collect();
+    let label = format!(
+        "Map of {} stations in {}, coloured by their current air quality index",
+        here.len(),
+        region_label(&current)
+    );
+    let map_svg = map::render(&map_stations, web.config.tile_url.as_deref(), &label);
+    let mut ranked: Vec<&&LatestStation> = here.iter().filter(|s| s.aqi.is_some()).collect();
+    ranked.sort_by_key(|s| std::cmp::Reverse(s.aqi.as_ref().map(|a| a.aqi)));
+    let worst = ranked.iter().take(5).map(|s| row(s, now)).collect();
+    let mut all: Vec<StationRow> = here.iter().map(|s| row(s, now)).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let ids: Vec<String> = here.iter().map(|s| s.station.to_string()).collect();
+    let trends = trends(web, &ids).await?;
+    Ok(RegionView {
+        current_label: region_label(&current),
+        current,
+        regions,
+        map_svg,
+        worst,
+        all,
+        trends,
+        reporting: here.iter().filter(|s| !s.stale && s.time.is_some()).count(),
+        total: here.len(),
+    })
+}
+
+/// Each pollutant's mean now against a day before, over the stations that have both.
+async fn trends(web: &WebState, stations: &[String]) -> WebResult<Vec<Trend>> {
+    const SHOWN: [Parameter; 4] = [
+        Parameter::Pm25,
+        Parameter::Pm10,
+        Parameter::No2,
+        Parameter::O3,
+    ];
+    let recent = web.app.store().recent(86_400 + 3_600).await?;
+    let mut sums: HashMap<Parameter, (f64, f64, usize)> = HashMap::new();
+    for series in recent {
+        if !SHOWN.contains(&series.parameter)
+            || !stations.iter().any(|s| s == series.station.as_str())
+        {
+            continue;
+        }
+        let valid: Vec<_> = series
+            .points
+            .iter()
+            .filter(|p| p.flag != ecocityhub_domain::QualityFlag::Invalid)
+            .collect();
+        let Some(last) = valid.last() else { continue };
+        let day_before = last.ts - 86_400;
+        let Some(before) = valid
+            .iter()
+            .filter(|p| (p.ts - day_before).abs() <= 3_600)
+            .min_by_key(|p| (p.ts - day_before).abs())
+        else {
+            continue;
+        };
+        let e = sums.entry(series.parameter).or_default();
+        e.0 += last.value;
+        e.1 += before.value;
+        e.2 += 1;
+    }
+    Ok(SHOWN
+        .iter()
+        .filter_map(|p| {
+            let &(now, before, n) = sums.get(p)?;
+            let (now, before) = (now / n as f64, before / n as f64);
+            let change = if before > 0.0 {
+                (now - before) / before * 100.0
+            } else {
+                0.0
+            };
+            let (arrow, words) = if change.abs() < 5.0 {
+                ("→", "about the same as".to_string())
+            } else if change > 0.0 {
+                ("↑", format!("{change:.0}% higher than"))
+            } else {
+                ("↓", format!("{:.0}% lower than", -change))
+            };
+            Some(Trend {
+                parameter: p.display_name(),
+                now: view::fmt_value(now),
+                unit: p.canonical_unit().symbol(),
+                change: format!("{words} a day earlier"),
+                arrow,
+                stations: n,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,75 @@
+//! The page handlers, by audience: [`home`] and [`station`] for everyone, [`account`] for
+//! users, [`admin`] for operators and admins. Handlers are thin: read the visitor, ask the
+//! policies, call the store, the identity layer or the ML layer (often through the API's own
+//! handlers, so both front doors behave alike), render a template.
+
+pub mod account;
+pub mod admin;
+pub mod home;
+pub mod station;
+
+use askama::Template;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::WebResult;
+use crate::WebState;
+
+/// Every page route.
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/", get(home::home))
+        .route("/stations/{id}", get(station::station))
+        .route(
+            "/account/sign-up",
+            get(account::sign_up_form).post(account::sign_up),
+        )
+        .route(
+            "/account/confirm",
+            get(account::confirm_form).post(account::confirm),
+        )
+        .route("/account/resend-code", post(account::resend_code))
+        .route(
+            "/account/sign-in",
+            get(account::sign_in_form).post(account::sign_in),
+        )
+        .route("/account/sign-in/{provider}", get(account::sign_in_with))
+        .route("/account/callback", get(account::callback))
+        .route("/account/sign-out", post(account::sign_out))
+        .route(
+            "/account/forgot-password",
+            get(account::forgot_form).post(account::forgot),
+        )
+        .route(
+            "/account/reset-password",
+            get(account::reset_form).post(account::reset),
+        )
+        .route("/account", get(account::profile))
+        .route("/account/password", post(account::change_password))
+        .route("/account/delete", post(account::delete_account))
+        .route("/admin", get(admin::dashboard))
+        .route("/admin/stations", get(admin::stations))
+        .route(
+            "/admin/stations/{id}",
+            get(admin::station).post(admin::update_station),
+        )
+        .route("/admin/stations/{id}/keys", post(admin::create_key))
+        .route(
+            "/admin/stations/{id}/keys/{prefix}/revoke",
+            post(admin::revoke_key),
+        )
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/{id}", post(admin::update_user))
+        .route("/admin/models", get(admin::models))
+        .route("/admin/models/{id}/promote", post(admin::promote))
+        .route("/admin/models/rollback", post(admin::rollback))
+        .route("/admin/jobs", get(admin::jobs).post(admin::start_job))
+        .route("/admin/jobs/{id}", get(admin::job))
+        .route("/admin/jobs/{id}/status", get(admin::job_status))
+}
+
+/// Renders a template as a 200 page.
+pub fn page<T: Template>(template: T) -> WebResult<Response> {
+    Ok(Html(template.render()?).into_response())
+}

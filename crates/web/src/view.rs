@@ -1,0 +1,203 @@
+//! What every page template shares ([`Layout`]: title, header navigation, the signed-in user,
+//! the CSRF token for its forms, asset URLs) and small formatting helpers.
+
+use ecocityhub_domain::aqi::us_epa::Category;
+
+use crate::assets;
+use crate::session::Visitor;
+use crate::WebState;
+
+/// The signed-in user as the header shows them.
+#[derive(Debug, Clone)]
+pub struct NavUser {
+    pub email: String,
+    pub is_operator: bool,
+    pub is_admin: bool,
+}
+
+/// A one-line message at the top of a page.
+#[derive(Debug, Clone)]
+pub struct Flash {
+    pub error: bool,
+    pub text: String,
+}
+
+/// The frame of every page.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub site_name: String,
+    pub title: String,
+    pub css: &'static str,
+    pub js: &'static str,
+    pub icon: &'static str,
+    pub user: Option<NavUser>,
+    pub csrf: String,
+    /// Which header link is the current page: "map", "account", "admin".
+    pub section: &'static str,
+    pub flash: Option<Flash>,
+}
+
+impl Layout {
+    pub fn new(web: &WebState, visitor: &Visitor, title: impl Into<String>) -> Layout {
+        Layout {
+            site_name: web.config.site_name.clone(),
+            title: title.into(),
+            css: assets::url("app.css"),
+            js: assets::url("app.js"),
+            icon: assets::url("favicon.svg"),
+            user: visitor.user.as_ref().map(|u| NavUser {
+                email: u.email.clone(),
+                is_operator: u.is_operator(),
+                is_admin: u.is_admin(),
+            }),
+            csrf: visitor.csrf.clone(),
+            section: "",
+            flash: None,
+        }
+    }
+
+    /// For pages drawn without a session (error pages).
+    pub fn anonymous(web: &WebState, title: &str) -> Layout {
+        Layout {
+            site_name: web.config.site_name.clone(),
+            title: title.into(),
+            css: assets::url("app.css"),
+            js: assets::url("app.js"),
+            icon: assets::url("favicon.svg"),
+            user: None,
+            csrf: String::new(),
+            section: "",
+            flash: None,
+        }
+    }
+
+    pub fn section(mut self, section: &'static str) -> Layout {
+        self.section = section;
+        self
+    }
+
+    pub fn flash(mut self, text: impl Into<String>) -> Layout {
+        self.flash = Some(Flash {
+            error: false,
+            text: text.into(),
+        });
+        self
+    }
+
+    pub fn error(mut self, text: impl Into<String>) -> Layout {
+        self.flash = Some(Flash {
+            error: true,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// `aria-current="page"` for the header link of this section.
+    pub fn current(&self, section: &str) -> &'static str {
+        if self.section == section {
+            "page"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// The CSS class suffix of an AQI category (`aqi-good`, …); `none` without one.
+pub fn category_class(category: Option<Category>) -> &'static str {
+    match category {
+        Some(Category::Good) => "good",
+        Some(Category::Moderate) => "moderate",
+        Some(Category::UnhealthyForSensitiveGroups) => "unhealthy_for_sensitive_groups",
+        Some(Category::Unhealthy) => "unhealthy",
+        Some(Category::VeryUnhealthy) => "very_unhealthy",
+        Some(Category::Hazardous) => "hazardous",
+        None => "none",
+    }
+}
+
+/// Percent-encodes a query-string value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A time as the pages show it: `2026-11-26 14:00 UTC`.
+pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// "3 minutes ago", "5 hours ago", "2 days ago".
+pub fn ago(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let s = (now - t).num_seconds();
+    match s {
+        i64::MIN..=59 => "just now".into(),
+        60..=3_599 => plural(s / 60, "minute"),
+        3_600..=172_799 => plural(s / 3_600, "hour"),
+        172_800..=5_183_999 => plural(s / 86_400, "day"),
+        _ => format!("on {}", t.format("%Y-%m-%d")),
+    }
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit} ago")
+    } else {
+        format!("{n} {unit}s ago")
+    }
+}
+
+/// A value with a sensible number of decimals for its size.
+pub fn fmt_value(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Only a local path may be a place to go back to after signing in (no open redirect).
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        _ => "/account".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_only_a_local_path() {
+        assert_eq!(safe_next(Some("/admin/models")), "/admin/models");
+        assert_eq!(safe_next(Some("//evil.example")), "/account");
+        assert_eq!(safe_next(Some("https://evil.example")), "/account");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/account");
+        assert_eq!(safe_next(None), "/account");
+    }
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        let now = chrono::Utc::now();
+        assert_eq!(ago(now - chrono::Duration::seconds(5), now), "just now");
+        assert_eq!(ago(now - chrono::Duration::minutes(1), now), "1 minute ago");
+        assert_eq!(ago(now - chrono::Duration::hours(5), now), "5 hours ago");
+        assert_eq!(ago(now - chrono::Duration::days(40), now), "40 days ago");
+        let old = chrono::DateTime::parse_from_rfc3339("2004-12-31T23:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(ago(old, now), "on 2004-12-31");
+        assert_eq!(
+            url_encode("/stations/a b?x=1&y"),
+            "/stations/a%20b%3Fx%3D1%26y"
+        );
+    }
+}
