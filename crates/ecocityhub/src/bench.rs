@@ -39,7 +39,8 @@ pub struct BenchArgs {
     /// Concurrent clients for latency measurements.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Only these parts (identity, anomalies, ml, store, import, http, latency, startup); default all.
+    /// Only these parts (identity, anomalies, ml, store, import, http, latency, web, startup);
+    /// default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -76,7 +77,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             let rate = store_insert(store.as_ref(), 500_000).await?;
             println!("store insert ({name}): {rate:.0} readings/s (500,000 synthetic readings, 50,000 per transaction)");
         }
-        let needs_data = ["import", "http", "latency", "startup"]
+        let needs_data = ["import", "http", "latency", "web", "startup"]
             .iter()
             .any(|p| wants(&args, p));
         if !needs_data {
@@ -100,6 +101,19 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 &ImportOptions::default(),
             )
             .await?;
+            // The German network too, so that the home page's map has its 43 stations.
+            let (_, germany) = crate::demo::FILES
+                .iter()
+                .find(|(n, _)| n.starts_with("germany"))
+                .context("the demo's German file")?;
+            import::import(
+                store.as_ref(),
+                std::io::Cursor::new(germany.as_bytes()),
+                None,
+                &crate::demo::known_stations(),
+                &ImportOptions::default(),
+            )
+            .await?;
             if wants(&args, "import") {
                 println!(
                     "import ({name}): {:.0} readings/s ({} readings of {} in {:.2} s)",
@@ -110,7 +124,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 );
             }
         }
-        if !["http", "latency", "startup"]
+        if !["http", "latency", "web", "startup"]
             .iter()
             .any(|p| wants(&args, p))
         {
@@ -143,6 +157,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             let n = (args.requests / 10).max(args.clients);
             let (p50, p99) = latency(&client, &year, n, args.clients).await?;
             println!("GET one year of hourly NO2 ({name}, 8,784 h, {} clients): p50 {:.2} ms, p99 {:.2} ms", args.clients, p50, p99);
+        }
+        if wants(&args, "web") {
+            web_bench(&client, &base, name, &args).await?;
         }
         if wants(&args, "http") {
             let store = open(&url).await?;
@@ -361,6 +378,40 @@ fn rss_mb(pid: u32) -> Result<f64> {
         .and_then(|v| v.parse().ok())
         .context("no VmRSS in /proc status")?;
     Ok(kb / 1024.0)
+}
+
+/// The web pages: server-rendered HTML latency under load, and what the home page weighs.
+async fn web_bench(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    args: &BenchArgs,
+) -> Result<()> {
+    let home = format!("{base}/");
+    let (p50, p99) = latency(client, &home, args.requests, args.clients).await?;
+    println!(
+        "GET / home page HTML ({name}, {} clients): p50 {:.2} ms, p99 {:.2} ms",
+        args.clients, p50, p99
+    );
+    let station = format!("{base}/stations/marylebone_road?parameter=no2&range=week");
+    let n = (args.requests / 10).max(args.clients);
+    let (p50, p99) = latency(client, &station, n, args.clients).await?;
+    println!(
+        "GET a station page with its week chart ({name}, {} clients): p50 {:.2} ms, p99 {:.2} ms",
+        args.clients, p50, p99
+    );
+    let html = client.get(&home).send().await?.text().await?;
+    let mut total = html.len();
+    for asset in ["app.css", "app.js", "favicon.svg"] {
+        let url = format!("{base}{}", ecocityhub_web::assets::url(asset));
+        total += client.get(&url).send().await?.bytes().await?.len();
+    }
+    println!(
+        "home page weight ({name}): {:.1} KB in all ({:.1} KB HTML with its map), without tiles",
+        total as f64 / 1024.0,
+        html.len() as f64 / 1024.0
+    );
+    Ok(())
 }
 
 /// p50 and p99 (ms) of `n` GETs of `url` by `clients` concurrent clients.

@@ -3,6 +3,7 @@
 //! where the AQI category changes. A chart comes with what the page's script needs for
 //! tooltips (plot area, axis ranges, points), so the SVG itself stays static.
 
+use chrono::Datelike;
 use ecocityhub_domain::aqi::us_epa::Category;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -30,15 +31,104 @@ fn parse_hex(color: &str) -> RGBColor {
 
 fn time_label(ts: i64, span: i64) -> String {
     let t = chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
-    if span <= 36 * 3_600 {
+    let midnight = ts.rem_euclid(86_400) == 0;
+    if span <= 36 * 3_600 && !midnight {
         t.format("%H:%M").to_string()
-    } else if span <= 4 * 86_400 {
+    } else if span <= 4 * 86_400 && !midnight {
         t.format("%d %b %H:%M").to_string()
     } else if span <= 120 * 86_400 {
         t.format("%d %b").to_string()
     } else {
         t.format("%b %Y").to_string()
     }
+}
+
+/// Tick positions on a time axis: whole hours, days or months (UTC), at most about 8.
+pub fn time_ticks(t0: i64, t1: i64) -> Vec<i64> {
+    const H: i64 = 3_600;
+    const D: i64 = 86_400;
+    let span = (t1 - t0).max(1);
+    let step = [
+        H,
+        2 * H,
+        3 * H,
+        6 * H,
+        12 * H,
+        D,
+        2 * D,
+        7 * D,
+        14 * D,
+        30 * D,
+        61 * D,
+    ]
+    .into_iter()
+    .find(|s| span / s <= 8)
+    .unwrap_or(91 * D);
+    if step >= 30 * D {
+        // Calendar months: the first of each (every second or third month for long spans).
+        let every = (step / (30 * D)) as u32;
+        let mut out = Vec::new();
+        let start = chrono::DateTime::from_timestamp(t0, 0)
+            .unwrap_or_default()
+            .date_naive();
+        let mut m = chrono::NaiveDate::from_ymd_opt(start.year_ce().1 as i32, start.month(), 1)
+            .unwrap_or_default();
+        while let Some(t) = m.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()) {
+            if t > t1 {
+                break;
+            }
+            if t >= t0 && m.month0() % every == 0 {
+                out.push(t);
+            }
+            m = m
+                .checked_add_months(chrono::Months::new(1))
+                .unwrap_or(chrono::NaiveDate::MAX);
+        }
+        return out;
+    }
+    // Weeks start on Mondays (1970-01-01 was a Thursday).
+    let offset = if step == 7 * D || step == 14 * D {
+        4 * D
+    } else {
+        0
+    };
+    let first = ((t0 - offset) as f64 / step as f64).ceil() as i64 * step + offset;
+    (0..)
+        .map(|i| first + i * step)
+        .take_while(|t| *t <= t1)
+        .collect()
+}
+
+/// Vertical grid lines and labels at [`time_ticks`], drawn under the x axis.
+fn draw_time_axis<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordi64, plotters::coord::types::RangedCoordf64>,
+    >,
+    t0: i64,
+    t1: i64,
+    span: i64,
+) -> Result<(), String> {
+    let (_, y_range) = (chart.x_range(), chart.y_range());
+    let grid = RGBColor(215, 222, 220);
+    for t in time_ticks(t0, t1) {
+        chart
+            .draw_series(LineSeries::new(
+                [(t, y_range.start), (t, y_range.end)],
+                grid.stroke_width(1),
+            ))
+            .map_err(err)?;
+        let (x, y) = chart.backend_coord(&(t, y_range.start));
+        let style = ("sans-serif", 13)
+            .into_font()
+            .color(&RGBColor(27, 42, 47))
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(time_label(t, span), (x, y + 8), style))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Splits a series where consecutive points are further apart than `max_gap`, so that lines
@@ -166,13 +256,15 @@ pub fn history(
         chart
             .configure_mesh()
             .y_desc(unit.to_string())
-            .x_labels(7)
+            .disable_x_mesh()
+            .x_labels(2)
+            .x_label_formatter(&|_| String::new())
             .y_labels(6)
             .light_line_style(RGBColor(236, 240, 239))
-            .x_label_formatter(&|ts| time_label(*ts, span))
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(err)?;
+        draw_time_axis(&root, &mut chart, t0, t1, span)?;
         draw_thresholds(&mut chart, &frame)?;
         let step = typical_step(points);
         let line = RGBColor(11, 110, 79);
@@ -289,13 +381,15 @@ pub fn forecast(
         chart
             .configure_mesh()
             .y_desc(unit.to_string())
-            .x_labels(8)
+            .disable_x_mesh()
+            .x_labels(2)
+            .x_label_formatter(&|_| String::new())
             .y_labels(6)
             .light_line_style(RGBColor(236, 240, 239))
-            .x_label_formatter(&|ts| time_label(*ts, span))
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(err)?;
+        draw_time_axis(&root, &mut chart, t0, t1, span)?;
         draw_thresholds(&mut chart, &frame)?;
         let model = RGBColor(0, 92, 171);
         if !hours.is_empty() {
@@ -381,6 +475,29 @@ mod tests {
         assert_eq!(c.points.split(';').count(), 48);
         let area: Vec<i32> = c.area.split(',').map(|v| v.parse().unwrap()).collect();
         assert!(area[0] < area[1] && area[2] < area[3]);
+    }
+
+    #[test]
+    fn time_ticks_fall_on_whole_hours_days_weeks_and_months() {
+        let day = 86_400;
+        let t0 = 1_700_000_123; // 2023-11-14 22:15:23 UTC
+        let hours = time_ticks(t0, t0 + day);
+        assert!(hours.len() <= 8 && hours.len() >= 4, "{hours:?}");
+        assert!(hours.iter().all(|t| t % (3 * 3_600) == 0));
+        let week = time_ticks(t0, t0 + 7 * day);
+        assert!(week.iter().all(|t| t % day == 0), "{week:?}");
+        let year = time_ticks(t0, t0 + 365 * day);
+        assert!(year.len() <= 8, "{year:?}");
+        for t in &year {
+            let d = chrono::DateTime::from_timestamp(*t, 0).unwrap();
+            assert_eq!(d.format("%d %H:%M").to_string(), "01 00:00");
+        }
+        let two_months = time_ticks(t0, t0 + 60 * day);
+        assert!(
+            two_months.iter().all(|t| (t - 4 * day) % (7 * day) == 0),
+            "Mondays"
+        );
+        assert_eq!(time_label(t0 - t0 % day, 3 * day), "14 Nov");
     }
 
     #[test]

@@ -54,26 +54,30 @@ document.querySelectorAll("figure.chart[data-points]").forEach(function (fig) {
   svg.addEventListener("pointerleave", function () { tip.hidden = true; });
 });
 
-// A training job's page follows the job live until it ends.
-var job = document.querySelector("[data-job-status-url]");
-if (job) {
+// A training job's page follows the job live until it ends. (In a function: a global named
+// `status` would be the window's.)
+(function followJob() {
+  var job = document.querySelector("[data-job-status-url]");
+  if (!job) { return; }
   var url = job.getAttribute("data-job-status-url");
   var bar = job.querySelector("progress");
-  var status = job.querySelector("[data-job-status]");
+  var badge = job.querySelector("[data-job-status]");
   var message = job.querySelector("[data-job-message]");
   var log = job.querySelector("pre.log");
-  var poll = function () {
+  function poll() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
       .then(function (j) {
         bar.value = j.progress; bar.textContent = Math.round(j.progress * 100) + "%";
-        status.textContent = j.status; status.className = "badge " + j.status;
+        badge.textContent = j.status; badge.className = "badge " + j.status;
         message.textContent = j.message || "";
         log.textContent = j.log;
-        if (j.status === "queued" || j.status === "running") { setTimeout(poll, 1000); }
-        else { job.setAttribute("data-finished", j.status); var done = job.querySelector("[data-when-finished]"); if (done) { done.hidden = false; } }
+        if (j.status === "queued" || j.status === "running") { setTimeout(poll, 1000); return; }
+        job.setAttribute("data-finished", j.status);
+        var done = job.querySelector("[data-when-finished]");
+        if (done) { done.hidden = false; }
       })
       .catch(function () { setTimeout(poll, 5000); });
-  };
+  }
   if (job.getAttribute("data-finished") === null) { poll(); }
-}
+})();

@@ -641,7 +641,7 @@ async fn operators_manage_stations_and_keys_and_admins_users_models_and_jobs(sit
     let (status, page) = root.get("/admin/models").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains(&format!("/admin/models/{}/promote", newest.id)));
-    assert!(page.contains("vs persistence"));
+    assert!(page.contains("error than persistence"));
     let (status, _, page) = root
         .post(&format!("/admin/models/{}/promote", newest.id), &[])
         .await;

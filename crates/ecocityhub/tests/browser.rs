@@ -1,0 +1,558 @@
+//! The web pages in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, installed by `.ci/chromium`) driven over WebDriver against the real
+//! binary. A visitor sees the map and opens a station; a user signs up, confirms, signs in and
+//! out; an admin makes a device key, starts a training job, follows it live and promotes the
+//! model. Screenshots of the main pages are saved under `target/tmp/screenshots/` (and into
+//! `ECOCITYHUB_SCREENSHOTS_DIR` when set: `docs/screenshots/` holds the README's).
+//!
+//! Without chromedriver the test is skipped, except under CI (`CI=true`), where it fails.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, Server};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const PASSWORD: &str = "Correct-horse-battery-9";
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+async fn start_driver() -> Option<Driver> {
+    let Some(program) = find_program("chromedriver") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "chromedriver is missing under CI: .ci/chromium installs it"
+        );
+        eprintln!("chromedriver not found: skipping the browser test (run .ci/chromium)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver {
+        child: Command::new(program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("{}/status", driver.url)).await {
+            if r.status().is_success() {
+                return Some(driver);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut options = serde_json::json!({
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+            format!("--user-data-dir={}", profile.display()),
+        ]
+    });
+    if let Some(chromium) = find_program("chromium") {
+        options["binary"] = serde_json::json!(chromium);
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// Saves a screenshot of the current page under `name`.
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let mut dirs = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")];
+    if let Some(extra) = std::env::var_os("ECOCITYHUB_SCREENSHOTS_DIR") {
+        dirs.push(PathBuf::from(extra));
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+    }
+}
+
+/// Waits for an element (pages load; scripts act).
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+    match c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(element) => element,
+        Err(e) => panic!("no {css} on {:?}: {e}", c.current_url().await.ok()),
+    }
+}
+
+async fn wait_for_path(c: &Client, starts_with: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.unwrap();
+        let path_and_query = &url.as_str()[url.origin().ascii_serialization().len()..];
+        if path_and_query.starts_with(starts_with) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still at {url}, not {starts_with}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    wait_for(c, css).await.text().await.unwrap()
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = wait_for(c, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+/// What a person notices on every page: a language, landmarks, a label for every field, no
+/// sideways scrolling.
+async fn check_page_basics(c: &Client) {
+    let report = c
+        .execute(
+            r#"
+            const unlabelled = [...document.querySelectorAll('input:not([type=hidden]):not([hidden]), select, textarea')]
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                .map(e => e.name || e.id);
+            return {
+                lang: document.documentElement.lang,
+                main: !!document.querySelector('main'),
+                nav: !!document.querySelector('nav'),
+                unlabelled,
+                overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(report["lang"], "en", "{url}");
+    assert_eq!(report["main"], true, "{url}: a main landmark");
+    assert_eq!(report["nav"], true, "{url}: a navigation landmark");
+    assert_eq!(
+        report["unlabelled"],
+        serde_json::json!([]),
+        "{url}: fields without labels"
+    );
+    assert_eq!(
+        report["overflow"], false,
+        "{url}: the page scrolls sideways"
+    );
+}
+
+fn run_ok(env: &Env, args: &[&str], stdin: Option<&str>) {
+    let mut child = env
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `serve` on a random port, its log kept beside the screenshots.
+fn start_server(env: &Env) -> Server {
+    use std::io::BufRead;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let mut child = env
+        .cmd(&["serve", "--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_string();
+        }
+    };
+    // Keep reading what the server prints, so that it never writes into a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+#[tokio::test]
+async fn people_use_the_site_in_a_real_browser() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    // Real stations (London, and the German network for the map), a model serving PM2.5 at
+    // Marylebone Road, and an admin.
+    let env = Env::sqlite().await;
+    run_ok(
+        &env,
+        &[
+            "import",
+            &format!("{DEMO}/london-marylebone-2004q4.csv"),
+            &format!("{DEMO}/germany-pm10-2008h2.csv"),
+        ],
+        None,
+    );
+    run_ok(
+        &env,
+        &[
+            "ml",
+            "train",
+            "--station",
+            "marylebone_road",
+            "--parameter",
+            "pm25",
+        ],
+        None,
+    );
+    run_ok(
+        &env,
+        &[
+            "user",
+            "create",
+            "--email",
+            "root@example.org",
+            "--role",
+            "admin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let server = start_server(&env);
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+
+    visitor_sees_the_map_and_opens_a_station(&c, &server).await;
+    user_signs_up_confirms_signs_in_and_out(&c, &server, &env).await;
+    admin_makes_a_key_trains_and_promotes_a_model(&c, &server).await;
+
+    // A phone-sized window: the home page fits without sideways scrolling.
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&server.url("/")).await.unwrap();
+    wait_for(&c, "svg.map").await;
+    check_page_basics(&c).await;
+    screenshot(&c, "home-phone").await;
+    c.close().await.unwrap();
+}
+
+async fn visitor_sees_the_map_and_opens_a_station(c: &Client, server: &Server) {
+    c.goto(&server.url("/")).await.unwrap();
+    wait_for(c, "svg.map").await;
+    assert!(c.title().await.unwrap().starts_with("Air quality now"));
+    let stations = c
+        .find_all(Locator::Css("svg.map a[href^='/stations/']"))
+        .await
+        .unwrap();
+    assert!(
+        stations.len() >= 40,
+        "{} stations on the map",
+        stations.len()
+    );
+    assert!(text(c, ".legend")
+        .await
+        .contains("Unhealthy for Sensitive Groups"));
+    check_page_basics(c).await;
+    screenshot(c, "home").await;
+
+    // The London region, then its station, from the map.
+    c.find(Locator::LinkText("London region (1)"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/?region=Europe").await;
+    wait_for(c, "svg.map a[href='/stations/marylebone_road']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/stations/marylebone_road").await;
+    assert_eq!(text(c, "h1").await, "London Marylebone Road (kerbside)");
+    wait_for(c, "#history-chart svg").await;
+    assert!(text(c, "#skill")
+        .await
+        .contains("forecasts 24 h ahead were off by"));
+    check_page_basics(c).await;
+    screenshot(c, "station").await;
+    // The chart's tooltip (our script, allowed by the Content-Security-Policy).
+    wait_for(c, "#history-chart svg")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let tip = wait_for(c, "#history-chart .tooltip:not([hidden])").await;
+    assert!(tip.text().await.unwrap().contains("µg/m³"));
+    screenshot(c, "station-history").await;
+    c.execute(
+        "document.getElementById('forecast-h').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "station-forecast").await;
+    // Choosing another range reloads the chart (the select submits its form).
+    c.find(Locator::Css("select[name=range]"))
+        .await
+        .unwrap()
+        .select_by_value("month")
+        .await
+        .unwrap();
+    wait_for_path(c, "/stations/marylebone_road?parameter=").await;
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("range=month"));
+    assert!(text(c, "#history-chart figcaption")
+        .await
+        .contains("last month"));
+}
+
+async fn user_signs_up_confirms_signs_in_and_out(c: &Client, server: &Server, env: &Env) {
+    let email = "ada@example.org";
+    c.goto(&server.url("/")).await.unwrap();
+    c.find(Locator::LinkText("Sign up"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/account/sign-up").await;
+    fill(c, "#email", email).await;
+    fill(c, "#password", PASSWORD).await;
+    check_page_basics(c).await;
+    screenshot(c, "sign-up").await;
+    c.find(Locator::Css("form[action='/account/sign-up'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/account/confirm").await;
+    assert!(text(c, ".flash")
+        .await
+        .contains("confirmation code is on its way"));
+
+    // The code from the e-mail (the outbox, until the notification layer sends it).
+    let store = env.store().await;
+    let outbox = ecocityhub_store::IdentityStore::outbox(&store, email)
+        .await
+        .unwrap();
+    let code: String = outbox
+        .last()
+        .unwrap()
+        .body
+        .split_whitespace()
+        .map(|w| w.trim_end_matches('.'))
+        .find(|w| w.len() == 6 && w.chars().all(|ch| ch.is_ascii_digit()))
+        .unwrap()
+        .to_string();
+    fill(c, "#code", &code).await;
+    c.find(Locator::Css("form[action='/account/confirm'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/account/sign-in?confirmed=1").await;
+    assert!(text(c, ".flash")
+        .await
+        .contains("Your e-mail address is confirmed"));
+    fill(c, "#password", PASSWORD).await;
+    check_page_basics(c).await;
+    c.find(Locator::Css("form[action='/account/sign-in'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/account").await;
+    assert!(text(c, "dl.facts").await.contains(email));
+    assert!(text(c, "header.site").await.contains(email));
+    check_page_basics(c).await;
+    screenshot(c, "account").await;
+
+    c.find(Locator::Css(
+        "header.site form[action='/account/sign-out'] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for_path(c, "/account/sign-in?signed_out=1").await;
+    assert!(text(c, ".flash").await.contains("You are signed out."));
+    c.goto(&server.url("/account")).await.unwrap();
+    wait_for_path(c, "/account/sign-in?next=").await;
+}
+
+async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Server) {
+    c.goto(&server.url("/account/sign-in?next=/admin"))
+        .await
+        .unwrap();
+    fill(c, "#email", "root@example.org").await;
+    fill(c, "#password", PASSWORD).await;
+    c.find(Locator::Css("form[action='/account/sign-in'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/admin").await;
+    assert_eq!(text(c, "h1").await, "Administration");
+    check_page_basics(c).await;
+
+    // A device key for the London station, shown once.
+    c.goto(&server.url("/admin/stations/marylebone_road"))
+        .await
+        .unwrap();
+    fill(c, "#label", "kerbside analyser").await;
+    c.find(Locator::Css("form[action$='/keys'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let key = text(c, "#new-key").await;
+    assert!(key.starts_with("ech_"), "{key}");
+    check_page_basics(c).await;
+    screenshot(c, "admin-device-key").await;
+    let stored = reqwest::Client::new()
+        .post(server.url("/api/v1/readings"))
+        .bearer_auth(&key)
+        .json(
+            &serde_json::json!([{"parameter": "no2", "time": "2005-01-01T00:00:00Z", "value": 41}]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.status().is_success(), "the new key sends readings");
+
+    // A training job for PM2.5 at Marylebone Road, followed live until it succeeds.
+    c.goto(&server.url("/admin/jobs")).await.unwrap();
+    check_page_basics(c).await;
+    c.find(Locator::Css("#station"))
+        .await
+        .unwrap()
+        .select_by_value("marylebone_road")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#parameter"))
+        .await
+        .unwrap()
+        .select_by_value("pm25")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/admin/jobs'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/admin/jobs/").await;
+    let finished = c
+        .wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css("[data-finished]"))
+        .await;
+    if finished.is_err() {
+        screenshot(c, "failed-job").await;
+        let probe = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; const url = document.querySelector('[data-job-status-url]').getAttribute('data-job-status-url'); fetch(url, {credentials: 'same-origin'}).then(r => r.text().then(t => done(r.status + ' ' + t))).catch(e => done('error ' + e));",
+                vec![],
+            )
+            .await;
+        eprintln!("status probe: {probe:?}");
+    }
+    let log = text(c, "pre.log").await;
+    assert!(
+        finished.is_ok(),
+        "the job page did not see the job end: {log}"
+    );
+    assert_eq!(text(c, "[data-job-status]").await, "succeeded", "{log}");
+    assert!(text(c, "pre.log").await.contains("marylebone_road"));
+    screenshot(c, "admin-job").await;
+
+    // The new version is a candidate: promote it.
+    c.find(Locator::LinkText("See the models"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/admin/models").await;
+    c.find(Locator::Css("form[action$='/promote'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let flash = text(c, ".flash").await;
+    assert!(flash.contains("Version 2 now serves"), "{flash}");
+    check_page_basics(c).await;
+    screenshot(c, "admin-models").await;
+}
