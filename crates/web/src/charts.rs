@@ -77,7 +77,7 @@ pub fn time_ticks(t0: i64, t1: i64) -> Vec<i64> {
             if t > t1 {
                 break;
             }
-            if t >= t0 && m.month0() % every == 0 {
+            if t >= t0 && m.month0().is_multiple_of(every) {
                 out.push(t);
             }
             m = m
