@@ -209,20 +209,22 @@ fn run_ok(env: &Env, args: &[&str], stdin: Option<&str>) {
     );
 }
 
-/// `serve` on a random port, its log kept beside the screenshots.
-fn start_server(env: &Env) -> Server {
+/// `serve` on `bind` with extra environment, its log kept beside the screenshots.
+fn start_server(env: &Env, bind: &str, vars: &[(&str, String)]) -> Server {
     use std::io::BufRead;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let mut child = env
-        .cmd(&["serve", "--bind", "127.0.0.1:0"])
+    let mut command = env.cmd(&["serve", "--bind", bind]);
+    command
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let base = loop {
         let line = lines
@@ -236,6 +238,60 @@ fn start_server(env: &Env) -> Server {
     // Keep reading what the server prints, so that it never writes into a closed pipe.
     std::thread::spawn(move || for _ in lines {});
     Server { child, base }
+}
+
+/// The OpenID-certified `oidc-provider` from npm, run by Node.js (the API's federation tests use
+/// it too; `scripts/test` installs it), with our callback on `port` as its redirect URI.
+struct OutsideProvider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for OutsideProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_outside_provider(port: u16) -> Option<OutsideProvider> {
+    use std::io::BufRead;
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../api/tests/oidc-provider"
+    ));
+    if !dir.join("node_modules/oidc-provider").exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the test OpenID provider is missing under CI: scripts/test installs it"
+        );
+        eprintln!("the test OpenID provider is not installed: skipping \"sign in with\" (run scripts/test)");
+        return None;
+    }
+    let mut child = Command::new("node")
+        .arg("provider.mjs")
+        .current_dir(&dir)
+        .env(
+            "REDIRECT_URI",
+            format!("http://127.0.0.1:{port}/oauth2/idpresponse"),
+        )
+        .env("CLIENT_ID", "ecocityhub")
+        .env("CLIENT_SECRET", "ecocityhub-test-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Node.js runs the test OpenID provider");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .next()
+        .expect("the provider prints its issuer")
+        .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let issuer = line
+        .strip_prefix("issuer ")
+        .expect("issuer line")
+        .to_string();
+    Some(OutsideProvider { child, issuer })
 }
 
 #[tokio::test]
@@ -279,13 +335,39 @@ async fn people_use_the_site_in_a_real_browser() {
         ],
         Some(&format!("{PASSWORD}\n")),
     );
-    let server = start_server(&env);
+    // An outside OpenID provider to sign in with: it must know our callback before it starts,
+    // and we its issuer, so our port is chosen first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let provider = start_outside_provider(port);
+    let mut vars = Vec::new();
+    if let Some(p) = &provider {
+        vars = vec![
+            ("ECOCITYHUB_OIDC_PROVIDERS", "testidp".to_string()),
+            ("ECOCITYHUB_OIDC_TESTIDP_ISSUER", p.issuer.clone()),
+            (
+                "ECOCITYHUB_OIDC_TESTIDP_CLIENT_ID",
+                "ecocityhub".to_string(),
+            ),
+            (
+                "ECOCITYHUB_OIDC_TESTIDP_CLIENT_SECRET",
+                "ecocityhub-test-secret".to_string(),
+            ),
+        ];
+    }
+    let server = start_server(&env, &format!("127.0.0.1:{port}"), &vars);
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;
 
     visitor_sees_the_map_and_opens_a_station(&c, &server).await;
     user_signs_up_confirms_signs_in_and_out(&c, &server, &env).await;
     admin_makes_a_key_trains_and_promotes_a_model(&c, &server).await;
+    if provider.is_some() {
+        someone_signs_in_with_an_outside_provider(&c, &server).await;
+    }
 
     // A phone-sized window: the home page fits without sideways scrolling.
     c.set_window_size(390, 844).await.unwrap();
@@ -555,4 +637,51 @@ async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Serv
     assert!(flash.contains("Version 2 now serves"), "{flash}");
     check_page_basics(c).await;
     screenshot(c, "admin-models").await;
+}
+
+async fn someone_signs_in_with_an_outside_provider(c: &Client, server: &Server) {
+    c.goto(&server.url("/account/sign-in")).await.unwrap();
+    // Signed in as the admin still: sign out first.
+    if let Ok(out) = c
+        .find(Locator::Css(
+            "header.site form[action='/account/sign-out'] button",
+        ))
+        .await
+    {
+        out.click().await.unwrap();
+        wait_for_path(c, "/account/sign-in?signed_out=1").await;
+    }
+    c.find(Locator::LinkText("Sign in with testidp"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The provider's own pages: sign in as "grace" (any password), then consent, until the
+    // browser is back with us.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_page = String::new();
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.as_str().starts_with(&server.base) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stuck at the provider: {url}");
+        if url.as_str() != last_page {
+            if let Ok(login) = c.find(Locator::Css("input[name=login]")).await {
+                login.send_keys("grace").await.unwrap();
+                fill(c, "input[name=password]", "anything").await;
+            }
+            if let Ok(submit) = c.find(Locator::Css("button[type=submit]")).await {
+                last_page = url.to_string();
+                submit.click().await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_path(c, "/account").await;
+    let facts = text(c, "dl.facts").await;
+    assert!(facts.contains("grace@example.org"), "{facts}");
+    assert!(facts.contains("testidp"), "{facts}");
+    screenshot(c, "signed-in-with-provider").await;
 }

@@ -142,3 +142,32 @@ pub fn render_page(web: &WebState, error: &Pending, status: StatusCode) -> Respo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_of_ours_says_nothing_of_its_cause() {
+        let response = WebError::Internal("database error: password authentication failed".into())
+            .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let pending = response.extensions().get::<Pending>().unwrap();
+        assert!(!pending.message.contains("database") && pending.message.contains("our side"));
+        let api: WebError = ApiError::Internal("pool timed out".into()).into();
+        assert!(!api.message().contains("pool"));
+    }
+
+    #[test]
+    fn a_page_that_needs_a_user_sends_to_the_sign_in_page_and_back() {
+        let response = WebError::SignIn {
+            next: "/admin/jobs?x=1".into(),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            response.headers()["location"],
+            "/account/sign-in?next=/admin/jobs%3Fx%3D1"
+        );
+    }
+}

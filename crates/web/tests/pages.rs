@@ -641,7 +641,11 @@ async fn operators_manage_stations_and_keys_and_admins_users_models_and_jobs(sit
     let (status, page) = root.get("/admin/models").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains(&format!("/admin/models/{}/promote", newest.id)));
-    assert!(page.contains("error than persistence"));
+    assert!(
+        page.contains("error than persistence"),
+        "{}",
+        &page[page.find("<tbody>").unwrap_or(0)..]
+    );
     let (status, _, page) = root
         .post(&format!("/admin/models/{}/promote", newest.id), &[])
         .await;
@@ -654,6 +658,13 @@ async fn operators_manage_stations_and_keys_and_admins_users_models_and_jobs(sit
         )
         .await;
     assert!(page.contains("Rolled back: version 1 serves"), "{page}");
+
+    // The model's report is a page, with its charts from the API.
+    let (status, page) = root.get(&format!("/models/{}", newest.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<table>"), "the report's score table");
+    assert!(page.contains(&format!(r#"src="/api/v1/ml/models/{}/report/"#, newest.id)));
+    assert_eq!(root.get("/models/999999").await.0, StatusCode::NOT_FOUND);
 
     // The station page now shows the forecast and its skill in words, with a CSV link.
     let (_, page) = root.get("/stations/s1?parameter=pm25").await;

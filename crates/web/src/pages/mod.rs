@@ -1,4 +1,4 @@
-//! The page handlers, by audience: [`home`] and [`station`] for everyone, [`account`] for
+//! The page handlers, by audience: [`home`], [`station`] and [`model`] for everyone, [`account`] for
 //! users, [`admin`] for operators and admins. Handlers are thin: read the visitor, ask the
 //! policies, call the store, the identity layer or the ML layer (often through the API's own
 //! handlers, so both front doors behave alike), render a template.
@@ -6,6 +6,7 @@
 pub mod account;
 pub mod admin;
 pub mod home;
+pub mod model;
 pub mod station;
 
 use askama::Template;
@@ -21,6 +22,7 @@ pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/", get(home::home))
         .route("/stations/{id}", get(station::station))
+        .route("/models/{id}", get(model::model))
         .route(
             "/account/sign-up",
             get(account::sign_up_form).post(account::sign_up),

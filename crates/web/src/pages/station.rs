@@ -92,6 +92,7 @@ pub struct Choice {
 }
 
 pub struct ForecastView {
+    pub model_id: i64,
     pub chart: Chart,
     pub caption: String,
     pub csv: String,
@@ -455,6 +456,7 @@ async fn forecast_view(
         .map_err(WebError::Internal)?;
     let (skill, coverage) = skill_sentence(f);
     Ok(ForecastView {
+        model_id: f.model.id,
         chart,
         caption: format!(
             "{} forecast from {} (model version {}, trained on data up to {}). Solid: measured; dashed: forecast.",
