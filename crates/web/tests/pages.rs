@@ -290,6 +290,13 @@ async fn public_pages_show_the_map_stations_charts_and_clear_errors(site: Site) 
 
 async fn a_citizen_signs_up_confirms_signs_in_changes_the_password_and_signs_out(site: Site) {
     let mut b = site.browser();
+    // With stations but no readings yet, the home page says so instead of showing blanks.
+    let (status, home) = b.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("No station has a current air quality index yet"));
+    assert!(home.contains("Not enough data for a day-on-day comparison yet"));
+    let (_, page) = b.get("/stations/s2").await;
+    assert!(page.contains("This station has no readings yet."));
     let email = "ada@example.org";
     b.get("/account/sign-up").await;
 
