@@ -217,6 +217,40 @@ fn finish(
     }
 }
 
+/// Axes (a time axis on whole hours, days or months), grid and threshold lines of a chart
+/// whose values start at `v_min`.
+fn draw_frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    f: &Frame,
+    v_min: f64,
+) -> Result<ChartContext<'a, DB, TimeValue>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(56)
+        .build_cartesian_2d(f.t0..f.t1, v_min..f.v_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .y_desc(f.unit.to_string())
+        .disable_x_mesh()
+        // The time axis is drawn by `draw_time_axis`; plotters' own labels are blanked.
+        .x_labels(2)
+        .x_label_formatter(&|_| String::new())
+        .y_labels(6)
+        .light_line_style(RGBColor(236, 240, 239))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    draw_time_axis(root, &mut chart, f.t0, f.t1, f.t1 - f.t0)?;
+    draw_thresholds(&mut chart, f)?;
+    Ok(chart)
+}
+
+/// The coordinates of every chart: epoch seconds against values.
+type TimeValue =
+    Cartesian2d<plotters::coord::types::RangedCoordi64, plotters::coord::types::RangedCoordf64>;
+
 /// The history of a series: `points` are (epoch seconds, value); `thresholds` the AQI
 /// category bounds in the series' unit (empty for parameters without an AQI).
 pub fn history(
@@ -246,26 +280,7 @@ pub fn history(
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(56)
-            .build_cartesian_2d(t0..t1, v_min..v_max)
-            .map_err(err)?;
-        let span = t1 - t0;
-        chart
-            .configure_mesh()
-            .y_desc(unit.to_string())
-            .disable_x_mesh()
-            .x_labels(2)
-            .x_label_formatter(&|_| String::new())
-            .y_labels(6)
-            .light_line_style(RGBColor(236, 240, 239))
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
-        draw_time_axis(&root, &mut chart, t0, t1, span)?;
-        draw_thresholds(&mut chart, &frame)?;
+        let mut chart = draw_frame(&root, &frame, v_min)?;
         let step = typical_step(points);
         let line = RGBColor(11, 110, 79);
         for seg in segments(points, step * 3) {
@@ -371,26 +386,7 @@ pub fn forecast(
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(56)
-            .build_cartesian_2d(t0..t1, 0.0..v_max)
-            .map_err(err)?;
-        let span = t1 - t0;
-        chart
-            .configure_mesh()
-            .y_desc(unit.to_string())
-            .disable_x_mesh()
-            .x_labels(2)
-            .x_label_formatter(&|_| String::new())
-            .y_labels(6)
-            .light_line_style(RGBColor(236, 240, 239))
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
-        draw_time_axis(&root, &mut chart, t0, t1, span)?;
-        draw_thresholds(&mut chart, &frame)?;
+        let mut chart = draw_frame(&root, &frame, 0.0)?;
         let model = RGBColor(0, 92, 171);
         if !hours.is_empty() {
             let mut band: Vec<(i64, f64)> = hours.iter().map(|h| (h.0, h.3)).collect();

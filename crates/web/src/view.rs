@@ -1,6 +1,7 @@
 //! What every page template shares ([`Layout`]: title, header navigation, the signed-in user,
 //! the CSRF token for its forms, asset URLs) and small formatting helpers.
 
+use ecocityhub_api::ApiError;
 use ecocityhub_domain::aqi::us_epa::Category;
 
 use crate::assets;
@@ -113,6 +114,25 @@ pub fn category_class(category: Option<Category>) -> &'static str {
         Some(Category::Hazardous) => "hazardous",
         None => "none",
     }
+}
+
+/// An API error said as a sentence on a page.
+pub fn say(e: &ApiError) -> String {
+    let text = match e {
+        ApiError::Internal(_) | ApiError::Unavailable(_) => {
+            return "Something went wrong on our side; please try again.".into()
+        }
+        other => other.to_string(),
+    };
+    let mut chars = text.chars();
+    let mut s: String = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
 }
 
 /// Percent-encodes a query-string value.

@@ -23,27 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{WebError, WebResult};
 use crate::session::{self, CsrfForm, Visitor};
-use crate::view::{self, Layout};
+use crate::view::{self, say, Layout};
 use crate::WebState;
-
-/// An API error said as a sentence on a page.
-fn say(e: &ApiError) -> String {
-    let text = match e {
-        ApiError::Internal(_) | ApiError::Unavailable(_) => {
-            return "Something went wrong on our side; please try again.".into()
-        }
-        other => other.to_string(),
-    };
-    let mut chars = text.chars();
-    let mut s: String = match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    };
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    s
-}
 
 /// A form page answered again with an error (and what the visitor typed, but never passwords).
 fn again<T: Template>(status: StatusCode, page: T) -> WebResult<Response> {

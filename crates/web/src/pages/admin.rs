@@ -428,19 +428,11 @@ pub async fn update_user(
             super::page(users_page(&web, &visitor, layout).await?)
         }
         Err(e @ ecocityhub_api::ApiError::BadRequest(_)) => {
-            let layout = layout.error(format!("{}.", capitalize(&e.to_string())));
+            let layout = layout.error(view::say(&e));
             let page = users_page(&web, &visitor, layout).await?;
             Ok((StatusCode::BAD_REQUEST, Html(page.render()?)).into_response())
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 
@@ -543,9 +535,7 @@ pub async fn promote(
             "Version {} now serves the {} forecasts of {}.",
             m.version, m.parameter, m.station
         )),
-        Err(e) if !e.status().is_server_error() => {
-            layout.error(format!("{}.", capitalize(&e.to_string())))
-        }
+        Err(e) if !e.status().is_server_error() => layout.error(view::say(&e)),
         Err(e) => return Err(e.into()),
     };
     super::page(models_page(&web, &visitor, layout).await?)
@@ -582,9 +572,7 @@ pub async fn rollback(
             "Rolled back: version {} serves the {} forecasts of {} again.",
             m.version, m.parameter, m.station
         )),
-        Err(e) if !e.status().is_server_error() => {
-            layout.error(format!("{}.", capitalize(&e.to_string())))
-        }
+        Err(e) if !e.status().is_server_error() => layout.error(view::say(&e)),
         Err(e) => return Err(e.into()),
     };
     super::page(models_page(&web, &visitor, layout).await?)
@@ -749,7 +737,7 @@ pub async fn start_job(
         Err(e) if !e.status().is_server_error() => {
             let layout = Layout::new(&web, &visitor, "Training jobs")
                 .section("admin")
-                .error(format!("{}.", capitalize(&e.to_string())));
+                .error(view::say(&e));
             let page = jobs_page(&web, &visitor, layout).await?;
             Ok((StatusCode::BAD_REQUEST, Html(page.render()?)).into_response())
         }
