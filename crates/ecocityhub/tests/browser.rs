@@ -20,17 +20,29 @@ use fantoccini::{Client, ClientBuilder, Locator};
 const PASSWORD: &str = "Correct-horse-battery-9";
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
 
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    url: String,
+/// A helper process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A free port on loopback (for a process that must be told its port before it starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// chromedriver on a free port.
+struct Driver {
+    _process: Process,
+    url: String,
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -50,18 +62,16 @@ async fn start_driver() -> Option<Driver> {
         eprintln!("chromedriver not found: skipping the browser test (run .ci/chromium)");
         return None;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let driver = Driver {
-        child: Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        _process: Process(
+            Command::new(program)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ),
         url: format!("http://127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -211,7 +221,6 @@ fn run_ok(env: &Env, args: &[&str], stdin: Option<&str>) {
 
 /// `serve` on `bind` with extra environment, its log kept beside the screenshots.
 fn start_server(env: &Env, bind: &str, vars: &[(&str, String)]) -> Server {
-    use std::io::BufRead;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
@@ -224,34 +233,14 @@ fn start_server(env: &Env, bind: &str, vars: &[(&str, String)]) -> Server {
     for (k, v) in vars {
         command.env(k, v);
     }
-    let mut child = command.spawn().unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    // Keep reading what the server prints, so that it never writes into a closed pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    Server::from_child(command.spawn().unwrap())
 }
 
 /// The OpenID-certified `oidc-provider` from npm, run by Node.js (the API's federation tests use
 /// it too; `scripts/test` installs it), with our callback on `port` as its redirect URI.
 struct OutsideProvider {
-    child: Child,
+    _process: Process,
     issuer: String,
-}
-
-impl Drop for OutsideProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_outside_provider(port: u16) -> Option<OutsideProvider> {
@@ -291,7 +280,10 @@ fn start_outside_provider(port: u16) -> Option<OutsideProvider> {
         .strip_prefix("issuer ")
         .expect("issuer line")
         .to_string();
-    Some(OutsideProvider { child, issuer })
+    Some(OutsideProvider {
+        _process: Process(child),
+        issuer,
+    })
 }
 
 #[tokio::test]
@@ -337,11 +329,7 @@ async fn people_use_the_site_in_a_real_browser() {
     );
     // An outside OpenID provider to sign in with: it must know our callback before it starts,
     // and we its issuer, so our port is chosen first.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let provider = start_outside_provider(port);
     let mut vars = Vec::new();
     if let Some(p) = &provider {

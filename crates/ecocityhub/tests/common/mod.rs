@@ -125,12 +125,18 @@ impl Server {
 
     /// Starts any serving command of the binary and waits for its "listening on" line.
     pub fn start_command(env: &Env, args: &[&str]) -> Server {
-        let mut child = env
+        let child = env
             .cmd(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        Server::from_child(child)
+    }
+
+    /// A server process started with its standard output piped: waits for its "listening on"
+    /// line, then keeps reading what it prints, so that it never writes into a closed pipe.
+    pub fn from_child(mut child: Child) -> Server {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let base = loop {
             let line = lines
@@ -141,6 +147,7 @@ impl Server {
                 break url.to_string();
             }
         };
+        std::thread::spawn(move || lines.for_each(drop));
         Server { child, base }
     }
 
