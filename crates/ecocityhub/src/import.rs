@@ -4,6 +4,9 @@
 //! - **wide** (the layout of `../shared/data`): `time`, `site`, then one column per variable
 //!   named `<parameter>_<unit>` (`no2_ppb`, `pm25_ugm3`, `temp_f`, `ws_ms`, …). Columns whose
 //!   parameter or unit is unknown are reported and skipped.
+//!   The UCI Beijing layout's wind (`cbwd`, a compass quarter or `cv` for calm and variable,
+//!   and `iws_cum_ms`, the wind speed cumulated over the hours the quarter held) becomes the
+//!   hourly wind direction and speed.
 //! - **long**: `station` (or `site`), `parameter`, `time`, `value`, optional `unit`, `flag`.
 //!
 //! A blocking thread parses and validates while the async side writes batches of tens of
@@ -130,11 +133,62 @@ struct WideColumn {
     unit: Unit,
 }
 
+/// Wind given as a compass quarter and a speed cumulated while the quarter holds (the UCI
+/// Beijing PM2.5 data set's `cbwd` and `Iws`): the hour's speed is the increase over the hour
+/// before when the quarter is unchanged, else the cumulated value itself (a new run starts).
+#[derive(Debug, Clone, Copy)]
+struct CumulatedWind {
+    quarter: usize,
+    cumulated: usize,
+}
+
+impl CumulatedWind {
+    fn direction(quarter: &str) -> Result<Option<f64>, String> {
+        Ok(Some(match quarter.to_ascii_uppercase().as_str() {
+            "NE" => 45.0,
+            "SE" => 135.0,
+            "SW" => 225.0,
+            "NW" => 315.0,
+            "CV" => return Ok(None),
+            other => {
+                return Err(format!(
+                    "{other:?} is not a wind quarter (NE, SE, SW, NW, cv)"
+                ))
+            }
+        }))
+    }
+
+    /// The hour's (direction, speed in m/s) from this row and the station's previous one, which
+    /// it updates.
+    fn hourly(
+        previous: &mut Option<(i64, String, f64)>,
+        ts: i64,
+        quarter: &str,
+        cumulated: f64,
+    ) -> Result<(Option<f64>, f64), String> {
+        let direction = Self::direction(quarter)?;
+        if cumulated.is_nan() || cumulated < 0.0 {
+            return Err(format!("cumulated wind speed {cumulated} is not a speed"));
+        }
+        let speed = match previous {
+            Some((t, q, c))
+                if *t + 3600 == ts && q.eq_ignore_ascii_case(quarter) && cumulated >= *c =>
+            {
+                cumulated - *c
+            }
+            _ => cumulated,
+        };
+        *previous = Some((ts, quarter.to_string(), cumulated));
+        Ok((direction, speed))
+    }
+}
+
 enum Layout {
     Wide {
         time: usize,
         site: usize,
         columns: Vec<WideColumn>,
+        wind: Option<CumulatedWind>,
     },
     Long {
         station: usize,
@@ -173,9 +227,16 @@ fn detect_layout(headers: &csv::StringRecord, skipped: &mut Vec<String>) -> Resu
             headers.iter().collect::<Vec<_>>()
         );
     };
+    let wind = match (col(&["cbwd"]), col(&["iws_cum_ms"])) {
+        (Some(quarter), Some(cumulated)) => Some(CumulatedWind { quarter, cumulated }),
+        _ => None,
+    };
     let mut columns = Vec::new();
     for (index, name) in headers.iter().enumerate() {
-        if index == time || index == site {
+        if index == time
+            || index == site
+            || wind.is_some_and(|w| index == w.quarter || index == w.cumulated)
+        {
             continue;
         }
         let Some((p, u)) = name.rsplit_once('_') else {
@@ -196,7 +257,7 @@ fn detect_layout(headers: &csv::StringRecord, skipped: &mut Vec<String>) -> Resu
             (_, Err(_)) => skipped.push(format!("{name}: {u:?} is not a known unit")),
         }
     }
-    if columns.is_empty() {
+    if columns.is_empty() && wind.is_none() {
         bail!(
             "no column of this file maps to a known parameter ({})",
             skipped.join("; ")
@@ -206,6 +267,7 @@ fn detect_layout(headers: &csv::StringRecord, skipped: &mut Vec<String>) -> Resu
         time,
         site,
         columns,
+        wind,
     })
 }
 
@@ -296,6 +358,7 @@ fn parse_file<R: Read>(
     let mut batch: Vec<Reading> = Vec::with_capacity(opts.batch);
     let mut record = csv::StringRecord::new();
     let mut site_ids: HashMap<String, Option<StationId>> = HashMap::new();
+    let mut last_wind: HashMap<StationId, Option<(i64, String, f64)>> = HashMap::new();
 
     let reject = |summary: &mut ParseSummary, line: u64, why: String| {
         summary.rejected += 1;
@@ -329,6 +392,7 @@ fn parse_file<R: Read>(
                 time,
                 site,
                 columns,
+                wind,
             } => {
                 let Some(station) = site_of(&record[*site], &mut site_ids, &mut summary) else {
                     continue;
@@ -340,24 +404,50 @@ fn parse_file<R: Read>(
                         continue;
                     }
                 };
+                let mut values = Vec::with_capacity(columns.len() + 2);
                 for c in columns {
                     let raw = &record[c.index];
                     if raw.is_empty() {
                         continue;
                     }
-                    let value = match raw.parse::<f64>() {
-                        Ok(v) => v,
-                        Err(_) => {
-                            reject(&mut summary, line, format!("{raw:?} is not a number"));
-                            continue;
+                    match raw.parse::<f64>() {
+                        Ok(v) => values.push((c.parameter, c.unit, v)),
+                        Err(_) => reject(&mut summary, line, format!("{raw:?} is not a number")),
+                    }
+                }
+                if let Some(w) = wind {
+                    let (quarter, cumulated) = (&record[w.quarter], &record[w.cumulated]);
+                    let previous = last_wind.entry(station.clone()).or_default();
+                    if quarter.is_empty() || cumulated.is_empty() {
+                        *previous = None;
+                    } else {
+                        let hourly = cumulated
+                            .parse::<f64>()
+                            .map_err(|_| format!("{cumulated:?} is not a number"))
+                            .and_then(|c| {
+                                CumulatedWind::hourly(previous, t.timestamp(), quarter, c)
+                            });
+                        match hourly {
+                            Ok((direction, speed)) => {
+                                values.push((Parameter::WindSpeed, Unit::MetresPerSecond, speed));
+                                if let Some(d) = direction {
+                                    values.push((Parameter::WindDirection, Unit::Degrees, d));
+                                }
+                            }
+                            Err(e) => {
+                                *previous = None;
+                                reject(&mut summary, line, format!("wind: {e}"));
+                            }
                         }
-                    };
+                    }
+                }
+                for (parameter, unit, value) in values {
                     let incoming = IncomingReading {
                         station: station.clone(),
-                        parameter: c.parameter,
+                        parameter,
                         time: t,
                         value,
-                        unit: Some(c.unit),
+                        unit: Some(unit),
                         flag: QualityFlag::Valid,
                     };
                     match incoming.validate(now) {
@@ -365,7 +455,7 @@ fn parse_file<R: Read>(
                             periods.see(&r.station, r.parameter, r.time.timestamp());
                             batch.push(r);
                         }
-                        Err(e) => reject(&mut summary, line, format!("{}: {e}", c.parameter)),
+                        Err(e) => reject(&mut summary, line, format!("{parameter}: {e}")),
                     }
                 }
             }
@@ -562,8 +652,37 @@ mod tests {
                 (Parameter::WindSpeed, Unit::MilesPerHour),
             ]
         );
-        assert_eq!(skipped.len(), 3, "{skipped:?}");
-        assert!(skipped.iter().any(|s| s.starts_with("iws_cum_ms")));
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].starts_with("demand_gw"), "{skipped:?}");
+    }
+
+    #[test]
+    fn cumulated_wind_becomes_hourly_speed_and_direction() {
+        let headers = csv::StringRecord::from(vec!["time", "site", "cbwd", "iws_cum_ms"]);
+        let Layout::Wide { wind, columns, .. } = detect_layout(&headers, &mut Vec::new()).unwrap()
+        else {
+            panic!("wide")
+        };
+        assert!(columns.is_empty());
+        assert!(wind.is_some());
+        let mut previous = None;
+        let h = 3600;
+        let mut hour =
+            |ts, quarter, cumulated| CumulatedWind::hourly(&mut previous, ts, quarter, cumulated);
+        // A run of north-westerly hours: the speed is the increase.
+        assert_eq!(hour(0, "NW", 1.79), Ok((Some(315.0), 1.79)));
+        let (_, speed) = hour(h, "NW", 4.92).unwrap();
+        assert!((speed - 3.13).abs() < 1e-9);
+        // The quarter changes: a new run starts from its own first hour.
+        assert_eq!(hour(2 * h, "se", 0.89), Ok((Some(135.0), 0.89)));
+        // Calm and variable has a speed but no direction.
+        assert_eq!(hour(3 * h, "cv", 0.45), Ok((None, 0.45)));
+        // A gap of an hour breaks the run too.
+        assert_eq!(hour(5 * h, "cv", 1.34), Ok((None, 1.34)));
+        assert!(hour(6 * h, "N", 1.0)
+            .unwrap_err()
+            .contains("not a wind quarter"));
+        assert!(hour(7 * h, "NE", -1.0).is_err());
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct BacktestArgs {
     /// Forecast from every N-th hour.
     #[arg(long, default_value_t = 1)]
     stride: u32,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Write the report (report.md and SVG charts) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -96,6 +98,51 @@ pub struct BacktestArgs {
     json: bool,
     #[command(flatten)]
     storage: StorageArgs,
+}
+
+/// The model's training options, to try others than the defaults in a backtest.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Trees per horizon.
+    #[arg(long)]
+    trees: Option<usize>,
+    /// Shrinkage of each tree.
+    #[arg(long)]
+    learning_rate: Option<f32>,
+    /// Depth of each tree.
+    #[arg(long)]
+    max_depth: Option<usize>,
+    /// Origins each horizon is fitted on, at most.
+    #[arg(long)]
+    max_rows: Option<usize>,
+    /// Reweighted refits towards the median (0: a plain squared-loss fit).
+    #[arg(long)]
+    robust_refits: Option<u32>,
+}
+
+impl ModelArgs {
+    fn options(&self, horizon: u32) -> Result<TrainOptions> {
+        let defaults = TrainOptions::default();
+        let options = TrainOptions {
+            horizon,
+            trees: self.trees.unwrap_or(defaults.trees),
+            learning_rate: self.learning_rate.unwrap_or(defaults.learning_rate),
+            max_depth: self.max_depth.unwrap_or(defaults.max_depth),
+            max_rows: self.max_rows.unwrap_or(defaults.max_rows),
+            robust_refits: self.robust_refits.unwrap_or(defaults.robust_refits),
+            ..defaults
+        };
+        if options.trees == 0 || options.max_depth == 0 || options.max_rows == 0 {
+            bail!("--trees, --max-depth and --max-rows must be at least 1");
+        }
+        if !(options.learning_rate > 0.0 && options.learning_rate <= 1.0) {
+            bail!("--learning-rate must be above 0 and at most 1");
+        }
+        if options.robust_refits > 5 {
+            bail!("--robust-refits must be 0 to 5");
+        }
+        Ok(options)
+    }
 }
 
 #[derive(Args)]
@@ -196,10 +243,7 @@ async fn run_backtest(args: BacktestArgs, file: &FileConfig) -> Result<()> {
         to,
         retrain_every_hours: args.retrain_days.max(1) * 24,
         stride: args.stride,
-        train: TrainOptions {
-            horizon: args.horizon,
-            ..TrainOptions::default()
-        },
+        train: args.model.options(args.horizon)?,
     };
     let folds = ((to - from) as u64).div_ceil(options.retrain_every_hours as u64 * HOUR as u64);
     let progress = bar(folds, "folds");

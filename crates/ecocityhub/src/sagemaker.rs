@@ -267,6 +267,7 @@ async fn train_in_container(prefix: &Path) -> Result<String> {
         "learning_rate",
         "max_depth",
         "max_rows",
+        "robust_refits",
     ];
     if let Some(unknown) = hyper.keys().find(|k| !known.contains(&k.as_str())) {
         bail!(
@@ -294,6 +295,9 @@ async fn train_in_container(prefix: &Path) -> Result<String> {
     }
     if let Some(v) = parse_hyper(&hyper, "max_rows")? {
         options.max_rows = v;
+    }
+    if let Some(v) = parse_hyper(&hyper, "robust_refits")? {
+        options.robust_refits = v;
     }
     let channel = hyperparameter(&hyper, "channel").unwrap_or_else(|| "train".into());
     let data_dir = prefix.join("input/data").join(&channel);
