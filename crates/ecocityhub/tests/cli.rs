@@ -203,6 +203,25 @@ async fn a_first_serve_loads_the_demo_city() {
         .get_json("/api/v1/latest?station=marylebone_road")
         .await;
     assert!(latest[0]["aqi"]["aqi"].as_u64().is_some(), "{latest}");
+    // Beijing's wind comes from the file's compass quarter and cumulated speed.
+    let beijing: serde_json::Value = server
+        .get_json("/api/v1/latest?station=beijing_us_embassy")
+        .await;
+    let value_of = |parameter: &str| {
+        beijing[0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["parameter"] == parameter)
+            .and_then(|r| r["value"].as_f64())
+    };
+    let speed = value_of("wind_speed").expect("Beijing has wind speed");
+    assert!((0.0..60.0).contains(&speed), "{beijing}");
+    let direction = value_of("wind_direction").expect("Beijing has wind direction");
+    assert!(
+        [45.0, 135.0, 225.0, 315.0].contains(&direction),
+        "{beijing}"
+    );
     drop(server);
 
     // Replay: the same data on today's calendar, labelled as such.
