@@ -266,8 +266,8 @@ pub fn train(
 /// The climatology as it was known at each training origin: refitted every 30 days on the data
 /// before that day. Fitted on the whole window instead, a training row's "usual level" would
 /// include its own target and the years after it, and the trees would learn to trust it more
-/// than it deserves when forecasting a future it has not seen (a level that shifts over the
-/// years, as NO2 at Marylebone Road in 2003, made this cost 3 points of skill at 24 hours).
+/// than it deserves when forecasting a future it has not seen (where the level shifts over the
+/// years, as NO2 at Marylebone Road in 2003, that cost a point of skill at 24 hours).
 struct ClimatologyAsOf {
     /// (valid from, climatology of everything before that hour), in time order.
     checkpoints: Vec<(i64, Climatology)>,
