@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -195,23 +194,13 @@ async fn check_page_basics(c: &Client) {
     );
 }
 
+/// Clicks the element `locator` finds.
+async fn click(c: &Client, locator: Locator<'_>) {
+    c.find(locator).await.unwrap().click().await.unwrap();
+}
+
 fn run_ok(env: &Env, args: &[&str], stdin: Option<&str>) {
-    let mut child = env
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = env.run_with_stdin(args, stdin.unwrap_or(""));
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -386,12 +375,7 @@ async fn visitor_sees_the_map_and_opens_a_station(c: &Client, server: &Server) {
     screenshot(c, "home").await;
 
     // The London region, then its station, from the map.
-    c.find(Locator::LinkText("London region (1)"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("London region (1)")).await;
     wait_for_path(c, "/?region=Europe").await;
     wait_for(c, "svg.map a[href='/stations/marylebone_road']")
         .await
@@ -444,23 +428,13 @@ async fn visitor_sees_the_map_and_opens_a_station(c: &Client, server: &Server) {
 async fn user_signs_up_confirms_signs_in_and_out(c: &Client, server: &Server, env: &Env) {
     let email = "ada@example.org";
     c.goto(&server.url("/")).await.unwrap();
-    c.find(Locator::LinkText("Sign up"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("Sign up")).await;
     wait_for_path(c, "/account/sign-up").await;
     fill(c, "#email", email).await;
     fill(c, "#password", PASSWORD).await;
     check_page_basics(c).await;
     screenshot(c, "sign-up").await;
-    c.find(Locator::Css("form[action='/account/sign-up'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action='/account/sign-up'] button")).await;
     wait_for_path(c, "/account/confirm").await;
     assert!(text(c, ".flash")
         .await
@@ -481,38 +455,25 @@ async fn user_signs_up_confirms_signs_in_and_out(c: &Client, server: &Server, en
         .unwrap()
         .to_string();
     fill(c, "#code", &code).await;
-    c.find(Locator::Css("form[action='/account/confirm'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action='/account/confirm'] button")).await;
     wait_for_path(c, "/account/sign-in?confirmed=1").await;
     assert!(text(c, ".flash")
         .await
         .contains("Your e-mail address is confirmed"));
     fill(c, "#password", PASSWORD).await;
     check_page_basics(c).await;
-    c.find(Locator::Css("form[action='/account/sign-in'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action='/account/sign-in'] button")).await;
     wait_for_path(c, "/account").await;
     assert!(text(c, "dl.facts").await.contains(email));
     assert!(text(c, "header.site").await.contains(email));
     check_page_basics(c).await;
     screenshot(c, "account").await;
 
-    c.find(Locator::Css(
-        "header.site form[action='/account/sign-out'] button",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        c,
+        Locator::Css("header.site form[action='/account/sign-out'] button"),
+    )
+    .await;
     wait_for_path(c, "/account/sign-in?signed_out=1").await;
     assert!(text(c, ".flash").await.contains("You are signed out."));
     c.goto(&server.url("/account")).await.unwrap();
@@ -525,12 +486,7 @@ async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Serv
         .unwrap();
     fill(c, "#email", "root@example.org").await;
     fill(c, "#password", PASSWORD).await;
-    c.find(Locator::Css("form[action='/account/sign-in'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action='/account/sign-in'] button")).await;
     wait_for_path(c, "/admin").await;
     assert_eq!(text(c, "h1").await, "Administration");
     check_page_basics(c).await;
@@ -540,12 +496,7 @@ async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Serv
         .await
         .unwrap();
     fill(c, "#label", "kerbside analyser").await;
-    c.find(Locator::Css("form[action$='/keys'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action$='/keys'] button")).await;
     let key = text(c, "#new-key").await;
     assert!(key.starts_with("ech_"), "{key}");
     check_page_basics(c).await;
@@ -576,12 +527,7 @@ async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Serv
         .select_by_value("pm25")
         .await
         .unwrap();
-    c.find(Locator::Css("form[action='/admin/jobs'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action='/admin/jobs'] button")).await;
     wait_for_path(c, "/admin/jobs/").await;
     let finished = c
         .wait()
@@ -608,19 +554,9 @@ async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Serv
     screenshot(c, "admin-job").await;
 
     // The new version is a candidate: promote it.
-    c.find(Locator::LinkText("See the models"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("See the models")).await;
     wait_for_path(c, "/admin/models").await;
-    c.find(Locator::Css("form[action$='/promote'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("form[action$='/promote'] button")).await;
     let flash = text(c, ".flash").await;
     assert!(flash.contains("Version 2 now serves"), "{flash}");
     check_page_basics(c).await;
@@ -639,12 +575,7 @@ async fn someone_signs_in_with_an_outside_provider(c: &Client, server: &Server) 
         out.click().await.unwrap();
         wait_for_path(c, "/account/sign-in?signed_out=1").await;
     }
-    c.find(Locator::LinkText("Sign in with testidp"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::LinkText("Sign in with testidp")).await;
     // The provider's own pages: sign in as "grace" (any password), then consent, until the
     // browser is back with us.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -252,25 +252,6 @@ async fn a_first_serve_loads_the_demo_city() {
     );
 }
 
-/// Runs a command with `input` on its standard input.
-fn run_with_stdin(env: &Env, args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = env
-        .cmd(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[tokio::test]
 async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_server() {
     let env = Env::sqlite().await;
@@ -282,18 +263,17 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
         "--role",
         "admin",
     ];
-    let weak = run_with_stdin(&env, &create, "password\n");
+    let weak = env.run_with_stdin(&create, "password\n");
     assert!(!weak.status.success());
     assert!(stderr(&weak).contains("upper-case"), "{}", stderr(&weak));
-    let none = run_with_stdin(&env, &create, "");
+    let none = env.run_with_stdin(&create, "");
     assert!(!none.status.success());
     assert!(
         stderr(&none).contains("standard input"),
         "{}",
         stderr(&none)
     );
-    let bad_role = run_with_stdin(
-        &env,
+    let bad_role = env.run_with_stdin(
         &[
             "user",
             "create",
@@ -305,14 +285,14 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
         "Corr3ct-Horse\n",
     );
     assert!(stderr(&bad_role).contains("role"), "{}", stderr(&bad_role));
-    let ok = run_with_stdin(&env, &create, "Corr3ct-Horse\n");
+    let ok = env.run_with_stdin(&create, "Corr3ct-Horse\n");
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(
         stdout(&ok).contains("root@example.org\tadmin"),
         "{}",
         stdout(&ok)
     );
-    let dup = run_with_stdin(&env, &create, "Corr3ct-Horse\n");
+    let dup = env.run_with_stdin(&create, "Corr3ct-Horse\n");
     assert!(stderr(&dup).contains("exists already"), "{}", stderr(&dup));
     assert!(stdout(&env.run(&["user", "list"])).contains("root@example.org\tadmin\tconfirmed"));
 
@@ -377,8 +357,7 @@ async fn policies_from_a_file_replace_the_shipped_ones() {
         ("root@example.org", "admin"),
         ("cit@example.org", "citizen"),
     ] {
-        let out = run_with_stdin(
-            &env,
+        let out = env.run_with_stdin(
             &["user", "create", "--email", email, "--role", role],
             "Corr3ct-Horse\n",
         );

@@ -57,6 +57,25 @@ impl Env {
         self.cmd(args).output().unwrap()
     }
 
+    /// Runs a command to its end with `input` on its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Writes a file into the environment's directory and returns its path.
     pub fn file(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.dir.path().join(name);
