@@ -40,6 +40,9 @@ pub enum ApiError {
     },
     #[error("the service is not ready: {0}")]
     Unavailable(String),
+    /// Too much work at once (a queue is full): try again in a moment.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -81,7 +84,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +102,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Unprocessable { .. } => "no_valid_rows",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -131,6 +135,9 @@ impl From<ecocityhub_ml::registry::RegistryError> for ApiError {
                 ApiError::Conflict(format!("{e}; the serving model is unchanged"))
             }
             R::Store(e) => e.into(),
+            R::Blob(ecocityhub_blobs::BlobError::InvalidKey { .. }) => {
+                ApiError::NotFound("there is no such file".into())
+            }
             R::Blob(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -160,7 +167,7 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%cause, "unavailable");
                 self.to_string()
             }
-            other => other.to_string(),
+            other => capped(other.to_string()),
         };
         let code = self.code();
         let errors = match self {
@@ -179,10 +186,15 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS => Some("60"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("2"),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -195,3 +207,36 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The longest `detail` an answer carries: messages that repeat a client's input are cut, so a
+/// megabyte of input never comes back.
+pub const MAX_DETAIL_CHARS: usize = 500;
+
+fn capped(detail: String) -> String {
+    ecocityhub_identity::account::shorten(&detail, MAX_DETAIL_CHARS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_details_are_cut() {
+        let response = ApiError::BadRequest("x".repeat(100_000)).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(capped("short".into()), "short");
+        assert!(capped("é".repeat(1000)).chars().count() < MAX_DETAIL_CHARS + 30);
+    }
+
+    #[test]
+    fn busy_and_unavailable_say_when_to_come_back() {
+        for e in [
+            ApiError::Busy("queue full".into()),
+            ApiError::Unavailable("db".into()),
+        ] {
+            let response = e.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
+}

@@ -62,14 +62,37 @@ const VERIFIED_CACHE: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
     pub tokens: TokenConfig,
-    /// Failed sign-ins of one account before it is locked for `lockout`.
+    /// Failed sign-ins to one address from one client address before that pair is locked for
+    /// `lockout` (the real user elsewhere is not locked out).
     pub max_failed_logins: i64,
     pub lockout: chrono::Duration,
+    /// Failed sign-ins to one address from all clients in an hour after which only client
+    /// addresses that signed in to it before (within `known_client_days`) may still try.
+    pub address_failures_per_hour: i64,
+    /// How long a client address that signed in successfully stays known to an address.
+    pub known_client_days: i64,
     /// Sign-in attempts one client address may make per minute.
     pub attempts_per_ip_per_minute: u32,
+    /// Requests about codes (confirm, resend-code, forgot-password, reset-password) one client
+    /// address may make per minute.
+    pub code_requests_per_ip_per_minute: u32,
+    /// Sign-ups one client address may make per hour.
+    pub sign_ups_per_ip_per_hour: u32,
     pub code_ttl: chrono::Duration,
     /// Wrong guesses a code survives.
     pub max_code_attempts: i64,
+    /// Wrong codes (any code, old or new) one address may be sent in an hour before every code
+    /// check for it is refused until the hour is over.
+    pub code_guesses_per_hour: i64,
+    /// Codes one address may be sent in an hour.
+    pub codes_per_hour: i64,
+    /// Password hashes computed at once (each takes 19 MiB for ~55 ms); default: one per core.
+    pub hashing_concurrency: usize,
+    /// Requests that may wait for a hashing slot; beyond, 503 with `Retry-After`.
+    pub hashing_queue: usize,
+    /// How long a user's roles and existence read from the store are trusted before they are
+    /// read again (a demoted or deleted user's earlier tokens lose their power within this).
+    pub roles_ttl: Duration,
     pub refresh_ttl: chrono::Duration,
     /// How long the key set is used before it is read again from the store (a rotation by
     /// `ecocityhub keys rotate` in another process takes effect within this time).
@@ -93,9 +116,18 @@ impl Default for IdentityConfig {
             tokens: TokenConfig::new("http://127.0.0.1:8080", "ecocityhub-web"),
             max_failed_logins: 5,
             lockout: chrono::Duration::minutes(15),
+            address_failures_per_hour: 100,
+            known_client_days: 30,
             attempts_per_ip_per_minute: 30,
+            code_requests_per_ip_per_minute: 10,
+            sign_ups_per_ip_per_hour: 20,
             code_ttl: chrono::Duration::hours(24),
             max_code_attempts: 5,
+            code_guesses_per_hour: 10,
+            codes_per_hour: 5,
+            hashing_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hashing_queue: 32,
+            roles_ttl: Duration::from_secs(3),
             refresh_ttl: chrono::Duration::days(30),
             key_refresh: Duration::from_secs(60),
             redirect_uris: Vec::new(),
@@ -133,10 +165,83 @@ impl CodeDelivery for OutboxDelivery {
     }
 }
 
-/// Attempts per client address in the current minute.
+/// What a client address is throttled for, each with its own allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Throttled {
+    SignIn,
+    CodeRequest,
+    SignUp,
+}
+
+/// Attempts per (purpose, client address) in the current window, in this process.
 #[derive(Default)]
 struct Throttle {
-    windows: HashMap<IpAddr, (Instant, u32)>,
+    windows: HashMap<(Throttled, IpAddr), (Instant, u32)>,
+}
+
+/// The most (purpose, address) windows kept before expired ones are dropped.
+const THROTTLE_ENTRIES: usize = 100_000;
+
+/// Password hashing on a bounded number of blocking threads, each with argon2 memory that is
+/// reused, and a bounded queue: a flood of sign-ups waits or is answered 503, and memory stays
+/// at `concurrency × 19 MiB`.
+pub struct PasswordGate {
+    slots: tokio::sync::Semaphore,
+    memory: Mutex<Vec<ecocityhub_identity::password::HashMemory>>,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
+}
+
+impl PasswordGate {
+    pub fn new(concurrency: usize, queue: usize) -> PasswordGate {
+        PasswordGate {
+            slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+            memory: Mutex::new(Vec::new()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    /// Runs `work` with hashing memory on a blocking thread once a slot is free; a 503 when
+    /// too many requests wait already.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut ecocityhub_identity::password::HashMemory) -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        use std::sync::atomic::Ordering;
+        let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let permit = if waiting >= self.queue + self.slots.available_permits() {
+            None
+        } else {
+            self.slots.acquire().await.ok()
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Some(_permit) = permit else {
+            return Err(ApiError::Busy(
+                "the service is busy checking passwords; try again in a moment".into(),
+            ));
+        };
+        let mut memory = self
+            .memory
+            .lock()
+            .expect("not poisoned")
+            .pop()
+            .unwrap_or_default();
+        let (result, memory) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut memory);
+            (result, memory)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.memory.lock().expect("not poisoned").push(memory);
+        Ok(result)
+    }
+}
+
+/// A user's roles as the store had them a moment ago (`None`: no such user).
+struct CurrentUser {
+    read_at: Instant,
+    roles: Option<Vec<ecocityhub_identity::Role>>,
 }
 
 /// Everything identity needs at request time.
@@ -147,6 +252,10 @@ pub struct Identity {
     pub authorizer: Authorizer,
     pub delivery: Arc<dyn CodeDelivery>,
     throttle: Mutex<Throttle>,
+    /// Where passwords are hashed and checked.
+    pub passwords: PasswordGate,
+    /// Users' current roles, read from the store at most every `roles_ttl`.
+    current: Mutex<HashMap<String, CurrentUser>>,
     remote: RemoteKeys,
     /// Access tokens of the built-in pool already verified, with their claims: an ES256
     /// check costs ~0.3 ms, a lookup nothing. Emptied whenever the key set is read again, so a
@@ -183,6 +292,7 @@ impl Identity {
         };
         let federation = Federation::new(&config.oidc_providers)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let passwords = PasswordGate::new(config.hashing_concurrency, config.hashing_queue);
         Ok(Identity {
             federation,
             config,
@@ -191,6 +301,8 @@ impl Identity {
             authorizer,
             delivery,
             throttle: Mutex::new(Throttle::default()),
+            passwords,
+            current: Mutex::new(HashMap::new()),
             remote: RemoteKeys::default(),
             verified: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
@@ -347,23 +459,81 @@ impl Identity {
 
     /// Counts a sign-in attempt from `ip`; refuses it beyond the per-minute allowance.
     pub fn throttle(&self, ip: Option<IpAddr>) -> ApiResult<()> {
+        self.throttle_for(Throttled::SignIn, ip)
+    }
+
+    /// Counts an attempt at `what` from `ip`; refuses it beyond that purpose's allowance.
+    pub fn throttle_for(&self, what: Throttled, ip: Option<IpAddr>) -> ApiResult<()> {
         let Some(ip) = ip else { return Ok(()) };
+        let (limit, window, message) = match what {
+            Throttled::SignIn => (
+                self.config.attempts_per_ip_per_minute,
+                Duration::from_secs(60),
+                "too many sign-in attempts from this address; wait a minute and try again",
+            ),
+            Throttled::CodeRequest => (
+                self.config.code_requests_per_ip_per_minute,
+                Duration::from_secs(60),
+                "too many requests about codes from this address; wait a minute and try again",
+            ),
+            Throttled::SignUp => (
+                self.config.sign_ups_per_ip_per_hour,
+                Duration::from_secs(3600),
+                "too many sign-ups from this address; try again in an hour",
+            ),
+        };
         let mut t = self.throttle.lock().expect("not poisoned");
         let now = Instant::now();
-        if t.windows.len() > 100_000 {
+        if t.windows.len() > THROTTLE_ENTRIES {
             t.windows
-                .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+                .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(3600));
         }
-        let entry = t.windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+        let entry = t.windows.entry((what, ip)).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        if entry.1 > self.config.attempts_per_ip_per_minute {
-            return Err(ApiError::TooManyRequests(
-                "too many sign-in attempts from this address; wait a minute and try again".into(),
-            ));
+        if entry.1 > limit {
+            return Err(ApiError::TooManyRequests(message.into()));
         }
         Ok(())
+    }
+
+    /// The roles a user of the built-in pool has now (`None`: the account is gone), read from
+    /// the store at most every `roles_ttl` — a token's groups are only what they were when it
+    /// was issued.
+    pub async fn current_roles(
+        &self,
+        store: &dyn Store,
+        user_id: &str,
+    ) -> ApiResult<Option<Vec<ecocityhub_identity::Role>>> {
+        if let Some(known) = self
+            .current
+            .lock()
+            .expect("not poisoned")
+            .get(user_id)
+            .filter(|c| c.read_at.elapsed() < self.config.roles_ttl)
+        {
+            return Ok(known.roles.clone());
+        }
+        let roles = store.user(user_id).await?.map(|u| u.roles);
+        let mut current = self.current.lock().expect("not poisoned");
+        if current.len() >= VERIFIED_CACHE {
+            let ttl = self.config.roles_ttl;
+            current.retain(|_, c| c.read_at.elapsed() < ttl);
+        }
+        current.insert(
+            user_id.to_string(),
+            CurrentUser {
+                read_at: Instant::now(),
+                roles: roles.clone(),
+            },
+        );
+        Ok(roles)
+    }
+
+    /// Forgets what is known of a user's roles (after this process changed or deleted them).
+    pub fn forget_user(&self, user_id: &str) {
+        self.current.lock().expect("not poisoned").remove(user_id);
     }
 }

@@ -123,7 +123,9 @@ fn parse_csv(text: &str) -> ApiResult<Vec<Result<RowIn, String>>> {
             headers.iter().collect::<Vec<_>>().join(",")
         )));
     };
-    let (s, u, f) = (col("station"), col("unit"), col("flag"));
+    // `site` is the shared data's name for the station column: a row naming another station
+    // there is refused like one naming it under `station`.
+    let (s, site, u, f) = (col("station"), col("site"), col("unit"), col("flag"));
     let records: Vec<Result<csv::StringRecord, csv::Error>> = reader.records().collect();
     check_count(records.len())?;
     Ok(records
@@ -143,8 +145,14 @@ fn parse_csv(text: &str) -> ApiResult<Vec<Result<RowIn, String>>> {
                     .map(str::to_string)
             };
             let raw_value = get(Some(v)).ok_or("value is empty")?;
+            let station = match (get(s), get(site)) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(format!("the row's station {a:?} and site {b:?} differ"))
+                }
+                (a, b) => a.or(b),
+            };
             Ok(RowIn {
-                station: get(s),
+                station,
                 parameter: get(Some(p)).ok_or("parameter is empty")?,
                 time: get(Some(t)).ok_or("time is empty")?,
                 value: raw_value

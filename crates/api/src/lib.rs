@@ -28,10 +28,39 @@ pub use state::{ApiConfig, AppState};
 
 /// The whole API, answering unknown paths with problem+json.
 pub fn router(state: AppState) -> Router {
+    let https = state.is_https();
     routes(state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            https,
+            transport_headers,
+        ))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Headers every answer carries, pages and API alike: `X-Content-Type-Options: nosniff` (a JSON
+/// or CSV answer is never run as a script or page) and, when the service is reached over HTTPS
+/// (`https`: its public URL), HSTS so browsers never try plain HTTP again.
+pub async fn transport_headers(
+    axum::extract::State(https): axum::extract::State<bool>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
 }
 
 /// The API's routes with their state and no fallback, for a caller that serves them beside

@@ -35,6 +35,7 @@ use crate::routes;
         routes::admin::list_users,
         routes::admin::update_user,
         routes::oauth::authorize_form,
+        routes::oauth::authorize_submit,
         routes::oauth::token,
         routes::federation::idp_response,
         routes::federation::providers,

@@ -2,7 +2,9 @@
 //! need a user, so that a request without a valid access token (signature against the key set,
 //! issuer, client id, `token_use`, expiry, the `ecocityhub/api` scope) is answered 401 before
 //! any handler runs; handlers take the verified caller as [`SignedIn`] and ask the Cedar
-//! policies about their action with [`SignedIn::authorize`].
+//! policies about their action with [`SignedIn::authorize`]. For users of the built-in pool the
+//! roles the policies see are the user's current ones in the store (read again every few
+//! seconds), so a token issued before a demotion or deletion loses its power at once.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -111,9 +113,22 @@ impl FromRequestParts<AppState> for SignedIn {
                 "the token lacks the {API_SCOPE} scope"
             )));
         }
+        let roles = if claims.iss == app.identity().config.tokens.issuer {
+            // A user of the built-in pool: what they may do is what the store says now, not
+            // what it said when the token was issued (a demotion or deletion counts at once).
+            app.identity()
+                .current_roles(app.store(), &claims.sub)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the account no longer exists; sign in again")
+                })?
+        } else {
+            // A trusted outside pool (Cognito) keeps its users and groups itself.
+            Authorizer::roles_of(&claims.groups)
+        };
         let principal = Principal::User {
             id: claims.sub.clone(),
-            roles: Authorizer::roles_of(&claims.groups),
+            roles,
         };
         Ok(SignedIn { claims, principal })
     }

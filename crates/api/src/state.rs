@@ -80,6 +80,16 @@ impl AppState {
         let delivery = Arc::new(OutboxDelivery {
             store: store.clone(),
         });
+        Self::open_with_delivery(store, blobs, config, delivery).await
+    }
+
+    /// [`AppState::open`] with the way codes reach users given.
+    pub async fn open_with_delivery(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        config: ApiConfig,
+        delivery: Arc<dyn crate::identity::CodeDelivery>,
+    ) -> ApiResult<Self> {
         let identity = Identity::open(store.as_ref(), config.identity.clone(), delivery).await?;
         let registry = Registry::new(store.clone(), blobs);
         let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
@@ -143,6 +153,16 @@ impl AppState {
 
     pub fn config(&self) -> &ApiConfig {
         &self.inner.config
+    }
+
+    /// Is the service reached over HTTPS (its public URL, the tokens' issuer)?
+    pub fn is_https(&self) -> bool {
+        self.inner
+            .config
+            .identity
+            .tokens
+            .issuer
+            .starts_with("https://")
     }
 
     /// Marks cached views as outdated after a write.

@@ -1,202 +1,18 @@
 //! The API end to end: the real router served on a random port, talked to over HTTP, on an
 //! SQLite file and on a fresh PostgreSQL database (each test runs on both).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
-use ecocityhub_api::{device_auth, router, ApiConfig, AppState};
-use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, StationId};
+use common::*;
+
+use chrono::{Duration, DurationRound, Utc};
+use ecocityhub_domain::{Parameter, QualityFlag, Reading, StationId};
 use ecocityhub_store::{testing, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// A running API with two stations and a device key for each.
-struct TestApp {
-    addr: SocketAddr,
-    client: reqwest::Client,
-    store: Arc<dyn Store>,
-    /// Key of station `s1`.
-    key: String,
-    /// Key of station `s2`.
-    other_key: String,
-    /// Where model artifacts and reports are.
-    blobs: Arc<dyn ecocityhub_blobs::BlobStore>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn station(id: &str, lat: f64, lon: f64) -> Station {
-    Station::new(
-        StationId::parse(id).unwrap(),
-        format!("Station {id}"),
-        GeoPoint::new(lat, lon).unwrap(),
-        Some("Test".into()),
-        "UTC",
-    )
-    .unwrap()
-}
-
-async fn spawn_app(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> TestApp {
-    spawn_app_with(store, dir, |_| {}).await
-}
-
-/// [`spawn_app`] with a change to the configuration.
-async fn spawn_app_with(
-    store: Arc<dyn Store>,
-    dir: Option<tempfile::TempDir>,
-    tweak: impl FnOnce(&mut ApiConfig),
-) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    spawn_app_on(listener, store, dir, tweak).await
-}
-
-/// [`spawn_app_with`] on a listener bound beforehand (when something must know the address
-/// before the app starts, like an outside identity provider's redirect URI).
-async fn spawn_app_on(
-    listener: tokio::net::TcpListener,
-    store: Arc<dyn Store>,
-    dir: Option<tempfile::TempDir>,
-    tweak: impl FnOnce(&mut ApiConfig),
-) -> TestApp {
-    store.migrate().await.unwrap();
-    store
-        .upsert_station(&station("s1", 51.5, -0.15))
-        .await
-        .unwrap();
-    store
-        .upsert_station(&station("s2", 52.5, 13.4))
-        .await
-        .unwrap();
-    let mut keys = Vec::new();
-    for s in ["s1", "s2"] {
-        let (plain, record) =
-            device_auth::generate(&StationId::parse(s).unwrap(), None, Utc::now());
-        store.insert_device_key(&record).await.unwrap();
-        keys.push(plain);
-    }
-    let config = ApiConfig {
-        latest_ttl: std::time::Duration::from_millis(0),
-        identity: ecocityhub_api::identity::IdentityConfig {
-            attempts_per_ip_per_minute: 12,
-            // Read the keys on every use, so a rotation by another process shows at once.
-            key_refresh: std::time::Duration::ZERO,
-            ..Default::default()
-        },
-        ..ApiConfig::default()
-    };
-    let addr = listener.local_addr().unwrap();
-    let mut config = config;
-    config.identity.tokens.issuer = format!("http://{addr}");
-    tweak(&mut config);
-    let blobs: Arc<dyn ecocityhub_blobs::BlobStore> =
-        Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
-    let state = AppState::open(store.clone(), blobs.clone(), config)
-        .await
-        .unwrap();
-    state.jobs().clone().spawn();
-    let app = router(state);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    let other_key = keys.pop().unwrap();
-    let key = keys.pop().unwrap();
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        store,
-        key,
-        other_key,
-        blobs,
-        _dir: dir,
-    }
-}
-
-impl TestApp {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
-    }
-
-    /// GETs `path` and parses the JSON answer.
-    async fn get_json(&self, path: &str) -> Value {
-        self.get(path).await.json().await.unwrap()
-    }
-
-    async fn post(
-        &self,
-        key: Option<&str>,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(self.url("/api/v1/readings"))
-            .header("content-type", content_type)
-            .body(body);
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        req.send().await.unwrap()
-    }
-
-    async fn post_json(&self, body: Value) -> reqwest::Response {
-        self.post(Some(&self.key), "application/json", body.to_string())
-            .await
-    }
-
-    /// Stores an hourly series directly (bypassing the API), for the read tests.
-    async fn seed_hourly(
-        &self,
-        station: &str,
-        parameter: Parameter,
-        start: DateTime<Utc>,
-        values: &[Option<f64>],
-    ) {
-        let readings: Vec<Reading> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| {
-                v.map(|value| Reading {
-                    station: StationId::parse(station).unwrap(),
-                    parameter,
-                    time: start + Duration::hours(i as i64),
-                    value,
-                    flag: QualityFlag::Valid,
-                })
-            })
-            .collect();
-        self.store.insert_readings(&readings).await.unwrap();
-    }
-}
-
-/// Asserts an RFC 9457 problem answer with this status and returns its body.
-async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(resp.status(), status, "unexpected status");
-    assert_eq!(resp.headers()["content-type"], "application/problem+json");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert!(
-        body["detail"].as_str().is_some_and(|d| d.len() > 10),
-        "a problem needs a helpful detail: {body}"
-    );
-    body
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 // ---- ingestion -------------------------------------------------------------------------------
 
@@ -697,77 +513,6 @@ async fn meta_endpoints_answer(app: TestApp) {
 
 // ---- identity ----------------------------------------------------------------------------------
 
-const PASSWORD: &str = "Corr3ct-Horse";
-
-impl TestApp {
-    async fn post_auth(&self, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("/api/v1/auth/{path}")))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// The newest code sent to `email`, read from the outbox.
-    async fn last_code(&self, email: &str) -> String {
-        let outbox = self.store.outbox(email).await.unwrap();
-        let body = &outbox.last().expect("a message was sent").body;
-        body.split_whitespace()
-            .find(|w| {
-                w.trim_end_matches('.').len() == 6
-                    && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit())
-            })
-            .expect("a code in the message")
-            .trim_end_matches('.')
-            .to_string()
-    }
-
-    async fn sign_up_confirmed(&self, email: &str) {
-        assert_eq!(
-            self.post_auth("sign-up", json!({"email": email, "password": PASSWORD}))
-                .await
-                .status(),
-            StatusCode::ACCEPTED
-        );
-        let code = self.last_code(email).await;
-        assert_eq!(
-            self.post_auth("confirm", json!({"email": email, "code": code}))
-                .await
-                .status(),
-            StatusCode::OK
-        );
-    }
-
-    async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post_auth("sign-in", json!({"email": email, "password": password}))
-            .await
-    }
-
-    async fn tokens(&self, email: &str) -> Value {
-        let resp = self.sign_in(email, PASSWORD).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
-    }
-
-    async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-fn jwt_part(token: &str, i: usize) -> Value {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.split('.').nth(i).unwrap())
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
-}
-
 async fn a_citizen_signs_up_confirms_signs_in_and_refreshes(app: TestApp) {
     problem(
         app.post_auth(
@@ -1230,10 +975,7 @@ async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
     use base64::Engine;
     use sha2::Digest;
     app.sign_up_confirmed("fay@example.org").await;
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = browser();
     let verifier = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk-extra-entropy-here";
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
@@ -1282,7 +1024,9 @@ async fn a_browser_app_signs_in_with_the_oidc_code_flow_and_pkce(app: TestApp) {
     );
 
     // Wrong password: the form again, with the same message as the API's.
+    let csrf = app.authorize_page(&browser, &params).await;
     let mut form: Vec<(&str, &str)> = params.to_vec();
+    form.push(("csrf", &csrf));
     form.push(("email", "fay@example.org"));
     form.push(("password", "Wr0ng-password"));
     let wrong = browser.post(&authorize).form(&form).send().await.unwrap();
@@ -1421,17 +1165,13 @@ const CLIENT_VERIFIER: &str = "federated-client-verifier-0123456789-abcdefghijkl
 /// the terminal) when its npm packages are not installed and this is not CI; under CI a
 /// provider that cannot start fails the test.
 async fn start_outside_provider(app_addr: SocketAddr) -> Option<OutsideProvider> {
-    use std::io::Write;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
-    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if !in_ci && !dir.join("node_modules/oidc-provider").exists() {
-        // Straight to the terminal: the test harness would swallow a println!.
-        let _ = writeln!(
-            std::io::stderr(),
-            "federation test skipped: the test OpenID provider is not installed; run `npm ci` in {} (scripts/test does)",
-            dir.display()
-        );
+    if !ecocityhub_testkit::require_that(
+        dir.join("node_modules/oidc-provider").exists(),
+        "the test OpenID provider (npm's oidc-provider)",
+        &format!("run `npm ci` in {} (scripts/test does)", dir.display()),
+    ) {
         return None;
     }
     let mut child = tokio::process::Command::new("node")
@@ -1889,8 +1629,7 @@ macro_rules! both_backends_with_outside_provider {
                 $(
                     #[tokio::test]
                     async fn $name() {
-                        let Some(url) = super::super::testing::fresh_postgres_url().await else { return };
-                        let store = ecocityhub_store::connect(&url).await.unwrap();
+                        let Some(store) = crate::common::postgres_store().await else { return };
                         let Some(f) = super::super::spawn_federated(std::sync::Arc::new(store), None).await else { return };
                         super::super::$name(f).await;
                     }
@@ -1906,78 +1645,7 @@ both_backends_with_outside_provider!(
     replayed_forged_and_refused_answers_never_sign_anyone_in,
 );
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = ecocityhub_store::connect(&super::testing::sqlite_url(dir.path())).await.unwrap();
-                    super::$name(super::spawn_app(std::sync::Arc::new(store), Some(dir)).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(url) = super::testing::fresh_postgres_url().await else { return };
-                    let store = ecocityhub_store::connect(&url).await.unwrap();
-                    super::$name(super::spawn_app(std::sync::Arc::new(store), None).await).await;
-                }
-            )*
-        }
-    };
-}
-
 // ---- forecasts and models ---------------------------------------------------------------------
-
-impl TestApp {
-    async fn post_as(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// An admin of the pool, signed in.
-    async fn admin_token(&self) -> String {
-        use ecocityhub_identity::{password, Role};
-        use ecocityhub_store::identity::User;
-        let admin = User {
-            id: "admin-ml".into(),
-            email: "ml-admin@example.org".into(),
-            password_hash: password::hash(PASSWORD),
-            roles: vec![Role::Admin],
-            confirmed: true,
-            created_at: Utc::now(),
-        };
-        assert!(self.store.insert_user(&admin).await.unwrap());
-        self.tokens("ml-admin@example.org").await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// Queues a training job as `token` and waits for it to finish; returns the job.
-    async fn train(&self, token: &str, body: Value) -> Value {
-        let resp = self.post_as(token, "/api/v1/ml/jobs", body).await;
-        assert_eq!(resp.status(), StatusCode::ACCEPTED);
-        let location = resp.headers()["location"].to_str().unwrap().to_string();
-        for _ in 0..600 {
-            let job: Value = self.get_as(token, &location).await.json().await.unwrap();
-            if ["succeeded", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
-                return job;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("the training job did not finish within a minute");
-    }
-}
 
 /// Three weeks of hourly PM2.5 at s1 ending in the current hour: a daily cycle on a wandering
 /// level.
@@ -2256,62 +1924,6 @@ async fn suspect_readings_are_flagged_explained_and_kept(app: TestApp) {
         StatusCode::BAD_REQUEST,
     )
     .await;
-}
-
-impl TestApp {
-    /// Signs `email` in through the OIDC code flow asking for `scope`; returns the token answer.
-    async fn code_flow(&self, email: &str, scope: &str) -> Value {
-        use base64::Engine;
-        use sha2::Digest;
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let verifier = "a-verifier-of-enough-entropy-for-pkce-0123456789abcdefghij";
-        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(verifier.as_bytes()));
-        let callback = "http://127.0.0.1:9999/callback";
-        let form = [
-            ("response_type", "code"),
-            ("client_id", "ecocityhub-web"),
-            ("redirect_uri", callback),
-            ("scope", scope),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("email", email),
-            ("password", PASSWORD),
-        ];
-        let ok = browser
-            .post(self.url("/oauth2/authorize"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-        let location = ok.headers()["location"].to_str().unwrap().to_string();
-        let code = location
-            .split("code=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
-        browser
-            .post(self.url("/oauth2/token"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", callback),
-                ("client_id", "ecocityhub-web"),
-                ("code_verifier", verifier),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
 }
 
 async fn each_route_checks_the_scope_the_client_was_granted(app: TestApp) {

@@ -21,7 +21,24 @@ pub fn normalize_email(raw: &str) -> Result<String, InvalidEmail> {
     if valid {
         Ok(email)
     } else {
-        Err(InvalidEmail(raw.to_string()))
+        Err(InvalidEmail(echo(raw)))
+    }
+}
+
+/// The longest part of a client's input that messages repeat back.
+pub const MAX_ECHO_CHARS: usize = 80;
+
+/// `input` as an error message may repeat it: at most [`MAX_ECHO_CHARS`] characters, the rest
+/// replaced by a note of how long it was (a megabyte "address" is not sent back).
+pub fn echo(input: &str) -> String {
+    shorten(input, MAX_ECHO_CHARS)
+}
+
+/// `text` cut after `max_chars` characters, with a note of its whole length.
+pub fn shorten(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
     }
 }
 
@@ -60,6 +77,17 @@ mod tests {
         ] {
             assert!(normalize_email(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn long_input_is_not_echoed_in_full() {
+        let huge = format!("{}@example.org", "a".repeat(2_000_000));
+        let message = normalize_email(&huge).unwrap_err().to_string();
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(message.contains("2000012 bytes in all"), "{message}");
+        assert_eq!(echo("short"), "short");
+        // Cut on a character boundary.
+        assert!(echo(&"é".repeat(100)).starts_with(&"é".repeat(MAX_ECHO_CHARS)));
     }
 
     #[test]

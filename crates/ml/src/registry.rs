@@ -178,11 +178,17 @@ impl Registry {
         record: &ModelRecord,
         file: &str,
     ) -> Result<Bytes, RegistryError> {
-        let allowed = file == MARKDOWN_FILE
-            || (file.ends_with(".svg") && !file.contains('/') && !file.starts_with('.'));
+        // Report files are named by us: letters, digits, `-`, `_` and one extension. Anything
+        // else (control characters, separators, dots in front) names no file.
+        let plain_name = file.len() <= 100
+            && !file.starts_with('.')
+            && file
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        let allowed = plain_name && (file == MARKDOWN_FILE || file.ends_with(".svg"));
         let missing = || RegistryError::MissingReport {
             id: record.id,
-            file: file.to_string(),
+            file: file.chars().filter(|c| !c.is_control()).take(100).collect(),
         };
         if !allowed {
             return Err(missing());

@@ -125,19 +125,62 @@ pub trait IdentityStore: Send + Sync {
     async fn bump_code_attempts(&self, email: &str, purpose: &str) -> Result<()>;
     async fn delete_code(&self, email: &str, purpose: &str) -> Result<()>;
 
-    /// Until when sign-ins to this address are locked, if they are.
-    async fn sign_in_locked_until(&self, email: &str) -> Result<Option<DateTime<Utc>>>;
-    /// Counts a failed sign-in to an address (whether or not an account has it); the
-    /// `max`-th in a row locks the address until `lock_until` and starts the count again.
-    /// Returns whether this failure locked it.
+    /// Until when sign-ins to this address from this client are locked, if they are. `client`
+    /// is the client's IP address as text, or `""` when unknown.
+    async fn sign_in_locked_until(
+        &self,
+        email: &str,
+        client: &str,
+    ) -> Result<Option<DateTime<Utc>>>;
+    /// Counts a failed sign-in to an address from a client (whether or not an account has the
+    /// address); the `max`-th in a row locks the pair until `lock_until` and starts the count
+    /// again. Returns whether this failure locked it.
     async fn record_sign_in_failure(
         &self,
         email: &str,
+        client: &str,
         max: i64,
         lock_until: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Forgets an address's failures and lock (a successful sign-in, a password reset).
-    async fn clear_sign_in_failures(&self, email: &str) -> Result<()>;
+    /// Forgets an address's failures and locks: from one client (its successful sign-in), or
+    /// from every client (`None`: a password reset).
+    async fn clear_sign_in_failures(&self, email: &str, client: Option<&str>) -> Result<()>;
+    /// Remembers that `client` signed in to `email` successfully at `at`.
+    async fn remember_sign_in_client(
+        &self,
+        email: &str,
+        client: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Did `client` sign in to `email` successfully at or after `since`?
+    async fn is_known_sign_in_client(
+        &self,
+        email: &str,
+        client: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Counts one attempt under `key` in a fixed window of `window_seconds` (a new window
+    /// starts at the first attempt after the last one ended) and returns the attempts counted
+    /// in the current window, this one included, and when that window ends.
+    async fn count_attempt(
+        &self,
+        key: &str,
+        window_seconds: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, DateTime<Utc>)>;
+    /// The attempts counted under `key` in its current window (0 when it has ended), and when
+    /// the window ends.
+    async fn attempts(
+        &self,
+        key: &str,
+        window_seconds: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, DateTime<Utc>)>;
+    /// Forgets the attempts under `key`.
+    async fn clear_attempts(&self, key: &str) -> Result<()>;
+    /// Forgets counters whose window started before `before`; returns how many.
+    async fn purge_attempts(&self, before: DateTime<Utc>) -> Result<u64>;
 
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;

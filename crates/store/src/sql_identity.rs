@@ -182,11 +182,18 @@ impl IdentityStore for SqlStore {
         Ok(())
     }
 
-    async fn sign_in_locked_until(&self, email: &str) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT locked_until FROM sign_in_failures WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn sign_in_locked_until(
+        &self,
+        email: &str,
+        client: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT locked_until FROM sign_in_failures WHERE email = $1 AND client = $2",
+        )
+        .bind(email)
+        .bind(client)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             Some(r) => opt_time(r.try_get("locked_until")?),
             None => Ok(None),
@@ -196,27 +203,31 @@ impl IdentityStore for SqlStore {
     async fn record_sign_in_failure(
         &self,
         email: &str,
+        client: &str,
         max: i64,
         lock_until: DateTime<Utc>,
     ) -> Result<bool> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let failures: i64 = sqlx::query(
-            "INSERT INTO sign_in_failures (email, failures) VALUES ($1, 1) \
-             ON CONFLICT (email) DO UPDATE SET failures = sign_in_failures.failures + 1 \
+            "INSERT INTO sign_in_failures (email, client, failures) VALUES ($1, $2, 1) \
+             ON CONFLICT (email, client) DO UPDATE SET failures = sign_in_failures.failures + 1 \
              RETURNING failures",
         )
         .bind(email)
+        .bind(client)
         .fetch_one(&mut *tx)
         .await?
         .try_get("failures")?;
         let locked = failures >= max;
         if locked {
             sqlx::query(
-                "UPDATE sign_in_failures SET failures = 0, locked_until = $1 WHERE email = $2",
+                "UPDATE sign_in_failures SET failures = 0, locked_until = $1 \
+                 WHERE email = $2 AND client = $3",
             )
             .bind(lock_until.timestamp())
             .bind(email)
+            .bind(client)
             .execute(&mut *tx)
             .await?;
         }
@@ -224,13 +235,130 @@ impl IdentityStore for SqlStore {
         Ok(locked)
     }
 
-    async fn clear_sign_in_failures(&self, email: &str) -> Result<()> {
+    async fn clear_sign_in_failures(&self, email: &str, client: Option<&str>) -> Result<()> {
         let _turn = self.write_turn().await;
-        sqlx::query("DELETE FROM sign_in_failures WHERE email = $1")
-            .bind(email)
+        match client {
+            Some(client) => {
+                sqlx::query("DELETE FROM sign_in_failures WHERE email = $1 AND client = $2")
+                    .bind(email)
+                    .bind(client)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM sign_in_failures WHERE email = $1")
+                    .bind(email)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    async fn remember_sign_in_client(
+        &self,
+        email: &str,
+        client: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO known_sign_in_clients (email, client, last_success) VALUES ($1, $2, $3) \
+             ON CONFLICT (email, client) DO UPDATE SET last_success = excluded.last_success",
+        )
+        .bind(email)
+        .bind(client)
+        .bind(at.timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn is_known_sign_in_client(
+        &self,
+        email: &str,
+        client: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT last_success FROM known_sign_in_clients \
+             WHERE email = $1 AND client = $2 AND last_success >= $3",
+        )
+        .bind(email)
+        .bind(client)
+        .bind(since.timestamp())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn count_attempt(
+        &self,
+        key: &str,
+        window_seconds: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, DateTime<Utc>)> {
+        let _turn = self.write_turn().await;
+        let now = now.timestamp();
+        // A window that ended is replaced by one starting now, in the same statement.
+        let row = sqlx::query(
+            "INSERT INTO attempt_counters (key, window_start, count) VALUES ($1, $2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN attempt_counters.window_start <= $3 THEN 1 \
+                            ELSE attempt_counters.count + 1 END, \
+               window_start = CASE WHEN attempt_counters.window_start <= $3 THEN $2 \
+                                   ELSE attempt_counters.window_start END \
+             RETURNING count, window_start",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(now - window_seconds)
+        .fetch_one(&self.pool)
+        .await?;
+        let start: i64 = row.try_get("window_start")?;
+        Ok((row.try_get("count")?, time(start + window_seconds)?))
+    }
+
+    async fn attempts(
+        &self,
+        key: &str,
+        window_seconds: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, DateTime<Utc>)> {
+        let row = sqlx::query("SELECT count, window_start FROM attempt_counters WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        let now = now.timestamp();
+        match row {
+            Some(r) => {
+                let start: i64 = r.try_get("window_start")?;
+                if start + window_seconds > now {
+                    Ok((r.try_get("count")?, time(start + window_seconds)?))
+                } else {
+                    Ok((0, time(now)?))
+                }
+            }
+            None => Ok((0, time(now)?)),
+        }
+    }
+
+    async fn clear_attempts(&self, key: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("DELETE FROM attempt_counters WHERE key = $1")
+            .bind(key)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn purge_attempts(&self, before: DateTime<Utc>) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM attempt_counters WHERE window_start < $1")
+            .bind(before.timestamp())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<()> {

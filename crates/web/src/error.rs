@@ -26,6 +26,9 @@ pub enum WebError {
     MethodNotAllowed(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// Busy for a moment (a queue is full).
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -41,6 +44,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -51,7 +55,7 @@ impl WebError {
             WebError::Internal(_) => "Something went wrong on our side. It has been logged; \
                                       please try again in a moment."
                 .into(),
-            other => other.to_string(),
+            other => ecocityhub_identity::account::shorten(&other.to_string(), 500),
         }
     }
 }
@@ -66,6 +70,7 @@ impl From<ApiError> for WebError {
             ApiError::TooManyRequests(_) => WebError::TooManyRequests(message),
             ApiError::Internal(detail) => WebError::Internal(detail),
             ApiError::Unavailable(detail) => WebError::Internal(detail),
+            ApiError::Busy(_) => WebError::Busy(message),
             _ => WebError::BadRequest(message),
         }
     }
@@ -105,6 +110,7 @@ impl IntoResponse for WebError {
             StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::BAD_REQUEST => "That did not work",
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            StatusCode::SERVICE_UNAVAILABLE => "Busy for a moment",
             StatusCode::METHOD_NOT_ALLOWED => "Not allowed",
             _ => "Something went wrong",
         };
@@ -114,6 +120,15 @@ impl IntoResponse for WebError {
         };
         // A plain body in case no outer layer draws the page.
         let mut response = (status, pending.message.clone()).into_response();
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+        }
         response.extensions_mut().insert(pending);
         response
     }

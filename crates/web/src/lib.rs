@@ -87,6 +87,7 @@ impl axum::extract::FromRef<WebState> for AppState {
 
 /// The whole site: API, pages and static assets.
 pub fn app(state: AppState, config: WebConfig) -> Router {
+    let https = config.secure_cookies();
     let web = WebState {
         app: state.clone(),
         config: Arc::new(config),
@@ -109,6 +110,10 @@ pub fn app(state: AppState, config: WebConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(web, html_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            https,
+            ecocityhub_api::transport_headers,
+        ))
 }
 
 /// The Content-Security-Policy of every page: only first-party scripts and styles, no

@@ -186,9 +186,19 @@ pub fn fmt_value(v: f64) -> String {
 /// Only a local path may be a place to go back to after signing in (no open redirect).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n) if is_clean_local_path(n) => n.into(),
         _ => "/account".into(),
     }
+}
+
+/// A path on this site and nothing else: starts with one `/`, and holds only visible ASCII
+/// without backslashes (a tab, newline or other control character could make a browser read
+/// `/\t/evil.example` as another host; they also cannot go into a `Location` header).
+fn is_clean_local_path(n: &str) -> bool {
+    n.starts_with('/')
+        && !n.starts_with("//")
+        && n.len() <= 2048
+        && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 #[cfg(test)]
@@ -201,6 +211,22 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/account");
         assert_eq!(safe_next(Some("https://evil.example")), "/account");
         assert_eq!(safe_next(Some("/\\evil.example")), "/account");
+        for control in [
+            "/\t/evil.example",
+            "/\n/x",
+            "/\r/x",
+            "/\x0b/x",
+            "/\x0c/x",
+            "/\x1f/x",
+            "/ /x",
+            "/\x7f",
+        ] {
+            assert_eq!(safe_next(Some(control)), "/account", "{control:?}");
+        }
+        assert_eq!(
+            safe_next(Some("/stations/a?range=week")),
+            "/stations/a?range=week"
+        );
         assert_eq!(safe_next(None), "/account");
     }
 

@@ -691,6 +691,65 @@ async fn operators_manage_stations_and_keys_and_admins_users_models_and_jobs(sit
     assert_eq!(csv.lines().count(), 25);
 }
 
+/// `next` after signing in is a clean local path or nothing (a tab or newline could take the
+/// browser to another host or break the header), and a form's `Origin` is compared with the
+/// configured public origin only, never with the Host header the client chose.
+async fn sign_in_goes_only_to_clean_local_paths_and_forms_only_from_this_origin(site: Site) {
+    site.user("nia@example.org", &[Role::Citizen]).await;
+    for (next, expected) in [
+        ("/%09/evil.example", "/account"),
+        ("/\t/evil.example", "/account"),
+        ("/\n/evil.example", "/account"),
+        ("/\r/evil.example", "/account"),
+        ("/\x0b/evil.example", "/account"),
+        ("/\x0c/evil.example", "/account"),
+        ("/\x1f/evil.example", "/account"),
+        ("//evil.example", "/account"),
+        ("/stations/s1", "/stations/s1"),
+    ] {
+        let mut browser = site.browser();
+        browser.get("/account/sign-in").await;
+        // `%09` reaches the server decoded from the form, as a browser sends it.
+        let next = next.replace("%09", "\t");
+        let (status, location, _) = browser
+            .post(
+                "/account/sign-in",
+                &[
+                    ("email", "nia@example.org"),
+                    ("password", PASSWORD),
+                    ("next", &next),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "next={next:?}");
+        assert_eq!(location, expected, "next={next:?}");
+    }
+
+    let mut browser = site.browser();
+    browser.get("/account/sign-in").await;
+    let csrf = browser.csrf.clone();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("email", "nia@example.org"),
+        ("password", PASSWORD),
+    ];
+    // A rebinding page's request: its own name in both Origin and Host.
+    let host = site
+        .base
+        .trim_start_matches("http://")
+        .replace("127.0.0.1", "rebound.example");
+    let resp = browser
+        .client
+        .post(browser.url("/account/sign-in"))
+        .header("origin", format!("http://{host}"))
+        .header("host", host)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -708,6 +767,7 @@ macro_rules! both_backends {
                 #[tokio::test]
                 async fn $name() {
                     let Some(url) = super::testing::fresh_postgres_url().await else { return };
+
                     let store = ecocityhub_store::connect(&url).await.unwrap();
                     super::$name(super::spawn_site(std::sync::Arc::new(store), None).await).await;
                 }
@@ -720,4 +780,5 @@ both_backends!(
     public_pages_show_the_map_stations_charts_and_clear_errors,
     a_citizen_signs_up_confirms_signs_in_changes_the_password_and_signs_out,
     operators_manage_stations_and_keys_and_admins_users_models_and_jobs,
+    sign_in_goes_only_to_clean_local_paths_and_forms_only_from_this_origin,
 );

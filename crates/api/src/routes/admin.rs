@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use ecocityhub_identity::account::echo;
 use ecocityhub_identity::{Action, Resource, Role};
 use serde::Deserialize;
 
@@ -33,7 +34,8 @@ pub async fn list_users(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
-    /// The user's roles (groups): citizen, operator, admin. Tokens carry them from the next refresh.
+    /// The user's roles (groups): citizen, operator, admin. They count at once, also for tokens
+    /// issued before; the user's sign-ins end and must be made again.
     pub roles: Option<Vec<String>>,
 }
 
@@ -55,7 +57,8 @@ pub async fn update_user(
         .store()
         .user(&id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no user {id}")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("there is no user {}", echo(&id))))?;
+    let roles_before = user.roles.clone();
     if let Some(roles) = patch.roles {
         let mut parsed: Vec<Role> = roles
             .iter()
@@ -76,6 +79,13 @@ pub async fn update_user(
         user.roles = parsed;
     }
     app.store().update_user(&user).await?;
+    if user.roles != roles_before {
+        // The old roles live on in refresh tokens' next access tokens: end those sign-ins.
+        app.store()
+            .revoke_user_refresh_tokens(&user.id, chrono::Utc::now())
+            .await?;
+    }
+    app.identity().forget_user(&user.id);
     tracing::info!(admin = %me.user_id(), user = %user.id, roles = ?user.roles, "roles changed");
     Ok(Json(UserOut::from(&user)))
 }

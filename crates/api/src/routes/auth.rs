@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientIp};
+use crate::identity::Throttled;
 use crate::signed_in::SignedIn;
 use crate::state::AppState;
 
@@ -110,23 +111,61 @@ fn policy(password: &str) -> ApiResult<()> {
     password::check_policy(password).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// Hashes a password off the async threads (argon2 takes tens of milliseconds on purpose).
-async fn hash_password(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
+/// Hashes a password off the async threads (argon2 takes tens of milliseconds on purpose), in
+/// the bounded pool of the identity layer.
+async fn hash_password(app: &AppState, password: String) -> ApiResult<String> {
+    app.identity()
+        .passwords
+        .run(move |memory| password::hash_in(&password, memory))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-async fn verify_password(password: String, stored: Option<String>) -> ApiResult<bool> {
-    tokio::task::spawn_blocking(move || match stored {
-        Some(h) => password::verify(&password, &h),
-        None => {
-            password::verify_dummy(&password);
-            false
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))
+async fn verify_password(
+    app: &AppState,
+    password: String,
+    stored: Option<String>,
+) -> ApiResult<bool> {
+    app.identity()
+        .passwords
+        .run(move |memory| match stored {
+            Some(h) => password::verify_in(&password, &h, memory),
+            None => {
+                password::verify_dummy_in(&password, memory);
+                false
+            }
+        })
+        .await
+}
+
+/// One hour, the window of the per-address limits on codes.
+const HOUR: i64 = 3600;
+
+fn code_send_key(email: &str) -> String {
+    format!("code-send:{email}")
+}
+
+fn code_guess_key(email: &str) -> String {
+    format!("code-guess:{email}")
+}
+
+fn sign_in_address_key(email: &str) -> String {
+    format!("sign-in-address:{email}")
+}
+
+/// Counts a request for a code to `email` — whether or not an account has the address, so the
+/// limit tells no one — and refuses it beyond `codes_per_hour`.
+async fn allow_code_request(app: &AppState, email: &str) -> ApiResult<()> {
+    let (sent, window_ends) = app
+        .store()
+        .count_attempt(&code_send_key(email), HOUR, Utc::now())
+        .await?;
+    if sent > app.identity().config.codes_per_hour {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many codes were asked for this address; ask again after {}",
+            window_ends.format("%H:%M UTC")
+        )));
+    }
+    Ok(())
 }
 
 async fn send_code(app: &AppState, email: &str, purpose: &str) -> ApiResult<()> {
@@ -146,24 +185,42 @@ async fn send_code(app: &AppState, email: &str, purpose: &str) -> ApiResult<()> 
     app.identity().delivery.deliver(email, subject, &body).await
 }
 
-/// Checks and consumes a code; every failure reads the same.
+/// Checks and consumes a code; every failure reads the same. Wrong codes are counted per
+/// address across codes (a new code does not start the count again), and beyond
+/// `code_guesses_per_hour` no code is checked for the address until the hour is over.
 async fn check_code(app: &AppState, email: &str, purpose: &str, code: &str) -> ApiResult<()> {
-    let invalid =
-        || ApiError::BadRequest("the code is not valid or has expired; ask for a new one".into());
-    let Some(stored) = app.store().code(email, purpose).await? else {
-        return Err(invalid());
-    };
-    if stored.expires_at < Utc::now() || stored.attempts >= app.identity().config.max_code_attempts
-    {
-        return Err(invalid());
+    let now = Utc::now();
+    let config = &app.identity().config;
+    let (guesses, window_ends) = app
+        .store()
+        .attempts(&code_guess_key(email), HOUR, now)
+        .await?;
+    if guesses >= config.code_guesses_per_hour {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many wrong codes for this address; try again after {}",
+            window_ends.format("%H:%M UTC")
+        )));
     }
-    let matches: bool = secrets::digest(code.trim())
-        .as_bytes()
-        .ct_eq(stored.code_hash.as_bytes())
-        .into();
+    let stored = app.store().code(email, purpose).await?;
+    let matches = stored.as_ref().is_some_and(|stored| {
+        stored.expires_at >= now
+            && stored.attempts < config.max_code_attempts
+            && bool::from(
+                secrets::digest(code.trim())
+                    .as_bytes()
+                    .ct_eq(stored.code_hash.as_bytes()),
+            )
+    });
     if !matches {
-        app.store().bump_code_attempts(email, purpose).await?;
-        return Err(invalid());
+        app.store()
+            .count_attempt(&code_guess_key(email), HOUR, now)
+            .await?;
+        if stored.is_some() {
+            app.store().bump_code_attempts(email, purpose).await?;
+        }
+        return Err(ApiError::BadRequest(
+            "the code is not valid or has expired; ask for a new one".into(),
+        ));
     }
     app.store().delete_code(email, purpose).await?;
     Ok(())
@@ -216,17 +273,22 @@ const CODE_SENT: Accepted = Accepted {
 /// Creates an account (role citizen) and sends a confirmation code. The answer is the same
 /// whether or not the address already has an account; an existing account is told by e-mail.
 #[utoipa::path(post, path = "/api/v1/auth/sign-up", tag = "auth", request_body = Credentials,
-    responses((status = 202, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, body = crate::error::Problem, content_type = "application/problem+json", description = "Too many sign-ups from this client address or codes for this address"),
+              (status = 503, body = crate::error::Problem, content_type = "application/problem+json", description = "Too many passwords being hashed at once; retry after `Retry-After`")))]
 pub async fn sign_up(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let email = normalize_email(&req.email)?;
     policy(&req.password)?;
+    app.identity().throttle_for(Throttled::SignUp, ip)?;
+    allow_code_request(&app, &email).await?;
     let user = User {
         id: account::new_user_id(),
         email: email.clone(),
-        password_hash: hash_password(req.password).await?,
+        password_hash: hash_password(&app, req.password).await?,
         roles: vec![Role::Citizen],
         confirmed: false,
         created_at: Utc::now(),
@@ -244,11 +306,14 @@ pub async fn sign_up(
 
 /// Confirms an e-mail address with the code sent to it.
 #[utoipa::path(post, path = "/api/v1/auth/confirm", tag = "auth", request_body = ConfirmRequest,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, body = crate::error::Problem, content_type = "application/problem+json", description = "Too many wrong codes for the address, or requests from this client address")))]
 pub async fn confirm(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Json<Accepted>> {
+    app.identity().throttle_for(Throttled::CodeRequest, ip)?;
     let email = normalize_email(&req.email)?;
     check_code(&app, &email, CONFIRM, &req.code).await?;
     if let Some(mut user) = app.store().user_by_email(&email).await? {
@@ -261,26 +326,37 @@ pub async fn confirm(
     }))
 }
 
-/// Sends a new confirmation code (same answer for any address).
-#[utoipa::path(post, path = "/api/v1/auth/resend-code", tag = "auth", request_body = EmailOnly, responses((status = 202, body = Accepted)))]
+/// Sends a new confirmation code (same answer, in the same time, for any address).
+#[utoipa::path(post, path = "/api/v1/auth/resend-code", tag = "auth", request_body = EmailOnly,
+    responses((status = 202, body = Accepted),
+              (status = 429, body = crate::error::Problem, content_type = "application/problem+json", description = "Too many codes for the address, or requests from this client address")))]
 pub async fn resend_code(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<EmailOnly>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    app.identity().throttle_for(Throttled::CodeRequest, ip)?;
     let email = normalize_email(&req.email)?;
-    if app
-        .store()
-        .user_by_email(&email)
-        .await?
-        .is_some_and(|u| !u.confirmed)
-    {
-        send_code(&app, &email, CONFIRM).await?;
-    }
+    allow_code_request(&app, &email).await?;
+    // Answered before the account is looked up, as forgot-password is, so the answer's
+    // timing cannot tell an unconfirmed account from anything else.
+    tokio::spawn(async move {
+        let sent = match app.store().user_by_email(&email).await {
+            Ok(Some(user)) if !user.confirmed => send_code(&app, &email, CONFIRM).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "could not send a confirmation code");
+        }
+    });
     Ok((StatusCode::ACCEPTED, Json(CODE_SENT)))
 }
 
-/// Signs in with e-mail and password. After 5 wrong passwords the account is locked for 15
-/// minutes; one address may try 30 times a minute.
+/// Signs in with e-mail and password. After 5 wrong passwords from one client address, that
+/// client is locked out of the account for 15 minutes; after 100 failures in an hour from
+/// anywhere, only client addresses that signed in to it before may try; one client address may
+/// try 30 times a minute.
 #[utoipa::path(post, path = "/api/v1/auth/sign-in", tag = "auth", request_body = Credentials,
     responses((status = 200, body = TokenSet),
               (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
@@ -307,14 +383,48 @@ pub(crate) async fn check_credentials(
 ) -> ApiResult<User> {
     app.identity().throttle(ip)?;
     let email = normalize_email(email)?;
-    let wrong = || ApiError::unauthorized("incorrect e-mail address or password");
+    let client = ip.map(|ip| ip.to_string()).unwrap_or_default();
     let user = app.store().user_by_email(&email).await?;
     let now = Utc::now();
     // Failures and locks are kept per address, account or not: the same writes, the same
     // lock-out, the same answers either way.
+    check_not_locked(app, &email, &client, now).await?;
+    let ok = verify_password(
+        app,
+        password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
+    let user = match user {
+        Some(user) if ok => user,
+        _ => {
+            record_failure(app, &email, &client, now).await?;
+            return Err(ApiError::unauthorized(
+                "incorrect e-mail address or password",
+            ));
+        }
+    };
+    if !user.confirmed {
+        return Err(ApiError::Forbidden("confirm your e-mail address first (POST /api/v1/auth/confirm; /resend-code sends a new code)".into()));
+    }
+    let store = app.store();
+    store.clear_sign_in_failures(&email, Some(&client)).await?;
+    store.remember_sign_in_client(&email, &client, now).await?;
+    Ok(user)
+}
+
+/// A 429 when this client is locked out of the address, or when the address is under a flood
+/// of failures and this client never signed in to it.
+async fn check_not_locked(
+    app: &AppState,
+    email: &str,
+    client: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let config = &app.identity().config;
     if let Some(until) = app
         .store()
-        .sign_in_locked_until(&email)
+        .sign_in_locked_until(email, client)
         .await?
         .filter(|t| *t > now)
     {
@@ -323,26 +433,50 @@ pub(crate) async fn check_credentials(
             until.format("%H:%M UTC")
         )));
     }
-    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
-    let config = &app.identity().config;
-    let user = match user {
-        Some(user) if ok => user,
-        _ => {
-            let locked = app
-                .store()
-                .record_sign_in_failure(&email, config.max_failed_logins, now + config.lockout)
-                .await?;
-            if locked {
-                tracing::warn!("an address was locked after failed sign-ins");
-            }
-            return Err(wrong());
+    let (failures, window_ends) = app
+        .store()
+        .attempts(&sign_in_address_key(email), HOUR, now)
+        .await?;
+    if failures >= config.address_failures_per_hour {
+        let since = now - chrono::Duration::days(config.known_client_days);
+        if !app
+            .store()
+            .is_known_sign_in_client(email, client, since)
+            .await?
+        {
+            return Err(ApiError::TooManyRequests(format!(
+                "this account is receiving many wrong passwords; until {} it can only be \
+                 signed in to from where it was signed in to before, or after a password reset",
+                window_ends.format("%H:%M UTC")
+            )));
         }
-    };
-    if !user.confirmed {
-        return Err(ApiError::Forbidden("confirm your e-mail address first (POST /api/v1/auth/confirm; /resend-code sends a new code)".into()));
     }
-    app.store().clear_sign_in_failures(&email).await?;
-    Ok(user)
+    Ok(())
+}
+
+async fn record_failure(
+    app: &AppState,
+    email: &str,
+    client: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let config = &app.identity().config;
+    let locked = app
+        .store()
+        .record_sign_in_failure(
+            email,
+            client,
+            config.max_failed_logins,
+            now + config.lockout,
+        )
+        .await?;
+    if locked {
+        tracing::warn!("a client was locked out of an address after failed sign-ins");
+    }
+    app.store()
+        .count_attempt(&sign_in_address_key(email), HOUR, now)
+        .await?;
+    Ok(())
 }
 
 /// Exchanges a refresh token for new tokens. Each refresh token works once: a second use means
@@ -410,12 +544,17 @@ pub async fn sign_out(
 }
 
 /// Sends a password reset code (same answer for any address).
-#[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth", request_body = EmailOnly, responses((status = 202, body = Accepted)))]
+#[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth", request_body = EmailOnly,
+    responses((status = 202, body = Accepted),
+              (status = 429, body = crate::error::Problem, content_type = "application/problem+json", description = "Too many codes for the address, or requests from this client address")))]
 pub async fn forgot_password(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<EmailOnly>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    app.identity().throttle_for(Throttled::CodeRequest, ip)?;
     let email = normalize_email(&req.email)?;
+    allow_code_request(&app, &email).await?;
     // Answered before the account is even looked up, so the answer's timing cannot tell
     // whether the address has an account; the code goes out in the background.
     tokio::spawn(async move {
@@ -433,19 +572,25 @@ pub async fn forgot_password(
 
 /// Sets a new password with a reset code; ends every sign-in of the account and lifts a lock.
 #[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth", request_body = ResetRequest,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Accepted), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, body = crate::error::Problem, content_type = "application/problem+json", description = "Too many wrong codes for the address, or requests from this client address")))]
 pub async fn reset_password(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> ApiResult<Json<Accepted>> {
+    app.identity().throttle_for(Throttled::CodeRequest, ip)?;
     let email = normalize_email(&req.email)?;
     policy(&req.new_password)?;
     check_code(&app, &email, RESET, &req.code).await?;
     if let Some(mut user) = app.store().user_by_email(&email).await? {
-        user.password_hash = hash_password(req.new_password).await?;
+        user.password_hash = hash_password(&app, req.new_password).await?;
         user.confirmed = true; // the code proves the address
         app.store().update_user(&user).await?;
-        app.store().clear_sign_in_failures(&email).await?;
+        app.store().clear_sign_in_failures(&email, None).await?;
+        app.store()
+            .clear_attempts(&sign_in_address_key(&email))
+            .await?;
         app.store()
             .revoke_user_refresh_tokens(&user.id, Utc::now())
             .await?;
@@ -476,12 +621,12 @@ pub async fn change_password(
         .user(me.user_id())
         .await?
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
-    if !verify_password(req.old_password, Some(user.password_hash.clone())).await? {
+    if !verify_password(&app, req.old_password, Some(user.password_hash.clone())).await? {
         return Err(ApiError::BadRequest(
             "the current password is not correct".into(),
         ));
     }
-    user.password_hash = hash_password(req.new_password).await?;
+    user.password_hash = hash_password(&app, req.new_password).await?;
     app.store().update_user(&user).await?;
     app.store()
         .revoke_user_refresh_tokens(&user.id, Utc::now())
@@ -518,5 +663,6 @@ pub async fn delete_me(State(app): State<AppState>, me: SignedIn) -> ApiResult<S
         &Resource::User(me.user_id().into()),
     )?;
     app.store().delete_user(me.user_id()).await?;
+    app.identity().forget_user(me.user_id());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,18 +8,20 @@
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
+use ecocityhub_identity::account::echo;
 use ecocityhub_identity::secrets;
 use ecocityhub_identity::tokens::scopes;
 use ecocityhub_store::identity::AuthCode;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiQuery, ClientIp};
@@ -46,21 +48,52 @@ pub struct AuthorizeParams {
     pub identity_provider: Option<String>,
 }
 
-/// The sign-in form's fields: the request's parameters plus the credentials.
+/// The sign-in form's fields: the request's parameters plus the credentials and the form's
+/// CSRF token.
 #[derive(Deserialize)]
 pub struct AuthorizeForm {
     #[serde(flatten)]
     pub params: AuthorizeParams,
     pub email: String,
     pub password: String,
+    #[serde(default)]
+    pub csrf: String,
 }
 
-/// Is `uri` a redirect URI the client may use?
-fn redirect_allowed(app: &AppState, uri: &str) -> bool {
-    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-        .iter()
-        .any(|p| uri.starts_with(p));
-    loopback || app.identity().config.redirect_uris.iter().any(|u| u == uri)
+/// Is `uri` a redirect URI the client may use? It is parsed as a URL, never compared as text:
+/// a registered URI matches exactly; otherwise only a loopback URI as RFC 8252 §7.3 has it —
+/// scheme `http`, host exactly `127.0.0.1` or `[::1]`, any port, no user-info. (`localhost` is
+/// not accepted: §8.3, it may resolve elsewhere.) No URI with a fragment, whitespace or control
+/// characters is accepted (RFC 6749 §3.1.2).
+pub fn redirect_allowed(registered: &[String], uri: &str) -> bool {
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    if url.fragment().is_some() {
+        return false;
+    }
+    if registered.iter().any(|r| r == uri) {
+        return true;
+    }
+    let loopback_host = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        _ => false,
+    };
+    // The host must also be written as parsed ("127.1" and "0x7f.0.0.1" parse as 127.0.0.1).
+    let written_as_parsed = url.host_str().is_some_and(|host| {
+        uri.strip_prefix("http://")
+            .and_then(|rest| rest.strip_prefix(host))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/', '?']))
+    });
+    url.scheme() == "http"
+        && url.username().is_empty()
+        && url.password().is_none()
+        && loopback_host
+        && written_as_parsed
 }
 
 /// Checks what must be right before anything is sent back to `redirect_uri`; errors here are
@@ -73,9 +106,11 @@ pub(crate) fn checked_redirect(app: &AppState, p: &AuthorizeParams) -> ApiResult
         .redirect_uri
         .clone()
         .ok_or_else(|| ApiError::BadRequest("redirect_uri is required".into()))?;
-    if !redirect_allowed(app, &uri) {
+    if !redirect_allowed(&app.identity().config.redirect_uris, &uri) {
         return Err(ApiError::BadRequest(format!(
-            "redirect_uri {uri:?} is not registered for this client"
+            "redirect_uri {:?} is not registered for this client (loopback clients use \
+             http://127.0.0.1:PORT/… or http://[::1]:PORT/…)",
+            echo(&uri)
         )));
     }
     Ok(uri)
@@ -166,7 +201,7 @@ fn params_of(p: &AuthorizeParams) -> Vec<(&'static str, &str)> {
 
 /// The sign-in page, carrying the request's parameters in hidden fields, with a link for each
 /// outside provider.
-fn form_page(p: &AuthorizeParams, error: Option<&str>, providers: &[&str]) -> String {
+fn form_page(p: &AuthorizeParams, csrf: &str, error: Option<&str>, providers: &[&str]) -> String {
     let hidden: String = params_of(p)
         .iter()
         .map(|(name, v)| {
@@ -200,6 +235,7 @@ fn form_page(p: &AuthorizeParams, error: Option<&str>, providers: &[&str]) -> St
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>Sign in · EcoCityHub</title></head><body><main><h1>Sign in to EcoCityHub</h1>{error}\
          <form method=\"post\" action=\"/oauth2/authorize\">{hidden}\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label>E-mail <input type=\"email\" name=\"email\" autocomplete=\"username\" required></label>\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Sign in</button></form>{others}</main></body></html>"
@@ -227,11 +263,107 @@ pub async fn authorize_form(
     if let Some(name) = p.identity_provider.as_deref() {
         return crate::routes::federation::start(&app, &p, uri, name).await;
     }
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(form_page(&p, None, &provider_names(&app))),
-    )
-        .into_response())
+    let csrf = secrets::token();
+    let page = Html(form_page(&p, &csrf, None, &provider_names(&app)));
+    let mut response = page_response(&app, &uri, StatusCode::OK, page);
+    let cookie = format!(
+        "{}={csrf}; Path=/; HttpOnly; SameSite=Strict{}",
+        csrf_cookie(&app),
+        if secure(&app) { "; Secure" } else { "" }
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Is the service reached over HTTPS (its issuer)?
+fn secure(app: &AppState) -> bool {
+    app.identity().config.tokens.issuer.starts_with("https://")
+}
+
+/// The cookie holding the sign-in form's CSRF token (double submit).
+fn csrf_cookie(app: &AppState) -> &'static str {
+    if secure(app) {
+        "__Host-ecch-authorize-csrf"
+    } else {
+        "ecch-authorize-csrf"
+    }
+}
+
+/// The sign-in page with the site's security headers: no framing, no sniffing, no inline code,
+/// and forms that may only post here and be redirected on to the client's own origin.
+fn page_response(
+    app: &AppState,
+    redirect_uri: &str,
+    status: StatusCode,
+    page: Html<String>,
+) -> Response {
+    let client_origin = url::Url::parse(redirect_uri)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {client_origin}; \
+         frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    );
+    let mut response = (status, [(header::CACHE_CONTROL, "no-store")], page).into_response();
+    let headers = response.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if secure(app) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Refuses a sign-in form that did not come from the page this service served: a foreign
+/// `Origin` (compared with the issuer's origin only, never the request's Host), a cross-site
+/// fetch, or a CSRF token that differs from the form's cookie.
+fn check_form_origin(app: &AppState, headers: &HeaderMap, sent_token: &str) -> ApiResult<()> {
+    let own_origin = url::Url::parse(&app.identity().config.tokens.issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let foreign = headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() != own_origin.as_bytes());
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    if foreign || cross_site {
+        return Err(ApiError::Forbidden(
+            "this sign-in form was sent from another site, so it was not accepted".into(),
+        ));
+    }
+    let name = csrf_cookie(app);
+    let expected = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let matches = !expected.is_empty()
+        && expected.len() == sent_token.len()
+        && bool::from(expected.as_bytes().ct_eq(sent_token.as_bytes()));
+    if !matches {
+        return Err(ApiError::BadRequest(
+            "this sign-in form has expired or did not come from this site; go back to the \
+             application and start signing in again"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn provider_names(app: &AppState) -> Vec<&str> {
@@ -276,12 +408,23 @@ pub(crate) async fn redirect_with_code(
 }
 
 /// Checks the form; sends the browser back to the client with a code.
+#[utoipa::path(post, path = "/oauth2/authorize", tag = "auth",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "The sign-in form: the authorization request's parameters (as for GET), `email`, `password` and the form's `csrf` token"),
+    responses((status = 303, description = "Back to the client with a code"),
+              (status = 400, description = "The request or the form's token is not valid (problem+json)", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 401, description = "Wrong credentials: the form again (HTML)"),
+              (status = 403, description = "A form from another site (problem+json), or an unconfirmed account (the form again)", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, description = "Too many attempts: the form again (HTML)"),
+              (status = 503, description = "Busy hashing passwords (problem+json)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn authorize_submit(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     form: Result<Form<AuthorizeForm>, FormRejection>,
 ) -> ApiResult<Response> {
     let Form(form) = form.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    check_form_origin(&app, &headers, &form.csrf)?;
     let p = form.params;
     let uri = checked_redirect(&app, &p)?;
     if let Some((error, _)) = request_error(&p) {
@@ -297,13 +440,13 @@ pub async fn authorize_submit(
             | ApiError::TooManyRequests(_)
             | ApiError::BadRequest(_)),
         ) => {
-            let status = e.status();
-            return Ok((
-                status,
-                [(header::CACHE_CONTROL, "no-store")],
-                Html(form_page(&p, Some(&e.to_string()), &provider_names(&app))),
-            )
-                .into_response());
+            let page = Html(form_page(
+                &p,
+                &form.csrf,
+                Some(&e.to_string()),
+                &provider_names(&app),
+            ));
+            return Ok(page_response(&app, &uri, e.status(), page));
         }
         Err(e) => return Err(e),
     };
@@ -413,6 +556,39 @@ pub async fn token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_uris_are_parsed_not_prefix_matched() {
+        let registered = vec!["https://app.example.org/callback".to_string()];
+        for good in [
+            "https://app.example.org/callback",
+            "http://127.0.0.1:9999/callback",
+            "http://127.0.0.1/cb?x=1",
+            "http://[::1]:8080/cb",
+        ] {
+            assert!(redirect_allowed(&registered, good), "{good} refused");
+        }
+        for bad in [
+            "http://127.0.0.1:1@evil.example/cb",
+            "http://localhost:@evil.example/cb",
+            "http://[::1]:@evil.example/cb",
+            "http://127.0.0.1:1%40evil.example/cb",
+            "http://localhost:8080/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://127.1:9999/cb",
+            "https://127.0.0.1:9999/cb",
+            "http://127.0.0.1:9999/cb#frag",
+            "http://127.0.0.1:9999/cb\r\nSet-Cookie: x=1",
+            "http://127.0.0.1:9999/c b",
+            "https://app.example.org/callback/../steal",
+            "https://app.example.org/callbackx",
+            "https://evil.example/steal",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(!redirect_allowed(&registered, bad), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn html_and_urls_are_escaped() {

@@ -75,10 +75,12 @@ pub async fn sign_up_form(State(web): State<WebState>, visitor: Visitor) -> WebR
 pub async fn sign_up(
     State(web): State<WebState>,
     visitor: Visitor,
+    peer: ClientIp,
     CsrfForm(form): CsrfForm<SignUpForm>,
 ) -> WebResult<Response> {
     let result = api_auth::sign_up(
         State(web.app.clone()),
+        peer,
         ApiJson(Credentials {
             email: form.email.clone(),
             password: form.password,
@@ -140,10 +142,12 @@ pub struct ConfirmForm {
 pub async fn confirm(
     State(web): State<WebState>,
     visitor: Visitor,
+    peer: ClientIp,
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> WebResult<Response> {
     let result = api_auth::confirm(
         State(web.app.clone()),
+        peer,
         ApiJson(ConfirmRequest {
             email: form.email.clone(),
             code: form.code,
@@ -176,10 +180,12 @@ pub struct EmailForm {
 pub async fn resend_code(
     State(web): State<WebState>,
     visitor: Visitor,
+    peer: ClientIp,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> WebResult<Response> {
     let result = api_auth::resend_code(
         State(web.app.clone()),
+        peer,
         ApiJson(EmailOnly {
             email: form.email.clone(),
         }),
@@ -487,10 +493,12 @@ pub async fn forgot_form(State(web): State<WebState>, visitor: Visitor) -> WebRe
 pub async fn forgot(
     State(web): State<WebState>,
     visitor: Visitor,
+    peer: ClientIp,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> WebResult<Response> {
     match api_auth::forgot_password(
         State(web.app.clone()),
+        peer,
         ApiJson(EmailOnly {
             email: form.email.clone(),
         }),
@@ -545,10 +553,12 @@ pub struct ResetForm {
 pub async fn reset(
     State(web): State<WebState>,
     visitor: Visitor,
+    peer: ClientIp,
     CsrfForm(form): CsrfForm<ResetForm>,
 ) -> WebResult<Response> {
     match api_auth::reset_password(
         State(web.app.clone()),
+        peer,
         ApiJson(ResetRequest {
             email: form.email.clone(),
             code: form.code,
