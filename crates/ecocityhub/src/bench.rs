@@ -287,7 +287,137 @@ async fn identity_bench() -> Result<()> {
         ms(0.99)
     );
     drop(child);
-    enumeration_timing(&user).await
+    enumeration_timing(&user).await?;
+    sign_up_flood(100).await?;
+    sign_up_flood(250).await?;
+    guessing_flood().await
+}
+
+/// A client whose requests come from `127.0.0.n`, so a flood can come from many addresses.
+fn client_from(n: u32) -> Result<reqwest::Client> {
+    let ip = std::net::Ipv4Addr::from(0x7f00_0000 + n.clamp(1, 0xff_fffe));
+    Ok(reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(ip))
+        .build()?)
+}
+
+/// `n` concurrent sign-ups, each from its own client address (so the per-address throttle
+/// does not hide the hashing pool): the answers, the server's memory before, at its peak and
+/// after, and how long `/healthz` takes meanwhile.
+async fn sign_up_flood(n: u32) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (child, base, _) = spawn_server(dir.path(), None).await?;
+    let pid = child.id().context("server pid")?;
+    let before = rss_mb(pid)?;
+    let peak = Arc::new(std::sync::Mutex::new(before));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mb) = rss_mb(pid) {
+                    let mut p = peak.lock().expect("not poisoned");
+                    *p = p.max(mb);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let sign_ups = (0..n).map(|i| {
+        let base = base.clone();
+        async move {
+            let resp = client_from(i + 2)?
+                .post(format!("{base}/api/v1/auth/sign-up"))
+                .json(&json!({"email": format!("flood{i}@example.org"), "password": "Corr3ct-Horse!"}))
+                .send()
+                .await?;
+            Ok::<u16, anyhow::Error>(resp.status().as_u16())
+        }
+    });
+    let health = async {
+        let client = client_from(1)?;
+        let mut worst = Duration::ZERO;
+        while started.elapsed() < Duration::from_secs(2) {
+            let t = Instant::now();
+            client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await?
+                .error_for_status()?;
+            worst = worst.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok::<Duration, anyhow::Error>(worst)
+    };
+    let (answers, worst_health) = tokio::join!(futures::future::join_all(sign_ups), health);
+    let elapsed = started.elapsed();
+    let mut counts = std::collections::BTreeMap::new();
+    for status in answers {
+        *counts.entry(status?).or_insert(0u32) += 1;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.await?;
+    let after = rss_mb(pid)?;
+    let peak = *peak.lock().expect("not poisoned");
+    println!(
+        "sign-up flood ({n} at once, one per client address): answers {counts:?} in {:.1} s; RSS before {before:.0} MB, peak {peak:.0} MB, 1 s after {after:.0} MB; slowest /healthz meanwhile {:.0} ms",
+        elapsed.as_secs_f64(),
+        worst_health?.as_secs_f64() * 1000.0
+    );
+    drop(child);
+    Ok(())
+}
+
+/// The reset-code guessing attack of the security review for 10 s: forgot-password and wrong
+/// reset codes in a loop, from one client address and then rotating over many; how many
+/// guesses were checked and how many codes the victim was sent.
+async fn guessing_flood() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (child, base, _) = spawn_server(dir.path(), None).await?;
+    let store = open(&ecocityhub_store::testing::sqlite_url(dir.path())).await?;
+    let victim = ecocityhub_store::identity::User {
+        id: "victim".into(),
+        email: "victim@example.org".into(),
+        password_hash: ecocityhub_identity::password::hash("Corr3ct-Horse!"),
+        roles: vec![ecocityhub_identity::Role::Citizen],
+        confirmed: true,
+        created_at: Utc::now(),
+    };
+    store.insert_user(&victim).await?;
+    for (label, addresses) in [("one client address", 1u32), ("256 client addresses", 256)] {
+        let started = Instant::now();
+        let (mut checked, mut refused, mut i) = (0u32, 0u32, 0u32);
+        while started.elapsed() < Duration::from_secs(10) {
+            let client = client_from(2 + i % addresses)?;
+            i += 1;
+            let path = if i % 5 == 0 {
+                "forgot-password"
+            } else {
+                "reset-password"
+            };
+            let body = json!({"email": "victim@example.org", "code": format!("{:06}", i % 1_000_000), "new_password": "N3w-passphrase!"});
+            let status = client
+                .post(format!("{base}/api/v1/auth/{path}"))
+                .json(&body)
+                .send()
+                .await?
+                .status();
+            if path == "reset-password" {
+                match status.as_u16() {
+                    429 => refused += 1,
+                    _ => checked += 1,
+                }
+            }
+        }
+        let sent = store.outbox("victim@example.org").await?.len();
+        println!(
+            "reset-code guessing for 10 s from {label}: {checked} guesses answered, {refused} refused with 429; codes sent to the victim so far: {sent}"
+        );
+    }
+    drop(child);
+    Ok(())
 }
 
 /// Whether an account exists must not show in how long sign-in and password reset take: the
