@@ -18,10 +18,9 @@ pub mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::routing::post;
+use axum::Router;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
 pub use error::{ApiError, ApiResult};
 pub use state::{ApiConfig, AppState};
@@ -66,111 +65,171 @@ pub async fn transport_headers(
 /// The API's routes with their state and no fallback, for a caller that serves them beside
 /// other routes (the web pages) under one fallback of its own.
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route(
-            "/api/openapi.json",
-            get(|| async { Json(openapi::ApiDoc::openapi()) }),
-        )
-        .route("/api/v1/parameters", get(routes::health::parameters))
-        .route("/api/v1/stations", get(routes::stations::list))
-        .route("/api/v1/stations/{id}", get(routes::stations::get))
-        .route(
-            "/api/v1/stations/{id}/readings",
-            get(routes::readings::history),
-        )
-        .route("/api/v1/latest", get(routes::latest::latest))
-        .route(
-            "/api/v1/stations/{id}/forecast",
-            get(routes::ml::station_forecast),
-        )
-        .route(
-            "/api/v1/stations/{id}/anomalies",
-            get(routes::ml::station_anomalies),
-        )
-        .route("/api/v1/ml/models", get(routes::ml::list_models))
-        .route("/api/v1/ml/models/{id}", get(routes::ml::get_model))
-        .route(
-            "/api/v1/ml/models/{id}/report",
-            get(routes::ml::model_report),
-        )
-        .route(
-            "/api/v1/ml/models/{id}/report/{file}",
-            get(routes::ml::model_report_file),
-        )
-        .route(
-            "/api/v1/readings",
-            post(routes::ingest::post_readings)
-                .layer(DefaultBodyLimit::max(ingest::MAX_BATCH_BYTES)),
-        )
-        .route("/.well-known/jwks.json", get(routes::well_known::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(routes::well_known::openid_configuration),
-        )
-        .route(
-            "/oauth2/authorize",
-            get(routes::oauth::authorize_form).post(routes::oauth::authorize_submit),
-        )
-        .route("/oauth2/token", post(routes::oauth::token))
-        .route("/oauth2/idpresponse", get(routes::federation::idp_response))
-        .route("/api/v1/auth/providers", get(routes::federation::providers))
-        .route("/api/v1/auth/sign-up", post(routes::auth::sign_up))
-        .route("/api/v1/auth/confirm", post(routes::auth::confirm))
-        .route("/api/v1/auth/resend-code", post(routes::auth::resend_code))
-        .route("/api/v1/auth/sign-in", post(routes::auth::sign_in))
-        .route("/api/v1/auth/refresh", post(routes::auth::refresh))
-        .route("/api/v1/auth/sign-out", post(routes::auth::sign_out))
-        .route(
-            "/api/v1/auth/forgot-password",
-            post(routes::auth::forgot_password),
-        )
-        .route(
-            "/api/v1/auth/reset-password",
-            post(routes::auth::reset_password),
-        )
-        .merge(signed_in_routes(state.clone()))
-        .with_state(state)
+    let admin = admin_table()
+        .router
+        .route_layer(axum::middleware::from_fn(signed_in::require_admin_scope));
+    let signed_in =
+        signed_in_table()
+            .router
+            .merge(admin)
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                signed_in::require_access_token,
+            ));
+    public_table().router.merge(signed_in).with_state(state)
 }
 
-/// The routes that need a signed-in user, behind the JWT authorizer layer; the administration
-/// routes also need the admin scope (and the policies decide on the group).
-fn signed_in_routes(state: AppState) -> Router<AppState> {
-    let admin = Router::new()
-        .route("/api/v1/admin/users", get(routes::admin::list_users))
-        .route(
-            "/api/v1/admin/users/{id}",
-            patch(routes::admin::update_user),
+/// Every (method, path) the API serves, read from the same tables the router is built from —
+/// what the test of the OpenAPI document compares the document with.
+pub fn served_routes() -> Vec<(Method, &'static str)> {
+    [public_table(), signed_in_table(), admin_table()]
+        .into_iter()
+        .flat_map(|t| t.served)
+        .collect()
+}
+
+/// Routes being added to a router, each also written down with its method and path. The only
+/// way routes reach the API's router, so the list cannot miss one.
+struct RouteTable {
+    router: Router<AppState>,
+    served: Vec<(Method, &'static str)>,
+}
+
+impl RouteTable {
+    fn new() -> RouteTable {
+        RouteTable {
+            router: Router::new(),
+            served: Vec::new(),
+        }
+    }
+
+    /// Adds `method` on `path` (several methods on one path merge into one route).
+    fn on<H, T>(mut self, method: Method, path: &'static str, handler: H) -> RouteTable
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = axum::routing::MethodFilter::try_from(method.clone())
+            .expect("the API uses standard methods");
+        self.router = self.router.route(path, axum::routing::on(filter, handler));
+        self.served.push((method, path));
+        self
+    }
+
+    fn get<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.on(Method::GET, path, h)
+    }
+
+    fn post<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.on(Method::POST, path, h)
+    }
+
+    fn patch<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.on(Method::PATCH, path, h)
+    }
+
+    fn delete<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.on(Method::DELETE, path, h)
+    }
+
+    /// A route with a layer of its own (a body limit).
+    fn post_limited<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        mut self,
+        path: &'static str,
+        h: H,
+        limit: usize,
+    ) -> Self {
+        self.router = self
+            .router
+            .route(path, post(h).layer(DefaultBodyLimit::max(limit)));
+        self.served.push((Method::POST, path));
+        self
+    }
+}
+
+/// Routes anyone may call.
+fn public_table() -> RouteTable {
+    use routes as r;
+    RouteTable::new()
+        .get("/healthz", r::health::healthz)
+        .get("/api/openapi.json", openapi::document)
+        .get("/api/v1/parameters", r::health::parameters)
+        .get("/api/v1/stations", r::stations::list)
+        .get("/api/v1/stations/{id}", r::stations::get)
+        .get("/api/v1/stations/{id}/readings", r::readings::history)
+        .get("/api/v1/latest", r::latest::latest)
+        .get("/api/v1/stations/{id}/forecast", r::ml::station_forecast)
+        .get("/api/v1/stations/{id}/anomalies", r::ml::station_anomalies)
+        .get("/api/v1/ml/models", r::ml::list_models)
+        .get("/api/v1/ml/models/{id}", r::ml::get_model)
+        .get("/api/v1/ml/models/{id}/report", r::ml::model_report)
+        .get(
+            "/api/v1/ml/models/{id}/report/{file}",
+            r::ml::model_report_file,
         )
-        .route(
-            "/api/v1/ml/models/{id}/promote",
-            post(routes::ml::promote_model),
+        .post_limited(
+            "/api/v1/readings",
+            r::ingest::post_readings,
+            crate::ingest::MAX_BATCH_BYTES,
         )
-        .route(
-            "/api/v1/ml/models/rollback",
-            post(routes::ml::rollback_model),
+        .get("/.well-known/jwks.json", r::well_known::jwks)
+        .get(
+            "/.well-known/openid-configuration",
+            r::well_known::openid_configuration,
         )
-        .route(
-            "/api/v1/ml/jobs",
-            get(routes::ml::list_jobs).post(routes::ml::create_job),
-        )
-        .route("/api/v1/ml/jobs/{id}", get(routes::ml::get_job))
-        .route("/api/v1/ml/jobs/{id}/cancel", post(routes::ml::cancel_job))
-        .route_layer(axum::middleware::from_fn(signed_in::require_admin_scope));
-    Router::new()
-        .route(
-            "/api/v1/auth/change-password",
-            post(routes::auth::change_password),
-        )
-        .route(
-            "/api/v1/me",
-            get(routes::auth::me).delete(routes::auth::delete_me),
-        )
-        .merge(admin)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            signed_in::require_access_token,
-        ))
+        .get("/oauth2/authorize", r::oauth::authorize_form)
+        .post("/oauth2/authorize", r::oauth::authorize_submit)
+        .post("/oauth2/token", r::oauth::token)
+        .get("/oauth2/idpresponse", r::federation::idp_response)
+        .get("/api/v1/auth/providers", r::federation::providers)
+        .post("/api/v1/auth/sign-up", r::auth::sign_up)
+        .post("/api/v1/auth/confirm", r::auth::confirm)
+        .post("/api/v1/auth/resend-code", r::auth::resend_code)
+        .post("/api/v1/auth/sign-in", r::auth::sign_in)
+        .post("/api/v1/auth/refresh", r::auth::refresh)
+        .post("/api/v1/auth/sign-out", r::auth::sign_out)
+        .post("/api/v1/auth/forgot-password", r::auth::forgot_password)
+        .post("/api/v1/auth/reset-password", r::auth::reset_password)
+}
+
+/// Routes that need a signed-in user (behind the JWT authorizer layer).
+fn signed_in_table() -> RouteTable {
+    use routes as r;
+    RouteTable::new()
+        .post("/api/v1/auth/change-password", r::auth::change_password)
+        .get("/api/v1/me", r::auth::me)
+        .delete("/api/v1/me", r::auth::delete_me)
+}
+
+/// The administration routes: a signed-in user whose token has the admin scope (and the
+/// policies decide on the group).
+fn admin_table() -> RouteTable {
+    use routes as r;
+    RouteTable::new()
+        .get("/api/v1/admin/users", r::admin::list_users)
+        .patch("/api/v1/admin/users/{id}", r::admin::update_user)
+        .post("/api/v1/ml/models/{id}/promote", r::ml::promote_model)
+        .post("/api/v1/ml/models/rollback", r::ml::rollback_model)
+        .get("/api/v1/ml/jobs", r::ml::list_jobs)
+        .post("/api/v1/ml/jobs", r::ml::create_job)
+        .get("/api/v1/ml/jobs/{id}", r::ml::get_job)
+        .post("/api/v1/ml/jobs/{id}/cancel", r::ml::cancel_job)
 }
 
 /// The API's answer for a path it does not know.

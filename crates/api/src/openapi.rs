@@ -14,6 +14,7 @@ use crate::routes;
         license(name = "MIT")
     ),
     paths(
+        document,
         routes::health::healthz,
         routes::health::parameters,
         routes::stations::list,
@@ -67,6 +68,13 @@ use crate::routes;
     )
 )]
 pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
+pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
 
 struct SecuritySchemes;
 

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub map_tile_attribution: Option<String>,
     /// The name in the pages' header and titles (default "EcoCityHub").
     pub site_name: Option<String>,
+    /// How often the token-signing keys are read again from the database, in seconds.
+    pub key_refresh_seconds: Option<u64>,
     /// Outside OpenID Connect providers users may sign in with (`[[oidc_providers]]`).
     #[serde(default)]
     pub oidc_providers: Vec<OidcProviderFile>,

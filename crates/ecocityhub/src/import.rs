@@ -56,6 +56,8 @@ impl Default for ImportOptions {
 pub struct ImportReport {
     pub rows: u64,
     pub stored: u64,
+    /// Of the stored readings, those that were in the database already exactly as in the file.
+    pub unchanged: u64,
     pub rejected: u64,
     /// A few rejected values with their reasons, for the user to see.
     pub rejected_examples: Vec<String>,
@@ -590,7 +592,9 @@ pub async fn import<R: Read + Send + 'static>(
                 created_here.insert(site.to_string());
             }
         }
-        report.stored += store.insert_readings(&batch.readings).await?;
+        let written = store.insert_readings(&batch.readings).await?;
+        report.stored += written.rows;
+        report.unchanged += written.unchanged();
         bar.set_position(batch.bytes_read);
         bar.set_message(format!("{} readings", report.stored));
     }

@@ -188,12 +188,14 @@ async fn import_files(args: ImportArgs, file: &FileConfig) -> Result<()> {
             .await
             .with_context(|| format!("importing {}", path.display()))?;
         println!(
-            "{}: {} rows, {} readings stored in {:.2} s ({:.0} readings/s), {} rejected",
+            "{}: {} rows, {} readings stored in {:.2} s ({:.0} readings/s; {} new or changed, {} unchanged), {} rejected",
             path.display(),
             report.rows,
             report.stored,
             report.elapsed.as_secs_f64(),
             report.rate(),
+            report.stored - report.unchanged,
+            report.unchanged,
             report.rejected
         );
         if !report.stations_created.is_empty() {

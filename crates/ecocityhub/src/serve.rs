@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// The name in the pages' header and titles.
     #[arg(long, env = "ECOCITYHUB_SITE_NAME")]
     site_name: Option<String>,
+    /// How often the token-signing keys are read again from the database, in seconds (a
+    /// `keys rotate` by another process takes effect within this time). Default: 60.
+    #[arg(long, env = "ECOCITYHUB_KEY_REFRESH_SECONDS")]
+    key_refresh_seconds: Option<u64>,
 }
 
 /// The web pages' settings.
@@ -89,6 +93,9 @@ fn api_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> Result<A
         config.identity.policies = Some(text);
     }
     config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
+    if let Some(seconds) = args.key_refresh_seconds.or(file.key_refresh_seconds) {
+        config.identity.key_refresh = std::time::Duration::from_secs(seconds);
+    }
     // The web pages' "sign in with" flow comes back here.
     config.identity.redirect_uris.push(format!(
         "{}/account/callback",

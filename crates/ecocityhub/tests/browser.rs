@@ -5,42 +5,25 @@
 //! model. Screenshots of the main pages are saved under `target/tmp/screenshots/` (and into
 //! `ECOCITYHUB_SCREENSHOTS_DIR` when set: `docs/screenshots/` holds the README's).
 //!
-//! Without chromedriver the test is skipped, except under CI (`CI=true`), where it fails.
+//! Without chromedriver the test is skipped, except under CI, where it fails (the one rule of
+//! `ecocityhub-testkit`).
 
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, Server};
+use ecocityhub_testkit::HelperServer;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const PASSWORD: &str = "Correct-horse-battery-9";
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
 
-/// A helper process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free port on loopback (for a process that must be told its port before it starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// chromedriver on a free port.
+/// chromedriver, on the port it chose itself.
 struct Driver {
-    _process: Process,
+    _process: HelperServer,
     url: String,
 }
 
@@ -53,25 +36,22 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 async fn start_driver() -> Option<Driver> {
-    let Some(program) = find_program("chromedriver") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "chromedriver is missing under CI: .ci/chromium installs it"
-        );
-        eprintln!("chromedriver not found: skipping the browser test (run .ci/chromium)");
-        return None;
-    };
-    let port = free_port();
+    let program = ecocityhub_testkit::require(
+        find_program("chromedriver"),
+        "chromedriver and Chromium",
+        ".ci/chromium installs Debian's chromium and chromium-driver (scripts/test runs it)",
+    )?;
+    let mut command = Command::new(program);
+    command.arg("--port=0").stderr(Stdio::null());
+    let process = HelperServer::start(
+        command,
+        "ChromeDriver was started successfully on port",
+        Duration::from_secs(20),
+    )
+    .expect("chromedriver starts");
     let driver = Driver {
-        _process: Process(
-            Command::new(program)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ),
-        url: format!("http://127.0.0.1:{port}"),
+        url: process.base_url(),
+        _process: process,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -82,7 +62,7 @@ async fn start_driver() -> Option<Driver> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("chromedriver did not start");
+    panic!("chromedriver did not answer");
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
@@ -226,53 +206,59 @@ fn start_server(env: &Env, bind: &str, vars: &[(&str, String)]) -> Server {
 }
 
 /// The OpenID-certified `oidc-provider` from npm, run by Node.js (the API's federation tests use
-/// it too; `scripts/test` installs it), with our callback on `port` as its redirect URI.
+/// it too; `scripts/test` installs it). It listens first and is told our callback once we
+/// listen too: each port is bound once, by its own server.
 struct OutsideProvider {
-    _process: Process,
+    process: HelperServer,
     issuer: String,
 }
 
-fn start_outside_provider(port: u16) -> Option<OutsideProvider> {
-    use std::io::BufRead;
+fn start_outside_provider() -> Option<OutsideProvider> {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../api/tests/oidc-provider"
     ));
-    if !dir.join("node_modules/oidc-provider").exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the test OpenID provider is missing under CI: scripts/test installs it"
-        );
-        eprintln!("the test OpenID provider is not installed: skipping \"sign in with\" (run scripts/test)");
+    if !ecocityhub_testkit::require_that(
+        dir.join("node_modules/oidc-provider").exists(),
+        "the test OpenID provider (npm's oidc-provider) for \"sign in with\"",
+        "scripts/test runs npm ci in crates/api/tests/oidc-provider",
+    ) {
         return None;
     }
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg("provider.mjs")
         .current_dir(&dir)
-        .env(
-            "REDIRECT_URI",
-            format!("http://127.0.0.1:{port}/oauth2/idpresponse"),
-        )
+        .env_remove("REDIRECT_URI")
         .env("CLIENT_ID", "ecocityhub")
         .env("CLIENT_SECRET", "ecocityhub-test-secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+        .stderr(Stdio::null());
+    let process = HelperServer::start(command, "issuer http://127.0.0.1:", Duration::from_secs(30))
         .expect("Node.js runs the test OpenID provider");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .next()
-        .expect("the provider prints its issuer")
-        .unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let issuer = line
-        .strip_prefix("issuer ")
-        .expect("issuer line")
-        .to_string();
     Some(OutsideProvider {
-        _process: Process(child),
-        issuer,
+        issuer: process.base_url(),
+        process,
     })
+}
+
+impl OutsideProvider {
+    /// Tells the provider our callback and waits until it serves.
+    async fn expect_callback(&mut self, server: &Server) {
+        self.process
+            .send_line(&server.url("/oauth2/idpresponse"))
+            .unwrap();
+        let discovery = format!("{}/.well-known/openid-configuration", self.issuer);
+        for _ in 0..200 {
+            if reqwest::get(&discovery)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the OpenID provider never served");
+    }
 }
 
 #[tokio::test]
@@ -316,10 +302,9 @@ async fn people_use_the_site_in_a_real_browser() {
         ],
         Some(&format!("{PASSWORD}\n")),
     );
-    // An outside OpenID provider to sign in with: it must know our callback before it starts,
-    // and we its issuer, so our port is chosen first.
-    let port = free_port();
-    let provider = start_outside_provider(port);
+    // An outside OpenID provider to sign in with: we must know its issuer when we start, and
+    // it our callback once we listen.
+    let mut provider = start_outside_provider();
     let mut vars = Vec::new();
     if let Some(p) = &provider {
         vars = vec![
@@ -335,7 +320,10 @@ async fn people_use_the_site_in_a_real_browser() {
             ),
         ];
     }
-    let server = start_server(&env, &format!("127.0.0.1:{port}"), &vars);
+    let server = start_server(&env, "127.0.0.1:0", &vars);
+    if let Some(p) = provider.as_mut() {
+        p.expect_callback(&server).await;
+    }
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;
 

@@ -183,6 +183,7 @@ pub trait IdentityStore: Send + Sync {
     async fn purge_attempts(&self, before: DateTime<Utc>) -> Result<u64>;
 
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+    /// The token; `revoked_at` is set when it or any token of its family was revoked.
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;
     /// Marks the token used. `false` when it was used before: a replay.
     async fn use_refresh_token(&self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;

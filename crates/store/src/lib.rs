@@ -45,6 +45,23 @@ pub struct Point {
     pub flag: QualityFlag,
 }
 
+/// What a write of readings did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Distinct (station, parameter, time) rows in the write (a repeated row counts once; the
+    /// last one wins).
+    pub rows: u64,
+    /// Rows that were new, or replaced a stored reading with another value or flag.
+    pub changed: u64,
+}
+
+impl Written {
+    /// Rows that were stored already exactly as sent.
+    pub fn unchanged(&self) -> u64 {
+        self.rows - self.changed
+    }
+}
+
 /// A (station, parameter) series and the span of its readings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesInfo {
@@ -107,9 +124,10 @@ pub trait Store: IdentityStore + MlStore + Send + Sync + 'static {
     async fn series(&self) -> Result<Vec<SeriesInfo>>;
 
     /// Stores readings in one transaction; an existing reading with the same station,
-    /// parameter and time is replaced (idempotent re-sends). Returns the number stored.
-    /// Fails as a whole, storing nothing, if a station does not exist.
-    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64>;
+    /// parameter and time is replaced when its value or flag differ and left alone when they do
+    /// not (idempotent re-sends). Says how many rows were new or changed and how many were
+    /// already stored as sent. Fails as a whole, storing nothing, if a station does not exist.
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<Written>;
 
     /// Records the averaging period of a series' values (an import learns it from the file).
     async fn set_series_period(

@@ -14,7 +14,7 @@ use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, Stat
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-use crate::{DeviceKey, Point, RecentSeries, Result, SeriesInfo, Store, StoreError};
+use crate::{DeviceKey, Point, RecentSeries, Result, SeriesInfo, Store, StoreError, Written};
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,8 +223,12 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
             }
         }
     }
+    // A row stored exactly as sent is left alone, so the statement's count of affected rows is
+    // the rows that were new or changed.
     sql.push_str(
-        " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, flag = excluded.flag",
+        " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, flag = excluded.flag \
+         WHERE readings.value IS DISTINCT FROM excluded.value \
+            OR readings.flag IS DISTINCT FROM excluded.flag",
     );
     sql
 }
@@ -334,9 +338,9 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64> {
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<Written> {
         if readings.is_empty() {
-            return Ok(0);
+            return Ok(Written::default());
         }
         // Last one wins within a batch, as it would across batches; PostgreSQL refuses to
         // update one row twice in a statement.
@@ -396,6 +400,7 @@ impl Store for SqlStore {
 
         let full_sql = insert_sql(self.backend, INSERT_CHUNK);
         let mut span: HashMap<i64, (i64, i64)> = HashMap::new();
+        let mut changed = 0;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let tail_sql;
             let sql = if chunk.len() == INSERT_CHUNK {
@@ -417,7 +422,7 @@ impl Store for SqlStore {
                     .bind(r.value)
                     .bind(i64::from(r.flag.as_i16()));
             }
-            q.execute(&mut *tx).await?;
+            changed += q.execute(&mut *tx).await?.rows_affected();
         }
         for (id, (first, last)) in span {
             sqlx::query(
@@ -437,7 +442,10 @@ impl Store for SqlStore {
             .lock()
             .expect("not poisoned")
             .extend(created);
-        Ok(rows.len() as u64)
+        Ok(Written {
+            rows: rows.len() as u64,
+            changed,
+        })
     }
 
     async fn set_series_period(

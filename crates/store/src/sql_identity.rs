@@ -380,9 +380,14 @@ impl IdentityStore for SqlStore {
     }
 
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>> {
-        let row = sqlx::query(&format!(
-            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1"
-        ))
+        let row = sqlx::query(
+            // A token of a revoked family is revoked, also when it was added to the family
+            // after the revocation (a refresh racing with the reuse that revoked its family).
+            "SELECT token_hash, family, user_id, expires_at, used_at, \
+             COALESCE(revoked_at, (SELECT MAX(f.revoked_at) FROM refresh_tokens f \
+                                   WHERE f.family = t.family)) AS revoked_at, \
+             created_at, scope FROM refresh_tokens t WHERE token_hash = $1",
+        )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;

@@ -68,7 +68,14 @@ async fn readings_are_idempotent_and_ordered(store: SqlStore) {
     let batch: Vec<Reading> = (0..1200)
         .map(|h| reading("s1", Parameter::Pm25, h, h as f64))
         .collect();
-    assert_eq!(store.insert_readings(&batch).await.unwrap(), 1200);
+    let first = store.insert_readings(&batch).await.unwrap();
+    assert_eq!((first.rows, first.changed), (1200, 1200));
+    // The same batch again changes nothing, and says so.
+    let again = store.insert_readings(&batch).await.unwrap();
+    assert_eq!(
+        (again.rows, again.changed, again.unchanged()),
+        (1200, 0, 1200)
+    );
     // The same batch again changes nothing.
     store.insert_readings(&batch).await.unwrap();
     assert_eq!(store.count_readings().await.unwrap(), 1200);
@@ -77,7 +84,8 @@ async fn readings_are_idempotent_and_ordered(store: SqlStore) {
         reading("s1", Parameter::Pm25, 5, 50.0),
         reading("s1", Parameter::Pm25, 5, 55.0),
     ];
-    assert_eq!(store.insert_readings(&fix).await.unwrap(), 1);
+    let fixed = store.insert_readings(&fix).await.unwrap();
+    assert_eq!((fixed.rows, fixed.changed), (1, 1));
     let id = StationId::parse("s1").unwrap();
     let from = t0().timestamp();
     let pts = store

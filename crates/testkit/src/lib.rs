@@ -12,7 +12,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -87,13 +87,15 @@ pub fn require_test_python(what: &str) -> Option<PathBuf> {
 /// A process started by a test, killed when dropped.
 pub struct HelperServer {
     child: Child,
+    stdin: Option<ChildStdin>,
     /// The port the process said it listens on.
     pub port: u16,
 }
 
 impl HelperServer {
-    /// Starts `command` (its standard output piped) and waits up to `timeout` for a line
-    /// `prefix PORT`; the rest of its output is drained so it never blocks on a full pipe.
+    /// Starts `command` (its standard input and output piped) and waits up to `timeout` for a
+    /// line `prefix PORT` (a full stop after the port is allowed); the rest of its output is
+    /// drained so it never blocks on a full pipe.
     pub fn start(
         mut command: Command,
         prefix: &str,
@@ -101,8 +103,9 @@ impl HelperServer {
     ) -> std::io::Result<HelperServer> {
         let mut child = command
             .stdout(Stdio::piped())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .spawn()?;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         let prefix = prefix.to_string();
@@ -114,7 +117,7 @@ impl HelperServer {
                     if let Some(port) = line
                         .trim()
                         .strip_prefix(prefix.as_str())
-                        .and_then(|rest| rest.trim().parse::<u16>().ok())
+                        .and_then(|rest| rest.trim().trim_end_matches('.').parse::<u16>().ok())
                     {
                         let _ = tx.send(port);
                         sent = true;
@@ -123,7 +126,7 @@ impl HelperServer {
             }
         });
         match rx.recv_timeout(timeout) {
-            Ok(port) => Ok(HelperServer { child, port }),
+            Ok(port) => Ok(HelperServer { child, stdin, port }),
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -142,6 +145,17 @@ impl HelperServer {
     /// The child's process id (to signal it).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Writes a line to the process's standard input (for what it can only learn once it and
+    /// its peers are listening).
+    pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("standard input is closed"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
     }
 }
 
@@ -171,7 +185,7 @@ mod tests {
     #[test]
     fn a_helper_server_reports_its_port() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo starting; echo 'listening on 4321'; sleep 5"]);
+        cmd.args(["-c", "echo starting; echo 'listening on 4321.'; sleep 5"]);
         let server = HelperServer::start(cmd, "listening on", Duration::from_secs(5)).unwrap();
         assert_eq!(server.port, 4321);
         assert_eq!(server.base_url(), "http://127.0.0.1:4321");

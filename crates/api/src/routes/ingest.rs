@@ -23,6 +23,9 @@ pub struct IngestSummary {
     pub received: usize,
     /// Rows stored (a row repeating a stored station, parameter and time replaces it).
     pub accepted: usize,
+    /// Of the accepted rows, those that were stored already exactly as sent (a re-sent batch is
+    /// all unchanged; a corrected value is not).
+    pub unchanged: u64,
     /// Rows refused, each with its index and reason; the other rows were stored.
     pub rejected: Vec<RowProblem>,
 }
@@ -107,14 +110,17 @@ pub async fn post_readings(
             errors: rejected,
         });
     }
-    app.store().insert_readings(&accepted).await?;
-    app.readings_changed();
+    let written = app.store().insert_readings(&accepted).await?;
+    if written.changed > 0 {
+        app.readings_changed();
+    }
     let stored = accepted.len();
     // Acknowledged first, screened after: anomaly checks never delay or lose a reading.
     app.screen_in_background(accepted);
     Ok(Json(IngestSummary {
         received,
         accepted: stored,
+        unchanged: written.unchanged(),
         rejected,
     }))
 }

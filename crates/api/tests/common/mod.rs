@@ -16,8 +16,13 @@ use serde_json::{json, Value};
 
 /// A fresh PostgreSQL database under the one rule for skipping (ecocityhub-testkit).
 pub async fn postgres_store() -> Option<ecocityhub_store::SqlStore> {
+    Some(postgres_store_at().await?.0)
+}
+
+/// [`postgres_store`] and its URL.
+pub async fn postgres_store_at() -> Option<(ecocityhub_store::SqlStore, String)> {
     let url = ecocityhub_store::testing::fresh_postgres_url().await?;
-    Some(ecocityhub_store::connect(&url).await.unwrap())
+    Some((ecocityhub_store::connect(&url).await.unwrap(), url))
 }
 
 /// An SQLite store in a new temporary directory.
@@ -64,7 +69,10 @@ macro_rules! both_backends {
                 #[tokio::test]
                 async fn $name() {
                     let (store, dir) = $crate::common::sqlite_store().await;
-                    super::$name($crate::common::spawn_app(std::sync::Arc::new(store), Some(dir)).await).await;
+                    let url = ecocityhub_store::testing::sqlite_url(dir.path());
+                    let mut app = $crate::common::spawn_app(std::sync::Arc::new(store), Some(dir)).await;
+                    app.database_url = Some(url);
+                    super::$name(app).await;
                 }
             )*
         }
@@ -72,8 +80,10 @@ macro_rules! both_backends {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let Some(store) = $crate::common::postgres_store().await else { return };
-                    super::$name($crate::common::spawn_app(std::sync::Arc::new(store), None).await).await;
+                    let Some((store, url)) = $crate::common::postgres_store_at().await else { return };
+                    let mut app = $crate::common::spawn_app(std::sync::Arc::new(store), None).await;
+                    app.database_url = Some(url);
+                    super::$name(app).await;
                 }
             )*
         }
@@ -92,6 +102,9 @@ pub struct TestApp {
     /// Where model artifacts and reports are.
     pub blobs: Arc<dyn ecocityhub_blobs::BlobStore>,
     pub _dir: Option<tempfile::TempDir>,
+    /// The database's URL, when the test macro knows it (for statements behind the store's
+    /// back: damage, races, upgrades).
+    pub database_url: Option<String>,
 }
 
 pub fn station(id: &str, lat: f64, lon: f64) -> Station {
@@ -198,10 +211,24 @@ pub async fn spawn_app_delivering(
         other_key,
         blobs,
         _dir: dir,
+        database_url: None,
     }
 }
 
 impl TestApp {
+    /// Runs one SQL statement on the app's database over a connection of its own.
+    pub async fn sql(&self, statement: &str) -> Result<(), sqlx::Error> {
+        use sqlx::{Connection, Executor};
+        sqlx::any::install_default_drivers();
+        let url = self
+            .database_url
+            .as_deref()
+            .expect("the test macro sets the URL");
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        conn.execute(statement).await?;
+        conn.close().await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -7,19 +7,17 @@
 // Accounts: the login name is the subject; its e-mail is NAME@example.org, verified unless the
 // name starts with "unverified".
 //
-// Environment: REDIRECT_URI (required), CLIENT_ID, CLIENT_SECRET, PORT (default 0: any free one).
-// When ready it prints one line: `issuer http://127.0.0.1:PORT`.
+// Environment: REDIRECT_URI, CLIENT_ID, CLIENT_SECRET, PORT (default 0: any free one).
+// It prints one line, `issuer http://127.0.0.1:PORT`, once it listens. Without REDIRECT_URI it
+// then reads the redirect URI from the first line of its standard input (so a relying party
+// can start after it, on a port of its own choosing, and tell it) and answers 503 until then;
+// it prints `ready` when it serves.
 
 import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 
 import Provider from 'oidc-provider';
 
-const redirectUri = process.env.REDIRECT_URI;
-if (!redirectUri) {
-  console.error('set REDIRECT_URI to the relying party\'s callback');
-  process.exit(2);
-}
 const clientId = process.env.CLIENT_ID ?? 'ecocityhub';
 const clientSecret = process.env.CLIENT_SECRET ?? 'ecocityhub-test-secret';
 
@@ -41,10 +39,28 @@ function findAccount(_ctx, id) {
   };
 }
 
-const server = http.createServer();
-server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
+function redirectUriFromStdin() {
+  return new Promise((resolve) => {
+    let buffered = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk) => {
+      buffered += chunk;
+      const newline = buffered.indexOf('\n');
+      if (newline >= 0) resolve(buffered.slice(0, newline).trim());
+    });
+  });
+}
+
+let handler = (_req, res) => {
+  res.statusCode = 503;
+  res.end('not ready: the redirect URI is not known yet');
+};
+const server = http.createServer((req, res) => handler(req, res));
+server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', async () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
+  console.log(`issuer ${issuer}`);
+  const redirectUri = process.env.REDIRECT_URI || (await redirectUriFromStdin());
   const provider = new Provider(issuer, {
     clients: ['client_secret_basic', 'client_secret_post'].map((method) => ({
       client_id: method === 'client_secret_basic' ? clientId : `${clientId}-post`,
@@ -68,8 +84,8 @@ server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
     findAccount,
     features: { devInteractions: { enabled: true } },
   });
-  server.on('request', provider.callback());
-  console.log(`issuer ${issuer}`);
+  handler = provider.callback();
+  console.log('ready');
 });
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
