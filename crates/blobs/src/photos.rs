@@ -593,7 +593,7 @@ mod tests {
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::One);
         let mut writer = encoder.write_header().unwrap();
-        let row = (width as usize).div_ceil(8) + 1;
+        let row = (width as usize).div_ceil(8);
         let zeros = vec![0u8; row * height as usize];
         writer.write_image_data(&zeros).unwrap();
         writer.finish().unwrap();

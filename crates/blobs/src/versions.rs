@@ -13,6 +13,8 @@
 //! content as a version (S3 adds a delete marker), and `expire_versions` is the lifecycle rule
 //! `NoncurrentVersionExpiration` with `NoncurrentDays` = the retention.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
@@ -75,7 +77,17 @@ pub struct BlobVersion {
 }
 
 impl BlobVersion {
+    /// A new version id: its milliseconds strictly increase within the process, so versions
+    /// made in the same millisecond still sort in the order they were made.
     fn new(at: DateTime<Utc>, replaced_by: Replaced) -> BlobVersion {
+        static LAST_MILLIS: AtomicI64 = AtomicI64::new(0);
+        let wanted = at.timestamp_millis();
+        let millis = LAST_MILLIS
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(wanted.max(last + 1))
+            })
+            .map_or(wanted, |last| wanted.max(last + 1));
+        let at = DateTime::from_timestamp_millis(millis).unwrap_or(at);
         let mut random = [0u8; 4];
         rand::rng().fill_bytes(&mut random);
         BlobVersion {
@@ -378,10 +390,6 @@ mod tests {
             blobs.put(".versions/x/y", Bytes::new()).await,
             Err(BlobError::InvalidKey { .. })
         ));
-        // A key beside another's folder keeps its own versions.
-        blobs.put("reports/7", Bytes::from_static(b"a")).await.unwrap();
-        blobs.put("reports/7", Bytes::from_static(b"b")).await.unwrap();
-        assert_eq!(blobs.versions("reports/7").await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -413,5 +421,10 @@ mod tests {
         let stored = blobs.list_stored("").await.unwrap();
         assert_eq!(stored.len(), 2);
         assert!(stored.iter().all(|o| o.key == "m/x"), "{stored:?}");
+        // A key that is also another key's folder (possible on S3) keeps its own versions.
+        blobs.put("m/x/y", Bytes::from_static(b"c")).await.unwrap();
+        blobs.put("m/x/y", Bytes::from_static(b"d")).await.unwrap();
+        assert_eq!(blobs.versions("m/x").await.unwrap().len(), 1);
+        assert_eq!(blobs.versions("m/x/y").await.unwrap().len(), 1);
     }
 }
