@@ -153,7 +153,7 @@ async fn kms_keys(config: &KeysConfig) -> Result<Arc<dyn KeyProvider>> {
         .kms_key_id
         .clone()
         .ok_or_else(|| BlobError::Config("keys.source = \"kms\" needs keys.kms_key_id".into()))?;
-    Ok(Arc::new(crate::kms::KmsKeyProvider::from_env(key_id).await))
+    Ok(Arc::new(crate::kms::KmsKeyProvider::from_env(&key_id).await?))
 }
 
 #[cfg(not(feature = "aws"))]

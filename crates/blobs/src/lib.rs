@@ -147,6 +147,41 @@ pub trait BlobStore: Send + Sync + 'static {
     }
 }
 
+/// A shared store is a store (so wrappers can sit over an `Arc` others also hold).
+#[async_trait]
+impl<T: BlobStore + ?Sized> BlobStore for Arc<T> {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        (**self).put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        (**self).get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        (**self).delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        (**self).list(prefix).await
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        (**self).put_new(key, bytes).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<bool> {
+        (**self).copy(from, to).await
+    }
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        (**self).list_stored(prefix).await
+    }
+    async fn get_stored(&self, path: &str) -> Result<Option<Bytes>> {
+        (**self).get_stored(path).await
+    }
+    async fn put_stored(&self, path: &str, bytes: Bytes) -> Result<()> {
+        (**self).put_stored(path, bytes).await
+    }
+}
+
 /// A [`BlobStore`] over an `object_store` backend.
 pub struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,

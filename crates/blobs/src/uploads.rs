@@ -167,6 +167,14 @@ impl UploadRequest {
     }
 }
 
+/// The refusals every signer makes before signing.
+pub(crate) fn check_request(
+    request: &UploadRequest,
+    config: &UploadsConfig,
+) -> Result<(), UploadError> {
+    request.check(config)
+}
+
 fn normalize_type(content_type: &str) -> String {
     content_type
         .split(';')
@@ -421,7 +429,7 @@ impl UploadSigner for LocalUploadSigner {
         request: &UploadRequest,
         now: DateTime<Utc>,
     ) -> Result<SignedUpload, UploadError> {
-        request.check(&self.config)?;
+        check_request(request, &self.config)?;
         let id = new_upload_id(now);
         let expires_at = now + Duration::from_secs(self.config.url_lifetime_secs);
         let expires = expires_at.timestamp();
