@@ -116,8 +116,9 @@ impl<B: BlobStore> EncryptedBlobs<B> {
                     source,
                 },
             })?;
-        envelope::open_with(&data_key, &parsed, &blob_context(key))
-            .map(Bytes::from)
+        let header_len = stored.len() - parsed.sealed.len();
+        let nonce = parsed.nonce;
+        envelope::open_stored(&data_key, stored, header_len, &nonce, &blob_context(key))
             .ok_or_else(|| {
                 tampered(
                     "its authentication tag (a cryptographic checksum) does not match the stored bytes"
