@@ -95,14 +95,23 @@ pub struct EncryptionBench {
 }
 
 /// Reads a 1 MB blob `reads` times through a plain and an encrypted local store under `dir`.
-pub async fn encryption_cost(dir: &Path, blob_bytes: usize, reads: usize) -> Result<EncryptionBench> {
+pub async fn encryption_cost(
+    dir: &Path,
+    blob_bytes: usize,
+    reads: usize,
+) -> Result<EncryptionBench> {
     let keys = Arc::new(LocalKeyProvider::open_or_create(dir)?);
     let plain = ObjectBlobs::local(&dir.join("plain"))?;
     let encrypted = EncryptedBlobs::new(ObjectBlobs::local(&dir.join("encrypted"))?, keys);
-    let payload: Bytes = (0..blob_bytes).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    let payload: Bytes = (0..blob_bytes)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
     let plain_write = median_of(reads.min(50), || plain.put("bench/blob", payload.clone())).await?;
-    let encrypted_write =
-        median_of(reads.min(50), || encrypted.put("bench/blob", payload.clone())).await?;
+    let encrypted_write = median_of(reads.min(50), || {
+        encrypted.put("bench/blob", payload.clone())
+    })
+    .await?;
     // Interleave so both see the same page cache and CPU frequency.
     let mut plain_times = Vec::with_capacity(reads);
     let mut encrypted_times = Vec::with_capacity(reads);
@@ -161,7 +170,11 @@ pub struct UploadUrlBench {
 /// Signs and verifies `urls` local upload URLs, and accepts a 100 kB upload through each.
 pub async fn upload_urls(urls: usize) -> UploadUrlBench {
     let urls = urls.max(1);
-    let signer = LocalUploadSigner::new(random_key(), "http://127.0.0.1:8080", UploadsConfig::default());
+    let signer = LocalUploadSigner::new(
+        random_key(),
+        "http://127.0.0.1:8080",
+        UploadsConfig::default(),
+    );
     let body = Bytes::from(vec![7u8; 100_000]);
     let request = UploadRequest::for_bytes("image/jpeg", &body);
     let now = Utc::now();
@@ -188,8 +201,11 @@ pub async fn upload_urls(urls: usize) -> UploadUrlBench {
     let verifying = started.elapsed();
 
     let keys = Arc::new(
-        LocalKeyProvider::from_keys(crate::keys::MasterKey::new("bench", random_key()).expect("id"), vec![])
-            .expect("keys"),
+        LocalKeyProvider::from_keys(
+            crate::keys::MasterKey::new("bench", random_key()).expect("id"),
+            vec![],
+        )
+        .expect("keys"),
     );
     let store = EncryptedBlobs::new(ObjectBlobs::in_memory(), keys);
     let started = Instant::now();

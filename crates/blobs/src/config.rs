@@ -153,7 +153,9 @@ async fn kms_keys(config: &KeysConfig) -> Result<Arc<dyn KeyProvider>> {
         .kms_key_id
         .clone()
         .ok_or_else(|| BlobError::Config("keys.source = \"kms\" needs keys.kms_key_id".into()))?;
-    Ok(Arc::new(crate::kms::KmsKeyProvider::from_env(&key_id).await?))
+    Ok(Arc::new(
+        crate::kms::KmsKeyProvider::from_env(&key_id).await?,
+    ))
 }
 
 #[cfg(not(feature = "aws"))]
@@ -219,12 +221,22 @@ mod tests {
         let versions = opened.versions();
         let kept = versions.versions("a/b").await.unwrap();
         assert_eq!(kept.len(), 1);
-        assert_eq!(versions.get_version("a/b", &kept[0].id).await.unwrap().unwrap(), "one");
+        assert_eq!(
+            versions
+                .get_version("a/b", &kept[0].id)
+                .await
+                .unwrap()
+                .unwrap(),
+            "one"
+        );
         let raw = std::fs::read(dir.path().join("blobs/a/b")).unwrap();
         assert!(crate::is_sealed(&raw));
         let sealed = opened.sealer().seal(b"x", b"secret").await.unwrap();
         let again = open(&config, dir.path()).await.unwrap();
-        assert_eq!(again.sealer().open(b"x", &sealed).await.unwrap().as_slice(), b"secret");
+        assert_eq!(
+            again.sealer().open(b"x", &sealed).await.unwrap().as_slice(),
+            b"secret"
+        );
         assert_eq!(again.store().get("a/b").await.unwrap().unwrap(), "two");
     }
 
@@ -251,6 +263,8 @@ mod tests {
             let err = open(&s3, dir.path()).await.err().unwrap();
             assert!(err.to_string().contains("`aws` feature"), "{err}");
         }
-        assert!(serde_json::from_value::<BlobsConfig>(serde_json::json!({"bakend": "s3"})).is_err());
+        assert!(
+            serde_json::from_value::<BlobsConfig>(serde_json::json!({"bakend": "s3"})).is_err()
+        );
     }
 }

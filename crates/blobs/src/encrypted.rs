@@ -145,7 +145,10 @@ impl<B: BlobStore> EncryptedBlobs<B> {
             ..RotationReport::default()
         };
         for object in self.inner.list_stored("").await? {
-            match self.rotate_one(&object, encrypt_plain, &report.key_id).await {
+            match self
+                .rotate_one(&object, encrypt_plain, &report.key_id)
+                .await
+            {
                 Ok(outcome) => outcome.count(&mut report),
                 Err(e) => report.failed.push((object.path.clone(), e.to_string())),
             }
@@ -179,7 +182,10 @@ impl<B: BlobStore> EncryptedBlobs<B> {
                         key: object.key.clone(),
                         source,
                     })?;
-            (envelope::with_wrapped(&parsed, &wrapped), Outcome::Rewrapped)
+            (
+                envelope::with_wrapped(&parsed, &wrapped),
+                Outcome::Rewrapped,
+            )
         } else if encrypt_plain {
             (
                 self.encrypt(&object.key, &stored).await?.to_vec(),
@@ -423,14 +429,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plain = ObjectBlobs::local(&dir.path().join("blobs")).unwrap();
         let gzip = Bytes::from_static(b"\x1f\x8b\x08\x00legacy artifact");
-        plain.put("models/old/model.json.gz", gzip.clone()).await.unwrap();
+        plain
+            .put("models/old/model.json.gz", gzip.clone())
+            .await
+            .unwrap();
         plain
             .put("models/old/report.md", Bytes::from_static(b"# Report"))
             .await
             .unwrap();
         let blobs = local(dir.path());
-        assert_eq!(blobs.get("models/old/model.json.gz").await.unwrap().unwrap(), gzip);
-        assert_eq!(blobs.get("models/old/report.md").await.unwrap().unwrap(), "# Report");
+        assert_eq!(
+            blobs
+                .get("models/old/model.json.gz")
+                .await
+                .unwrap()
+                .unwrap(),
+            gzip
+        );
+        assert_eq!(
+            blobs.get("models/old/report.md").await.unwrap().unwrap(),
+            "# Report"
+        );
         let strict = local(dir.path()).refusing_plain();
         assert!(matches!(
             strict.get("models/old/report.md").await,
@@ -447,8 +466,14 @@ mod tests {
             .await
             .unwrap();
         let blobs = local(dir.path());
-        blobs.put("a/one", Bytes::from_static(SECRET)).await.unwrap();
-        blobs.put("a/two", Bytes::from_static(b"two")).await.unwrap();
+        blobs
+            .put("a/one", Bytes::from_static(SECRET))
+            .await
+            .unwrap();
+        blobs
+            .put("a/two", Bytes::from_static(b"two"))
+            .await
+            .unwrap();
         let before = std::fs::read(dir.path().join("blobs/a/one")).unwrap();
         let old_id = blobs.keys().current_key_id();
 
@@ -461,13 +486,24 @@ mod tests {
         );
         assert!(report.failed.is_empty());
         let after = std::fs::read(dir.path().join("blobs/a/one")).unwrap();
-        let (b, a) = (envelope::parse(&before).unwrap(), envelope::parse(&after).unwrap());
+        let (b, a) = (
+            envelope::parse(&before).unwrap(),
+            envelope::parse(&after).unwrap(),
+        );
         assert_eq!(a.wrapped.key_id, report.key_id);
-        assert_eq!((a.nonce, a.sealed), (b.nonce, b.sealed), "the data was not re-encrypted");
+        assert_eq!(
+            (a.nonce, a.sealed),
+            (b.nonce, b.sealed),
+            "the data was not re-encrypted"
+        );
         assert!(envelope::is_sealed(
             &std::fs::read(dir.path().join("blobs/legacy/report.md")).unwrap()
         ));
-        for (key, want) in [("a/one", SECRET), ("a/two", b"two"), ("legacy/report.md", b"# plain")] {
+        for (key, want) in [
+            ("a/one", SECRET),
+            ("a/two", b"two"),
+            ("legacy/report.md", b"# plain"),
+        ] {
             assert_eq!(blobs.get(key).await.unwrap().unwrap(), want);
         }
         let again = blobs.rewrap_all(true).await.unwrap();

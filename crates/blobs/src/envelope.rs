@@ -64,10 +64,10 @@ pub(crate) struct Envelope<'a> {
 }
 
 pub(crate) fn parse(bytes: &[u8]) -> Result<Envelope<'_>, FormatError> {
-    let rest = bytes
-        .strip_prefix(&MAGIC)
-        .ok_or(FormatError::NotSealed)?;
-    let (&version, rest) = rest.split_first().ok_or(FormatError::Malformed("version"))?;
+    let rest = bytes.strip_prefix(&MAGIC).ok_or(FormatError::NotSealed)?;
+    let (&version, rest) = rest
+        .split_first()
+        .ok_or(FormatError::Malformed("version"))?;
     if version != FORMAT_VERSION {
         return Err(FormatError::UnknownVersion(version));
     }
@@ -292,11 +292,18 @@ mod tests {
     async fn sealed_secrets_open_only_with_their_associated_data() {
         let keys = Arc::new(LocalKeyProvider::from_keys(provider(1, "k1"), vec![]).unwrap());
         let sealer = Sealer::new(keys);
-        let sealed = sealer.seal(b"signing-key:a", b"-----BEGIN PRIVATE KEY-----").await.unwrap();
+        let sealed = sealer
+            .seal(b"signing-key:a", b"-----BEGIN PRIVATE KEY-----")
+            .await
+            .unwrap();
         assert!(is_sealed(&sealed));
         assert!(!sealed.windows(5).any(|w| w == b"BEGIN"));
         assert_eq!(
-            sealer.open(b"signing-key:a", &sealed).await.unwrap().as_slice(),
+            sealer
+                .open(b"signing-key:a", &sealed)
+                .await
+                .unwrap()
+                .as_slice(),
             b"-----BEGIN PRIVATE KEY-----"
         );
         assert!(matches!(
@@ -342,7 +349,14 @@ mod tests {
         let header_len = sealed.len() - envelope.sealed.len();
         let nonce = envelope.nonce;
         assert_eq!(
-            open_stored(&key, Bytes::from(sealed.clone()), header_len, &nonce, b"blob\0a").unwrap(),
+            open_stored(
+                &key,
+                Bytes::from(sealed.clone()),
+                header_len,
+                &nonce,
+                b"blob\0a"
+            )
+            .unwrap(),
             "hello"
         );
         assert!(open_stored(&key, Bytes::from(sealed), header_len, &nonce, b"blob\0b").is_none());
@@ -360,7 +374,11 @@ mod tests {
         assert_eq!(Sealer::key_id_of(&rewrapped).unwrap(), "k2");
         let only_new = Arc::new(LocalKeyProvider::from_keys(provider(2, "k2"), vec![]).unwrap());
         assert_eq!(
-            Sealer::new(only_new).open(b"a", &rewrapped).await.unwrap().as_slice(),
+            Sealer::new(only_new)
+                .open(b"a", &rewrapped)
+                .await
+                .unwrap()
+                .as_slice(),
             b"secret"
         );
     }

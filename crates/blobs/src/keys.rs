@@ -214,7 +214,13 @@ fn unwrap_with(master: &MasterKey, wrapped: &[u8]) -> Result<SecretKey, KeyError
     let aad = [WRAP_CONTEXT, master.id.as_bytes()].concat();
     let plain = Zeroizing::new(
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| failed())?,
     );
     let array: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| failed())?;
@@ -555,7 +561,10 @@ mod tests {
         assert_eq!(*keys.unwrap(&rewrapped).await.unwrap(), *old.plaintext);
         let reopened = LocalKeyProvider::open(&dir.path().join(KEY_FILE_NAME)).unwrap();
         assert_eq!(reopened.key_infos().len(), 2);
-        assert_eq!(*reopened.unwrap(&old.wrapped).await.unwrap(), *old.plaintext);
+        assert_eq!(
+            *reopened.unwrap(&old.wrapped).await.unwrap(),
+            *old.plaintext
+        );
         let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME))
             .unwrap()
             .permissions()

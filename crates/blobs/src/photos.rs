@@ -128,7 +128,11 @@ pub fn sniff(bytes: &[u8]) -> Result<PhotoKind, PhotoError> {
         "GIF image"
     } else if brand.is_some_and(|b| {
         [
-            b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypmsf1",
+            b"ftypheic",
+            b"ftypheix",
+            b"ftypmif1",
+            b"ftyphevc",
+            b"ftypmsf1",
         ]
         .iter()
         .any(|m| b == *m)
@@ -270,7 +274,10 @@ fn find_last_scan_start(bytes: &[u8]) -> Option<usize> {
             return None;
         }
         let marker = *bytes.get(at + 1)?;
-        let length = usize::from(u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]));
+        let length = usize::from(u16::from_be_bytes([
+            *bytes.get(at + 2)?,
+            *bytes.get(at + 3)?,
+        ]));
         if marker == 0xDA {
             let start = at + 2 + length;
             return (start <= bytes.len()).then_some(start);
@@ -345,13 +352,12 @@ pub async fn store_photo(
 ) -> Result<StoredPhoto, PhotoError> {
     let limits_for_task = limits.clone();
     let started = std::time::Instant::now();
-    let processed =
-        tokio::task::spawn_blocking(move || process_photo(&upload, &limits_for_task))
-            .await
-            .map_err(|e| PhotoError::Undecodable {
-                kind: PhotoKind::Jpeg,
-                reason: format!("the processing task failed: {e}"),
-            })?;
+    let processed = tokio::task::spawn_blocking(move || process_photo(&upload, &limits_for_task))
+        .await
+        .map_err(|e| PhotoError::Undecodable {
+            kind: PhotoKind::Jpeg,
+            reason: format!("the processing task failed: {e}"),
+        })?;
     let processed = match processed {
         Ok(p) => p,
         Err(e) => {
@@ -363,7 +369,9 @@ pub async fn store_photo(
         .record(started.elapsed().as_secs_f64());
     let key = photo_key(&processed.photo);
     let thumbnail_key = thumbnail_key(&processed.thumbnail);
-    blobs.put_new(&thumbnail_key, processed.thumbnail.clone()).await?;
+    blobs
+        .put_new(&thumbnail_key, processed.thumbnail.clone())
+        .await?;
     blobs.put_new(&key, processed.photo.clone()).await?;
     Ok(StoredPhoto {
         sha256: key[PHOTOS_PREFIX.len() + 1..key.len() - 4].to_string(),
@@ -489,7 +497,11 @@ mod tests {
         let gps = exif
             .get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY)
             .expect("GPS latitude");
-        assert!(gps.display_value().to_string().starts_with("51 deg"), "{}", gps.display_value());
+        assert!(
+            gps.display_value().to_string().starts_with("51 deg"),
+            "{}",
+            gps.display_value()
+        );
         let orientation = exif
             .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
             .and_then(|f| f.value.get_uint(0));
@@ -510,15 +522,27 @@ mod tests {
             assert!(!output.windows(13).any(|w| w == b"EcoCityHubCam"));
         }
         // Rotated clockwise, the green top rows are now on the right, red (left) on top.
-        let decoded = image::load_from_memory(&processed.photo).unwrap().into_rgb8();
+        let decoded = image::load_from_memory(&processed.photo)
+            .unwrap()
+            .into_rgb8();
         let top_left = decoded.get_pixel(8, 8).0;
         let right_middle = decoded.get_pixel(60, 64).0;
         let bottom_left = decoded.get_pixel(8, 120).0;
-        assert!(top_left[0] > 150 && top_left[2] < 100, "red on top: {top_left:?}");
-        assert!(right_middle[1] > 150, "green on the right: {right_middle:?}");
-        assert!(bottom_left[2] > 150 && bottom_left[0] < 100, "blue below: {bottom_left:?}");
+        assert!(
+            top_left[0] > 150 && top_left[2] < 100,
+            "red on top: {top_left:?}"
+        );
+        assert!(
+            right_middle[1] > 150,
+            "green on the right: {right_middle:?}"
+        );
+        assert!(
+            bottom_left[2] > 150 && bottom_left[0] < 100,
+            "blue below: {bottom_left:?}"
+        );
         // Orientation 1 changes nothing.
-        let upright = process_photo(&jpeg_with_exif_gps(64, 32, 1), &PhotoLimits::default()).unwrap();
+        let upright =
+            process_photo(&jpeg_with_exif_gps(64, 32, 1), &PhotoLimits::default()).unwrap();
         assert_eq!((upright.width, upright.height), (64, 32));
     }
 
@@ -526,11 +550,19 @@ mod tests {
     fn large_photos_are_scaled_and_thumbnailed() {
         let processed = process_photo(&jpeg(3000, 1500), &PhotoLimits::default()).unwrap();
         assert_eq!((processed.width, processed.height), (2560, 1280));
-        assert_eq!((processed.thumbnail_width, processed.thumbnail_height), (320, 160));
+        assert_eq!(
+            (processed.thumbnail_width, processed.thumbnail_height),
+            (320, 160)
+        );
         let transparent = process_photo(&png(40, 20), &PhotoLimits::default()).unwrap();
         assert_eq!(transparent.source, PhotoKind::Png);
-        let pixel = image::load_from_memory(&transparent.photo).unwrap().into_rgb8();
-        assert!(pixel.get_pixel(10, 10).0.iter().all(|&c| c > 240), "white, not black");
+        let pixel = image::load_from_memory(&transparent.photo)
+            .unwrap()
+            .into_rgb8();
+        assert!(
+            pixel.get_pixel(10, 10).0.iter().all(|&c| c > 240),
+            "white, not black"
+        );
     }
 
     #[test]
@@ -550,20 +582,38 @@ mod tests {
         let limits = PhotoLimits::default();
         let pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n".to_vec();
         let err = process_photo(&pdf, &limits).unwrap_err();
-        assert!(matches!(err, PhotoError::Unsupported { detected: "PDF document" }));
+        assert!(matches!(
+            err,
+            PhotoError::Unsupported {
+                detected: "PDF document"
+            }
+        ));
         assert_eq!(err.status(), 415);
         assert!(err.to_string().contains("PDF"), "{err}");
 
         let gif = b"GIF89a\x01\x00\x01\x00".to_vec();
-        assert!(matches!(process_photo(&gif, &limits), Err(PhotoError::Unsupported { .. })));
-        assert!(matches!(process_photo(b"", &limits), Err(PhotoError::Empty)));
+        assert!(matches!(
+            process_photo(&gif, &limits),
+            Err(PhotoError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            process_photo(b"", &limits),
+            Err(PhotoError::Empty)
+        ));
 
         let started = std::time::Instant::now();
         let bomb = png_bomb(20_000, 20_000);
         assert!(bomb.len() < 2_000_000, "the bomb is small: {}", bomb.len());
         let err = process_photo(&bomb, &limits).unwrap_err();
         assert!(
-            matches!(err, PhotoError::TooManyPixels { width: 20_000, height: 20_000, .. }),
+            matches!(
+                err,
+                PhotoError::TooManyPixels {
+                    width: 20_000,
+                    height: 20_000,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("20000 × 20000"), "{err}");
@@ -571,10 +621,26 @@ mod tests {
 
         let whole = jpeg_with_exif_gps(400, 300, 1);
         let err = process_photo(&whole[..whole.len() * 2 / 3], &limits).unwrap_err();
-        assert!(matches!(err, PhotoError::Truncated { kind: PhotoKind::Jpeg }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PhotoError::Truncated {
+                    kind: PhotoKind::Jpeg
+                }
+            ),
+            "{err}"
+        );
         let whole_png = png(300, 300);
         let err = process_photo(&whole_png[..whole_png.len() / 2], &limits).unwrap_err();
-        assert!(matches!(err, PhotoError::Truncated { kind: PhotoKind::Png }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PhotoError::Truncated {
+                    kind: PhotoKind::Png
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(err.status(), 422);
 
         let mut garbage = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\0".to_vec();
@@ -603,7 +669,8 @@ mod tests {
     #[tokio::test]
     async fn stored_photos_are_content_addressed_and_encrypted_at_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = std::sync::Arc::new(crate::LocalKeyProvider::open_or_create(dir.path()).unwrap());
+        let keys =
+            std::sync::Arc::new(crate::LocalKeyProvider::open_or_create(dir.path()).unwrap());
         let blobs = crate::EncryptedBlobs::new(
             ObjectBlobs::local(&dir.path().join("blobs")).unwrap(),
             keys,
@@ -618,15 +685,25 @@ mod tests {
         assert_eq!(hex::encode(Sha256::digest(&photo)), stored.sha256);
         let thumbnail = blobs.get(&stored.thumbnail_key).await.unwrap().unwrap();
         assert!(image::load_from_memory(&thumbnail).is_ok());
-        let again = store_photo(&blobs, upload, &PhotoLimits::default()).await.unwrap();
+        let again = store_photo(&blobs, upload, &PhotoLimits::default())
+            .await
+            .unwrap();
         assert_eq!(again, stored);
         assert_eq!(blobs.list("photos").await.unwrap().len(), 2);
         let raw = std::fs::read(dir.path().join("blobs").join(&stored.key)).unwrap();
         assert!(crate::is_sealed(&raw));
-        let err = store_photo(&blobs, Bytes::from_static(b"%PDF-1.4"), &PhotoLimits::default())
-            .await
-            .unwrap_err();
+        let err = store_photo(
+            &blobs,
+            Bytes::from_static(b"%PDF-1.4"),
+            &PhotoLimits::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.status(), 415);
-        assert_eq!(blobs.list("photos").await.unwrap().len(), 2, "nothing stored");
+        assert_eq!(
+            blobs.list("photos").await.unwrap().len(),
+            2,
+            "nothing stored"
+        );
     }
 }

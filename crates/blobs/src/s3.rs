@@ -19,7 +19,7 @@ use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
     HttpResponseBody, HttpService,
 };
-use object_store::signer::{HeaderName, HeaderValue, Method, Signer, SignedUrlOptions};
+use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
 use object_store::ClientOptions;
 
 use crate::config::S3Config;
@@ -164,9 +164,8 @@ impl UploadSigner for S3UploadSigner {
         let id = new_upload_id(now);
         let key = raw_key(&id);
         let checksum = BASE64.encode(request.sha256);
-        let header = |v: &str| {
-            HeaderValue::from_str(v).map_err(|e| UploadError::Malformed(e.to_string()))
-        };
+        let header =
+            |v: &str| HeaderValue::from_str(v).map_err(|e| UploadError::Malformed(e.to_string()));
         let options = SignedUrlOptions::default()
             .with_signed_header(
                 HeaderName::from_static("content-type"),

@@ -79,7 +79,9 @@ pub enum UploadError {
     UnsupportedType { content_type: String },
     #[error("the upload URL is malformed: {0}")]
     Malformed(String),
-    #[error("the upload URL's signature does not match: it was altered or signed by another server")]
+    #[error(
+        "the upload URL's signature does not match: it was altered or signed by another server"
+    )]
     BadSignature,
     #[error("the upload URL expired at {expired_at}; ask for a new one")]
     Expired { expired_at: DateTime<Utc> },
@@ -158,7 +160,7 @@ impl UploadRequest {
                 max: config.max_bytes,
             });
         }
-        if !config.allowed_types.iter().any(|t| *t == self.content_type) {
+        if !config.allowed_types.contains(&self.content_type) {
             return Err(UploadError::UnsupportedType {
                 content_type: self.content_type.clone(),
             });
@@ -193,7 +195,9 @@ fn parse_sha256(text: &str) -> Result<[u8; 32], UploadError> {
     };
     bytes
         .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .ok_or_else(|| UploadError::Malformed("sha256 is 64 hex digits or base64 of 32 bytes".into()))
+        .ok_or_else(|| {
+            UploadError::Malformed("sha256 is 64 hex digits or base64 of 32 bytes".into())
+        })
 }
 
 /// A signed upload for the browser: PUT the file to `url` with these `headers`.
@@ -236,7 +240,9 @@ pub fn upload_id_time(id: &str) -> Option<DateTime<Utc>> {
         && secs.len() <= 12
         && secs.bytes().all(|b| b.is_ascii_digit())
         && random.len() == 16
-        && random.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        && random
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     fine.then(|| DateTime::from_timestamp(secs.parse().ok()?, 0))
         .flatten()
 }
@@ -356,7 +362,9 @@ impl LocalUploadSigner {
         let expires_at = DateTime::from_timestamp(expires, 0)
             .ok_or_else(|| UploadError::Malformed("expires is out of range".into()))?;
         if now >= expires_at {
-            return Err(UploadError::Expired { expired_at: expires_at });
+            return Err(UploadError::Expired {
+                expired_at: expires_at,
+            });
         }
         Ok(UploadGrant {
             id: id.to_string(),
@@ -407,7 +415,10 @@ impl LocalUploadSigner {
 fn check_body(request: &UploadRequest, max: u64, body: &[u8]) -> Result<(), UploadError> {
     let received = body.len() as u64;
     if received > max {
-        return Err(UploadError::TooLarge { size: received, max });
+        return Err(UploadError::TooLarge {
+            size: received,
+            max,
+        });
     }
     if received != request.size {
         return Err(UploadError::SizeMismatch {
@@ -416,7 +427,10 @@ fn check_body(request: &UploadRequest, max: u64, body: &[u8]) -> Result<(), Uplo
         });
     }
     let digest: [u8; 32] = Sha256::digest(body).into();
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(&digest[..], &request.sha256[..])) {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        &digest[..],
+        &request.sha256[..],
+    )) {
         return Err(UploadError::ChecksumMismatch);
     }
     Ok(())
@@ -526,7 +540,9 @@ pub async fn expire_uploads(
     config: &UploadsConfig,
     now: DateTime<Utc>,
 ) -> Result<ExpiredUploads, UploadError> {
-    let ttl = config.unattached_ttl_secs.max(config.url_lifetime_secs + 60);
+    let ttl = config
+        .unattached_ttl_secs
+        .max(config.url_lifetime_secs + 60);
     let cutoff = now - Duration::from_secs(ttl);
     let mut expired = ExpiredUploads::default();
     for (prefix, count) in [
@@ -550,7 +566,11 @@ mod tests {
     use crate::ObjectBlobs;
 
     fn new_signer() -> LocalUploadSigner {
-        LocalUploadSigner::new(random_key(), "http://127.0.0.1:8080/", UploadsConfig::default())
+        LocalUploadSigner::new(
+            random_key(),
+            "http://127.0.0.1:8080/",
+            UploadsConfig::default(),
+        )
     }
 
     fn split(url: &str) -> (String, String) {
@@ -575,7 +595,12 @@ mod tests {
         assert_eq!(id, signed.id);
         let grant = signer.verify(&id, &query, now).unwrap();
         let stored = signer
-            .accept(&blobs, &grant, Some("image/jpeg"), Bytes::from_static(PHOTO))
+            .accept(
+                &blobs,
+                &grant,
+                Some("image/jpeg"),
+                Bytes::from_static(PHOTO),
+            )
             .await
             .unwrap();
         assert_eq!(blobs.get(&stored.key).await.unwrap().unwrap(), PHOTO);
@@ -587,7 +612,9 @@ mod tests {
         assert_eq!(again.status(), 409);
         let request = UploadRequest::for_bytes("image/jpeg", PHOTO);
         assert_eq!(
-            fetch_upload(&blobs, &id, &request, MAX_UPLOAD_BYTES).await.unwrap(),
+            fetch_upload(&blobs, &id, &request, MAX_UPLOAD_BYTES)
+                .await
+                .unwrap(),
             PHOTO
         );
         discard_upload(&blobs, &id).await.unwrap();
@@ -608,7 +635,10 @@ mod tests {
             .unwrap();
         let (id, query) = split(&signed.url);
         for (what, query) in [
-            ("a bigger size", query.replace(&format!("size={}", PHOTO.len()), "size=9999")),
+            (
+                "a bigger size",
+                query.replace(&format!("size={}", PHOTO.len()), "size=9999"),
+            ),
             ("another type", query.replace("image%2Fpng", "image%2Fjpeg")),
             ("a flipped signature bit", {
                 let at = query.find("sig=").unwrap() + 4;
@@ -630,7 +660,10 @@ mod tests {
             signer.verify(&id, "expires=1", now),
             Err(UploadError::Malformed(_))
         ));
-        assert!(matches!(signer.verify("../x", &query, now), Err(UploadError::BadId(_))));
+        assert!(matches!(
+            signer.verify("../x", &query, now),
+            Err(UploadError::BadId(_))
+        ));
         let late = now + Duration::from_secs(16 * 60);
         assert!(matches!(
             signer.verify(&id, &query, late),
@@ -650,10 +683,16 @@ mod tests {
             (Bytes::from_static(PHOTO), Some("image/jpeg"), "type"),
         ];
         for (body, content_type, what) in cases {
-            let err = signer.accept(&blobs, &grant, content_type, body).await.unwrap_err();
+            let err = signer
+                .accept(&blobs, &grant, content_type, body)
+                .await
+                .unwrap_err();
             assert!(err.status() >= 400 && err.status() < 500, "{what}: {err}");
         }
-        assert!(blobs.list("uploads").await.unwrap().is_empty(), "nothing stored");
+        assert!(
+            blobs.list("uploads").await.unwrap().is_empty(),
+            "nothing stored"
+        );
         // The refusals did not burn the URL.
         signer
             .accept(&blobs, &grant, Some("image/png"), Bytes::from_static(PHOTO))
@@ -705,7 +744,13 @@ mod tests {
         let expired = expire_uploads(&blobs, &UploadsConfig::default(), now)
             .await
             .unwrap();
-        assert_eq!(expired, ExpiredUploads { uploads: 1, claims: 1 });
+        assert_eq!(
+            expired,
+            ExpiredUploads {
+                uploads: 1,
+                claims: 1
+            }
+        );
         assert_eq!(blobs.list(RAW_PREFIX).await.unwrap().len(), 1);
         assert_eq!(blobs.list(CLAIMS_PREFIX).await.unwrap().len(), 1);
     }
@@ -714,8 +759,12 @@ mod tests {
     async fn the_kept_signing_key_is_made_once() {
         let blobs = ObjectBlobs::in_memory();
         let config = UploadsConfig::default();
-        let a = LocalUploadSigner::open(&blobs, "http://h", config.clone()).await.unwrap();
-        let b = LocalUploadSigner::open(&blobs, "http://h", config).await.unwrap();
+        let a = LocalUploadSigner::open(&blobs, "http://h", config.clone())
+            .await
+            .unwrap();
+        let b = LocalUploadSigner::open(&blobs, "http://h", config)
+            .await
+            .unwrap();
         assert_eq!(*a.key, *b.key);
     }
 }

@@ -178,7 +178,10 @@ impl<B: BlobStore> VersionedBlobs<B> {
             return Ok(None);
         }
         let version = BlobVersion::new(Utc::now(), replaced_by);
-        let kept = self.inner.copy(key, &version_path(key, &version.id)).await?;
+        let kept = self
+            .inner
+            .copy(key, &version_path(key, &version.id))
+            .await?;
         if kept {
             metrics::counter!("ecocityhub_blobs_versions_kept_total").increment(1);
         }
@@ -349,7 +352,10 @@ mod tests {
     use crate::ObjectBlobs;
 
     fn versioned(dir: &std::path::Path) -> VersionedBlobs<ObjectBlobs> {
-        VersionedBlobs::new(ObjectBlobs::local(dir).unwrap(), VersioningConfig::default())
+        VersionedBlobs::new(
+            ObjectBlobs::local(dir).unwrap(),
+            VersioningConfig::default(),
+        )
     }
 
     #[tokio::test]
@@ -365,7 +371,11 @@ mod tests {
         assert_eq!(versions.len(), 2);
         assert!(versions[0].id > versions[1].id, "newest first");
         assert_eq!(
-            blobs.get_version(key, &versions[1].id).await.unwrap().unwrap(),
+            blobs
+                .get_version(key, &versions[1].id)
+                .await
+                .unwrap()
+                .unwrap(),
             "v1"
         );
         assert_eq!(blobs.list("reports").await.unwrap(), vec![key]);
@@ -400,9 +410,15 @@ mod tests {
         blobs.put("a", Bytes::from_static(b"2")).await.unwrap();
         blobs.put("a", Bytes::from_static(b"3")).await.unwrap();
         let now = Utc::now();
-        let kept = blobs.expire_versions(now + Duration::days(29)).await.unwrap();
+        let kept = blobs
+            .expire_versions(now + Duration::days(29))
+            .await
+            .unwrap();
         assert_eq!((kept.removed, kept.kept), (0, 2));
-        let gone = blobs.expire_versions(now + Duration::days(31)).await.unwrap();
+        let gone = blobs
+            .expire_versions(now + Duration::days(31))
+            .await
+            .unwrap();
         assert_eq!((gone.removed, gone.kept), (2, 0));
         assert!(blobs.versions("a").await.unwrap().is_empty());
         assert_eq!(blobs.get("a").await.unwrap().unwrap(), "3");
@@ -412,8 +428,14 @@ mod tests {
     #[tokio::test]
     async fn uploads_keep_no_versions_and_stored_paths_name_their_keys() {
         let blobs = VersionedBlobs::new(ObjectBlobs::in_memory(), VersioningConfig::default());
-        blobs.put("uploads/raw/1", Bytes::from_static(b"a")).await.unwrap();
-        blobs.put("uploads/raw/1", Bytes::from_static(b"b")).await.unwrap();
+        blobs
+            .put("uploads/raw/1", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        blobs
+            .put("uploads/raw/1", Bytes::from_static(b"b"))
+            .await
+            .unwrap();
         blobs.delete("uploads/raw/1").await.unwrap();
         assert!(blobs.versions("uploads/raw/1").await.unwrap().is_empty());
         blobs.put("m/x", Bytes::from_static(b"a")).await.unwrap();

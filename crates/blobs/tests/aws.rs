@@ -23,7 +23,9 @@ fn start_moto() -> Option<HelperServer> {
     let python = require_test_python("moto (S3 and KMS)")?;
     let mut command = Command::new(python);
     command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_server.py"));
-    Some(HelperServer::start(command, "listening on", Duration::from_secs(60)).expect("moto starts"))
+    Some(
+        HelperServer::start(command, "listening on", Duration::from_secs(60)).expect("moto starts"),
+    )
 }
 
 async fn create_kms_key(client: &aws_sdk_kms::Client) -> String {
@@ -77,14 +79,21 @@ async fn the_aws_implementations_work_against_moto() {
 
 async fn kms_wraps_unwraps_and_rotates(first_key: &str, second_key: &str) {
     let first = Arc::new(KmsKeyProvider::from_env(first_key).await.unwrap());
-    assert!(first.current_key_id().starts_with("arn:aws:kms:"), "{}", first.current_key_id());
+    assert!(
+        first.current_key_id().starts_with("arn:aws:kms:"),
+        "{}",
+        first.current_key_id()
+    );
     let data = first.generate_data_key().await.unwrap();
     assert_eq!(*first.unwrap(&data.wrapped).await.unwrap(), *data.plaintext);
 
     let store = Arc::new(ObjectBlobs::in_memory());
     let blobs = EncryptedBlobs::new(store.clone(), first.clone());
     blobs
-        .put("models/m/model.json.gz", Bytes::from_static(b"artifact bytes"))
+        .put(
+            "models/m/model.json.gz",
+            Bytes::from_static(b"artifact bytes"),
+        )
         .await
         .unwrap();
     let sealed = store.get("models/m/model.json.gz").await.unwrap().unwrap();
@@ -103,7 +112,10 @@ async fn kms_wraps_unwraps_and_rotates(first_key: &str, second_key: &str) {
     let mut damaged = sealed.to_vec();
     let wrapped_at = 8 + 1 + 1 + usize::from(damaged[9]) + 2 + 10;
     damaged[wrapped_at] ^= 0x55;
-    store.put("models/m/damaged", Bytes::from(damaged)).await.unwrap();
+    store
+        .put("models/m/damaged", Bytes::from(damaged))
+        .await
+        .unwrap();
     let fresh = Arc::new(KmsKeyProvider::from_env(first_key).await.unwrap());
     let err = EncryptedBlobs::new(store.clone(), fresh)
         .get("models/m/damaged")
@@ -119,16 +131,35 @@ async fn kms_wraps_unwraps_and_rotates(first_key: &str, second_key: &str) {
     let second = Arc::new(KmsKeyProvider::from_env(second_key).await.unwrap());
     let rotated = EncryptedBlobs::new(store.clone(), second.clone());
     let report = rotated.rewrap_all(true).await.unwrap();
-    assert_eq!((report.rewrapped, report.failed.len()), (1, 0), "{report:?}");
-    let after = store.get("models/m/model.json.gz").await.unwrap().unwrap();
-    assert_eq!(&after[after.len() - 30..], &sealed[sealed.len() - 30..], "data not re-encrypted");
     assert_eq!(
-        rotated.get("models/m/model.json.gz").await.unwrap().unwrap(),
+        (report.rewrapped, report.failed.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    let after = store.get("models/m/model.json.gz").await.unwrap().unwrap();
+    assert_eq!(
+        &after[after.len() - 30..],
+        &sealed[sealed.len() - 30..],
+        "data not re-encrypted"
+    );
+    assert_eq!(
+        rotated
+            .get("models/m/model.json.gz")
+            .await
+            .unwrap()
+            .unwrap(),
         "artifact bytes"
     );
     let sealer = rotated.sealer();
     let secret = sealer.seal(b"signing-key:1", b"private").await.unwrap();
-    assert_eq!(sealer.open(b"signing-key:1", &secret).await.unwrap().as_slice(), b"private");
+    assert_eq!(
+        sealer
+            .open(b"signing-key:1", &secret)
+            .await
+            .unwrap()
+            .as_slice(),
+        b"private"
+    );
 }
 
 async fn s3_blobs_round_trip_with_sse_kms(base: &str, kms_key: &str) {
@@ -151,8 +182,14 @@ async fn s3_blobs_round_trip_with_sse_kms(base: &str, kms_key: &str) {
     assert!(s3.copy("a/two", "c/copy").await.unwrap());
     assert!(!s3.copy("a/none", "c/none").await.unwrap());
     assert_eq!(s3.get("c/copy").await.unwrap().unwrap(), "2");
-    assert!(s3.put_new("once", Bytes::from_static(b"first")).await.unwrap());
-    assert!(!s3.put_new("once", Bytes::from_static(b"second")).await.unwrap());
+    assert!(s3
+        .put_new("once", Bytes::from_static(b"first"))
+        .await
+        .unwrap());
+    assert!(!s3
+        .put_new("once", Bytes::from_static(b"second"))
+        .await
+        .unwrap());
     assert_eq!(s3.get("once").await.unwrap().unwrap(), "first");
 
     let raw = raw_object(base, "blobs", "a/two").await;
@@ -164,19 +201,33 @@ async fn s3_blobs_round_trip_with_sse_kms(base: &str, kms_key: &str) {
     );
 
     let versioned = VersionedBlobs::new(s3, VersioningConfig::default());
-    versioned.put("v/x", Bytes::from_static(b"old")).await.unwrap();
-    versioned.put("v/x", Bytes::from_static(b"new")).await.unwrap();
+    versioned
+        .put("v/x", Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    versioned
+        .put("v/x", Bytes::from_static(b"new"))
+        .await
+        .unwrap();
     versioned.delete("v/x").await.unwrap();
     let kept = versioned.versions("v/x").await.unwrap();
     assert_eq!(kept.len(), 2);
     versioned.restore("v/x", &kept[1].id).await.unwrap();
     assert_eq!(versioned.get("v/x").await.unwrap().unwrap(), "old");
-    assert!(!versioned.list("").await.unwrap().iter().any(|k| k.starts_with(".versions")));
+    assert!(!versioned
+        .list("")
+        .await
+        .unwrap()
+        .iter()
+        .any(|k| k.starts_with(".versions")));
     let expired = versioned
         .expire_versions(Utc::now() + chrono::Duration::days(31))
         .await
         .unwrap();
-    assert_eq!(expired.removed, 2, "nothing was current when the restore ran");
+    assert_eq!(
+        expired.removed, 2,
+        "nothing was current when the restore ran"
+    );
 }
 
 async fn the_whole_stack_runs_on_s3_and_kms(base: &str, kms_key: &str) {
@@ -190,15 +241,27 @@ async fn the_whole_stack_runs_on_s3_and_kms(base: &str, kms_key: &str) {
     config.keys.kms_key_id = Some(kms_key.into());
     let opened = open(&config, dir.path()).await.unwrap();
     let store = opened.store();
-    let photo = Bytes::from(ecocityhub_blobs::photos::testing::jpeg_with_exif_gps(64, 48, 6));
+    let photo = Bytes::from(ecocityhub_blobs::photos::testing::jpeg_with_exif_gps(
+        64, 48, 6,
+    ));
     let stored = ecocityhub_blobs::photos::store_photo(&*store, photo, &config.photos)
         .await
         .unwrap();
-    let raw = raw_object(base, "blobs", &stored.key).await.bytes().await.unwrap();
-    assert!(ecocityhub_blobs::is_sealed(&raw), "envelope-encrypted in the bucket");
+    let raw = raw_object(base, "blobs", &stored.key)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        ecocityhub_blobs::is_sealed(&raw),
+        "envelope-encrypted in the bucket"
+    );
     let back = store.get(&stored.key).await.unwrap().unwrap();
     assert_eq!(image_size(&back), (48, 64));
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no key file with KMS");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "no key file with KMS"
+    );
 }
 
 fn image_size(bytes: &[u8]) -> (u32, u32) {
@@ -217,7 +280,9 @@ async fn presigned_s3_uploads_are_checked_again_on_attach(_base: &str) {
     let request = UploadRequest::for_bytes("image/jpeg", &body);
     let signed = signer.sign(&request, Utc::now()).await.unwrap();
     assert!(signed.url.contains("X-Amz-Signature"), "{}", signed.url);
-    assert!(signed.url.contains("x-amz-checksum-sha256") || signed.url.contains("X-Amz-SignedHeaders"));
+    assert!(
+        signed.url.contains("x-amz-checksum-sha256") || signed.url.contains("X-Amz-SignedHeaders")
+    );
     let put = |bytes: Vec<u8>| {
         let mut builder = reqwest::Client::new().put(&signed.url).body(bytes);
         for (name, value) in &signed.headers {
@@ -226,8 +291,14 @@ async fn presigned_s3_uploads_are_checked_again_on_attach(_base: &str) {
         builder.send()
     };
     let response = put(body.clone()).await.unwrap();
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
-    let fetched = fetch_upload(&blobs, &signed.id, &request, request.size).await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    let fetched = fetch_upload(&blobs, &signed.id, &request, request.size)
+        .await
+        .unwrap();
     assert_eq!(fetched, body);
 
     // Whatever the emulator lets through, attaching checks the bytes against what was signed.
@@ -245,9 +316,22 @@ async fn presigned_s3_uploads_are_checked_again_on_attach(_base: &str) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, UploadError::ChecksumMismatch | UploadError::NotUploaded { .. }),
+        matches!(
+            err,
+            UploadError::ChecksumMismatch | UploadError::NotUploaded { .. }
+        ),
         "{err}"
     );
-    let too_big = UploadRequest { size: 20_000_000, ..request.clone() };
-    assert_eq!(signer.sign(&too_big, Utc::now()).await.unwrap_err().status(), 413);
+    let too_big = UploadRequest {
+        size: 20_000_000,
+        ..request.clone()
+    };
+    assert_eq!(
+        signer
+            .sign(&too_big, Utc::now())
+            .await
+            .unwrap_err()
+            .status(),
+        413
+    );
 }
