@@ -1,9 +1,31 @@
-//! EcoCityHub's blob storage — the S3 layer.
+//! EcoCityHub's blob storage — the S3 and KMS layer.
 //!
-//! Everything that is a file rather than a row (model artifacts and their reports now; report
-//! photos later) goes through [`BlobStore`]. [`ObjectBlobs`] implements it over any
-//! `object_store` backend: a local directory by default, in memory for tests, and S3 in AWS
-//! (object_store's `aws` feature) without the callers changing.
+//! Everything that is a file rather than a row (model artifacts and their reports, report photos,
+//! raw uploads, backups) goes through [`BlobStore`]. The layers, from the bottom:
+//!
+//! - [`ObjectBlobs`]: any `object_store` backend — a local directory by default, memory for
+//!   tests, S3 in AWS ([`s3`], feature `aws`).
+//! - [`VersionedBlobs`]: overwritten and deleted blobs keep their previous versions for a
+//!   retention period, listable and restorable ([`BlobVersions`]), as S3 versioning does.
+//! - [`EncryptedBlobs`]: envelope encryption at rest — a fresh AES-256-GCM data key per object,
+//!   wrapped by a master key of a [`KeyProvider`] (a local key file, or AWS KMS).
+//!
+//! [`open`] stacks them from a [`BlobsConfig`]. Beside them: [`Sealer`] (the same envelope for
+//! secrets kept elsewhere), [`uploads`] (presigned browser uploads), [`photos`] (sniffing,
+//! decoding with limits, stripping EXIF, thumbnails) and [`bench`].
+
+pub mod bench;
+pub mod config;
+pub mod encrypted;
+pub mod envelope;
+pub mod keys;
+#[cfg(feature = "aws")]
+pub mod kms;
+pub mod photos;
+#[cfg(feature = "aws")]
+pub mod s3;
+pub mod uploads;
+pub mod versions;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +36,16 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+pub use config::{open, BlobsConfig, OpenedBlobs};
+pub use encrypted::{EncryptedBlobs, RotationReport};
+pub use envelope::{is_sealed, Sealer};
+pub use keys::{KeyError, KeyProvider, LocalKeyProvider};
+pub use versions::{BlobVersion, BlobVersions, ExpiredVersions, VersionedBlobs, VersioningConfig};
+
+/// The blob store the binary uses: encrypted, versioned, over `object_store`.
+pub type Blobs = EncryptedBlobs<VersionedBlobs<ObjectBlobs>>;
 
 /// What can go wrong storing or reading a blob.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +59,37 @@ pub enum BlobError {
         path: String,
         source: std::io::Error,
     },
+    /// The stored bytes of an encrypted blob do not authenticate: altered or damaged on disk.
+    #[error("blob {key} is damaged or was tampered with: {reason}")]
+    Tampered { key: String, reason: String },
+    /// The data key of a blob could not be made or unwrapped.
+    #[error("blob {key}: {source}")]
+    Key {
+        key: String,
+        #[source]
+        source: KeyError,
+    },
+    /// The key provider could not be set up.
+    #[error(transparent)]
+    KeyProvider(#[from] KeyError),
+    /// A plain (unencrypted) blob was read while plain blobs are refused.
+    #[error("blob {key} is stored unencrypted and plain blobs are not accepted")]
+    Unencrypted { key: String },
+    #[error("blob {key} has no version {version:?}")]
+    UnknownVersion { key: String, version: String },
+    #[error("blob configuration: {0}")]
+    Config(String),
 }
 
 pub type Result<T, E = BlobError> = std::result::Result<T, E>;
+
+/// One stored object as maintenance sees it: where it is (`path`) and which blob key its
+/// content belongs to (`key`; differs from `path` for kept versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub path: String,
+    pub key: String,
+}
 
 /// Keyed bytes: keys are `/`-separated relative paths such as `models/s1/pm25/v3/model.json`.
 #[async_trait]
@@ -45,6 +104,82 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Where the blobs live, for logs.
     fn describe(&self) -> String;
+
+    /// Stores the bytes only if nothing is stored under `key` yet; `false` when something was.
+    /// Backends with conditional writes do it atomically; the default checks first.
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        if self.get(key).await?.is_some() {
+            return Ok(false);
+        }
+        self.put(key, bytes).await?;
+        Ok(true)
+    }
+
+    /// Copies the blob as stored (no decryption); `false` when `from` does not exist.
+    async fn copy(&self, from: &str, to: &str) -> Result<bool> {
+        match self.get(from).await? {
+            Some(bytes) => self.put(to, bytes).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Maintenance only: every stored object under `prefix`, including kept versions.
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|key| StoredObject {
+                path: key.clone(),
+                key,
+            })
+            .collect())
+    }
+
+    /// Maintenance only: an object's bytes as stored, bypassing encryption and versioning.
+    async fn get_stored(&self, path: &str) -> Result<Option<Bytes>> {
+        self.get(path).await
+    }
+
+    /// Maintenance only: replaces an object's bytes as stored, keeping no version of them.
+    async fn put_stored(&self, path: &str, bytes: Bytes) -> Result<()> {
+        self.put(path, bytes).await
+    }
+}
+
+/// A shared store is a store (so wrappers can sit over an `Arc` others also hold).
+#[async_trait]
+impl<T: BlobStore + ?Sized> BlobStore for Arc<T> {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        (**self).put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        (**self).get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        (**self).delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        (**self).list(prefix).await
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        (**self).put_new(key, bytes).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<bool> {
+        (**self).copy(from, to).await
+    }
+    async fn list_stored(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        (**self).list_stored(prefix).await
+    }
+    async fn get_stored(&self, path: &str) -> Result<Option<Bytes>> {
+        (**self).get_stored(path).await
+    }
+    async fn put_stored(&self, path: &str, bytes: Bytes) -> Result<()> {
+        (**self).put_stored(path, bytes).await
+    }
 }
 
 /// A [`BlobStore`] over an `object_store` backend.
@@ -83,9 +218,15 @@ impl ObjectBlobs {
             description: description.into(),
         }
     }
+
+    /// The `object_store` underneath.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
 }
 
-fn object_path(key: &str) -> Result<ObjectPath> {
+/// Checks a key and turns it into an `object_store` path.
+pub fn object_path(key: &str) -> Result<ObjectPath> {
     let invalid = |reason: &str| BlobError::InvalidKey {
         key: key.into(),
         reason: reason.into(),
@@ -146,13 +287,41 @@ impl BlobStore for ObjectBlobs {
     fn describe(&self) -> String {
         self.description.clone()
     }
+
+    async fn put_new(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&object_path(key)?, PutPayload::from_bytes(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<bool> {
+        match self
+            .store
+            .copy(&object_path(from)?, &object_path(to)?)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn round_trip(blobs: &dyn BlobStore) {
+    pub(crate) async fn round_trip(blobs: &dyn BlobStore) {
         assert_eq!(blobs.get("models/a/v1/model.json").await.unwrap(), None);
         blobs
             .put("models/a/v1/model.json", Bytes::from_static(b"{}"))
@@ -179,6 +348,18 @@ mod tests {
         assert_eq!(
             blobs.list("models/a/").await.unwrap(),
             vec!["models/a/v2/model.json"]
+        );
+        assert!(blobs
+            .put_new("once/a", Bytes::from_static(b"1"))
+            .await
+            .unwrap());
+        assert!(!blobs
+            .put_new("once/a", Bytes::from_static(b"2"))
+            .await
+            .unwrap());
+        assert_eq!(
+            blobs.get("once/a").await.unwrap().unwrap(),
+            Bytes::from_static(b"1")
         );
         for bad in ["", "/abs", "a/../b", "a//b", "dir/"] {
             assert!(
@@ -211,5 +392,15 @@ mod tests {
     #[tokio::test]
     async fn memory_round_trip() {
         round_trip(&ObjectBlobs::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn copy_keeps_the_bytes_and_reports_a_missing_source() {
+        let blobs = ObjectBlobs::in_memory();
+        blobs.put("a", Bytes::from_static(b"x")).await.unwrap();
+        assert!(blobs.copy("a", "b/c").await.unwrap());
+        assert!(!blobs.copy("missing", "d").await.unwrap());
+        assert_eq!(blobs.get("b/c").await.unwrap().unwrap(), "x");
+        assert_eq!(blobs.get("d").await.unwrap(), None);
     }
 }
