@@ -15,6 +15,7 @@ use ecocityhub_identity::{
     Authorizer, Claims, KeySet, SigningKey, TokenConfig, TokenError, TokenUse,
 };
 use ecocityhub_store::identity::{OutboxMessage, User};
+use ecocityhub_blobs::Sealer;
 use ecocityhub_store::Store;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::DecodingKey;
@@ -254,6 +255,8 @@ pub struct Identity {
     throttle: Mutex<Throttle>,
     /// Where passwords are hashed and checked.
     pub passwords: PasswordGate,
+    /// Seals the signing keys' private halves in the store (none: kept as they are).
+    sealer: Option<Sealer>,
     /// Users' current roles, read from the store at most every `roles_ttl`.
     current: Mutex<HashMap<String, CurrentUser>>,
     remote: RemoteKeys,
@@ -266,13 +269,14 @@ pub struct Identity {
     pub federation: Federation,
 }
 
-/// Makes sure the store has a signing key and returns the key set.
-async fn load_keys(store: &dyn Store) -> ApiResult<KeySet> {
-    let mut keys = store.signing_keys().await?;
+/// Makes sure the store has a signing key and returns the key set (private halves sealed at
+/// rest when a sealer is given; see `keys_at_rest`).
+async fn load_keys(store: &dyn Store, sealer: Option<&Sealer>) -> ApiResult<KeySet> {
+    let mut keys = crate::keys_at_rest::load(store, sealer).await?;
     if keys.iter().all(|k| k.retired_at.is_some()) {
         let key = SigningKey::generate(Utc::now());
         tracing::info!(kid = %key.kid, "no signing key yet: created one");
-        store.insert_signing_key(&key).await?;
+        crate::keys_at_rest::insert(store, sealer, &key).await?;
         keys.push(key);
     }
     KeySet::new(&keys).map_err(|e| ApiError::Internal(e.to_string()))
@@ -283,6 +287,7 @@ impl Identity {
         store: &dyn Store,
         config: IdentityConfig,
         delivery: Arc<dyn CodeDelivery>,
+        sealer: Option<Sealer>,
     ) -> ApiResult<Identity> {
         let authorizer = match &config.policies {
             Some(text) => {
@@ -296,7 +301,8 @@ impl Identity {
         Ok(Identity {
             federation,
             config,
-            keys: RwLock::new(Arc::new(load_keys(store).await?)),
+            keys: RwLock::new(Arc::new(load_keys(store, sealer.as_ref()).await?)),
+            sealer,
             last_reload: Mutex::new(Instant::now()),
             authorizer,
             delivery,
@@ -327,7 +333,7 @@ impl Identity {
             }
             *last = Instant::now();
         }
-        *self.keys.write().await = Arc::new(load_keys(store).await?);
+        *self.keys.write().await = Arc::new(load_keys(store, self.sealer.as_ref()).await?);
         self.verified.lock().expect("not poisoned").clear();
         Ok(())
     }

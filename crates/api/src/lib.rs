@@ -10,6 +10,7 @@ pub mod extract;
 pub mod federation;
 pub mod identity;
 pub mod ingest;
+pub mod keys_at_rest;
 pub mod latest;
 pub mod openapi;
 pub mod routes;
@@ -23,7 +24,7 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult};
-pub use state::{ApiConfig, AppState};
+pub use state::{ApiConfig, AppState, Services};
 
 /// The whole API, answering unknown paths with problem+json.
 pub fn router(state: AppState) -> Router {

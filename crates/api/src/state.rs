@@ -42,6 +42,16 @@ impl Default for ApiConfig {
     }
 }
 
+/// What the API runs on beside the store and the blobs; each has a default.
+#[derive(Default)]
+pub struct Services {
+    /// How codes reach users; default: the outbox table and the log.
+    pub delivery: Option<Arc<dyn crate::identity::CodeDelivery>>,
+    /// Seals secrets kept in the database (the signing keys); default: none, they stay as
+    /// they are stored.
+    pub sealer: Option<ecocityhub_blobs::Sealer>,
+}
+
 /// The computed latest view, ready to serve.
 pub struct Snapshot {
     pub generation: u64,
@@ -77,20 +87,24 @@ impl AppState {
         blobs: Arc<dyn BlobStore>,
         config: ApiConfig,
     ) -> ApiResult<Self> {
-        let delivery = Arc::new(OutboxDelivery {
-            store: store.clone(),
-        });
-        Self::open_with_delivery(store, blobs, config, delivery).await
+        Self::open_with(store, blobs, config, Services::default()).await
     }
 
-    /// [`AppState::open`] with the way codes reach users given.
-    pub async fn open_with_delivery(
+    /// [`AppState::open`] with the services given.
+    pub async fn open_with(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         config: ApiConfig,
-        delivery: Arc<dyn crate::identity::CodeDelivery>,
+        services: Services,
     ) -> ApiResult<Self> {
-        let identity = Identity::open(store.as_ref(), config.identity.clone(), delivery).await?;
+        let delivery = services.delivery.unwrap_or_else(|| {
+            Arc::new(OutboxDelivery {
+                store: store.clone(),
+            })
+        });
+        let identity =
+            Identity::open(store.as_ref(), config.identity.clone(), delivery, services.sealer)
+                .await?;
         let registry = Registry::new(store.clone(), blobs);
         let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
         let jobs = JobRunner::new(registry, config.training.clone());

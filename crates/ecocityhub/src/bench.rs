@@ -235,6 +235,7 @@ async fn identity_bench() -> Result<()> {
         Arc::new(OutboxDelivery {
             store: store.clone(),
         }),
+        None,
     )
     .await?;
     let (_, access) = identity
@@ -434,9 +435,10 @@ async fn enumeration_timing(template: &ecocityhub_store::identity::User) -> Resu
     }
     drop(store);
     let (child, base, _) = spawn_server(dir.path(), None).await?;
-    let client = reqwest::Client::new();
     let mut samples: [Vec<f64>; 4] = Default::default();
     for i in 0..rounds {
+        // Each round from its own client address, under the per-address throttles.
+        let client = client_from(100 + i as u32)?;
         let requests = [
             (
                 "sign-in",

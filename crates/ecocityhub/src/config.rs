@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub site_name: Option<String>,
     /// How often the token-signing keys are read again from the database, in seconds.
     pub key_refresh_seconds: Option<u64>,
+    /// The blob layer (`[blobs]`: backend, keys, versioning, uploads, photos).
+    pub blobs: Option<ecocityhub_blobs::BlobsConfig>,
     /// Outside OpenID Connect providers users may sign in with (`[[oidc_providers]]`).
     #[serde(default)]
     pub oidc_providers: Vec<OidcProviderFile>,
@@ -208,6 +210,28 @@ pub fn database_url(
             ))
         }
     }
+}
+
+/// The data directory: the flag or variable, the file's `data_dir`, else `./data`.
+pub fn data_dir(data_dir: Option<PathBuf>, file: &FileConfig) -> PathBuf {
+    data_dir
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// The blob layer's settings: the file's `[blobs]` table, with the directory from
+/// `--blobs-dir`, `ECOCITYHUB_BLOBS_DIR` or `blobs_dir` when given (else `[blobs] dir`, else
+/// `DATA_DIR/blobs`).
+pub fn blobs_config(
+    data_dir: Option<PathBuf>,
+    blobs_dir_arg: Option<PathBuf>,
+    file: &FileConfig,
+) -> ecocityhub_blobs::BlobsConfig {
+    let mut config = file.blobs.clone().unwrap_or_default();
+    if blobs_dir_arg.is_some() || file.blobs_dir.is_some() || config.dir.is_none() {
+        config.dir = Some(blobs_dir(data_dir, blobs_dir_arg, file));
+    }
+    config
 }
 
 /// The directory of blobs: the flag or variable, the file's `blobs_dir`, else `blobs` inside

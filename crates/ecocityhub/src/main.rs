@@ -136,6 +136,18 @@ async fn open_store(args: &StorageArgs, file: &FileConfig) -> Result<Arc<dyn Sto
     Ok(Arc::new(store))
 }
 
+/// Opens the blob layer (encrypted at rest, versioned) the flags, environment and file
+/// describe; on one machine its master key file is created in the data directory.
+async fn open_blobs(args: &StorageArgs, file: &FileConfig) -> Result<ecocityhub_blobs::OpenedBlobs> {
+    let data_dir = config::data_dir(args.data_dir.clone(), file);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let blobs = config::blobs_config(args.data_dir.clone(), args.blobs_dir.clone(), file);
+    ecocityhub_blobs::open(&blobs, &data_dir)
+        .await
+        .context("cannot open the blob store")
+}
+
 /// A database URL without its password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -255,7 +267,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Keys { command, storage } => {
             let store = open_store(&storage, &file).await?;
-            users::run_keys(command, store.as_ref()).await
+            let blobs = open_blobs(&storage, &file).await?;
+            users::run_keys(command, store.as_ref(), &blobs).await
         }
         Command::Ml { command } => ml::run(command, &file).await,
         Command::Bench(args) => bench::run(args).await,

@@ -2,11 +2,9 @@
 //! The SageMaker container contracts (`serve-model`, `train-container`) live in `sagemaker`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ecocityhub_blobs::ObjectBlobs;
 use ecocityhub_domain::reading::parse_time;
 use ecocityhub_domain::{Parameter, StationId};
 use ecocityhub_ml::backtest::{backtest, BacktestOptions};
@@ -163,9 +161,8 @@ pub struct TrainArgs {
 /// The registry over the configured store and blob directory.
 pub async fn open_registry(storage: &StorageArgs, file: &FileConfig) -> Result<Registry> {
     let store = open_store(storage, file).await?;
-    let dir = crate::config::blobs_dir(storage.data_dir.clone(), storage.blobs_dir.clone(), file);
-    let blobs = ObjectBlobs::local(&dir).context("cannot open the blob directory")?;
-    Ok(Registry::new(store, Arc::new(blobs)))
+    let blobs = crate::open_blobs(storage, file).await?;
+    Ok(Registry::new(store, blobs.store()))
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {

@@ -15,7 +15,7 @@ use ecocityhub_api::identity::TrustedIssuer;
 use ecocityhub_api::{ApiConfig, AppState};
 use ecocityhub_web::WebConfig;
 
-use ecocityhub_blobs::{BlobStore, ObjectBlobs};
+use ecocityhub_blobs::BlobStore;
 
 use crate::config::{self, FileConfig};
 use crate::{demo, open_store, StorageArgs};
@@ -111,6 +111,14 @@ fn api_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> Result<A
     Ok(config)
 }
 
+/// The services the API runs on beside the store and the blobs.
+fn services(blobs: &ecocityhub_blobs::OpenedBlobs) -> ecocityhub_api::Services {
+    ecocityhub_api::Services {
+        sealer: Some(blobs.sealer()),
+        ..Default::default()
+    }
+}
+
 /// Is this process running under the AWS Lambda runtime?
 pub fn in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
@@ -129,13 +137,9 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
             .context("loading the demo data")?;
         demo_loaded = true;
     }
-    let blobs_dir = config::blobs_dir(
-        args.storage.data_dir.clone(),
-        args.storage.blobs_dir.clone(),
-        file,
-    );
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(ObjectBlobs::local(&blobs_dir).context("cannot open the blob directory")?);
+    let opened = crate::open_blobs(&args.storage, file).await?;
+    let blobs: Arc<dyn BlobStore> = opened.store();
+    tracing::info!(blobs = %blobs.describe(), keys = %opened.keys.describe(), "blob store open");
     let public_url = args.public_url.clone().or_else(|| file.public_url.clone());
 
     if in_lambda() {
@@ -143,7 +147,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
         let state =
-            AppState::open(store.clone(), blobs, api_config(&public_url, &args, file)?).await?;
+            AppState::open_with(store.clone(), blobs, api_config(&public_url, &args, file)?, services(&opened)).await?;
         let app = ecocityhub_web::app(state, web_config(&public_url, &args, file));
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
@@ -160,7 +164,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-    let state = AppState::open(store.clone(), blobs, api_config(&public_url, &args, file)?).await?;
+    let state = AppState::open_with(store.clone(), blobs, api_config(&public_url, &args, file)?, services(&opened)).await?;
     if demo_loaded {
         // The demo city comes with forecasts: train its models in the background.
         let job = store
@@ -174,6 +178,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
     }
     state.jobs().clone().spawn();
     tokio::spawn(refresh_forecasts_hourly(state.clone()));
+    tokio::spawn(housekeeping_hourly(state.clone(), opened.clone()));
     let app = ecocityhub_web::app(state, web_config(&public_url, &args, file));
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
@@ -206,6 +211,24 @@ async fn refresh_forecasts_hourly(state: AppState) {
         );
         for f in failures {
             tracing::debug!(failure = %f, "forecast not refreshed");
+        }
+    }
+}
+
+/// Hourly upkeep: forgets expired attempt counters and expires old blob versions.
+async fn housekeeping_hourly(state: AppState, blobs: ecocityhub_blobs::OpenedBlobs) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every_hour.tick().await;
+        let now = chrono::Utc::now();
+        match state.store().purge_attempts(now - chrono::Duration::days(2)).await {
+            Ok(n) => tracing::debug!(purged = n, "old attempt counters forgotten"),
+            Err(e) => tracing::warn!(error = %e, "could not purge attempt counters"),
+        }
+        match blobs.versions().expire_versions(now).await {
+            Ok(expired) => tracing::debug!(?expired, "old blob versions expired"),
+            Err(e) => tracing::warn!(error = %e, "could not expire blob versions"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::io::BufRead;
 
+use ecocityhub_api::keys_at_rest;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Subcommand;
@@ -34,6 +35,10 @@ pub enum KeysCommand {
     Rotate,
     /// List signing keys (kid, created, status).
     List,
+    /// Make a new master key for data at rest: every blob's data key and every signing key's
+    /// private half is wrapped again under it (the data itself is not re-encrypted). With a
+    /// configured key or KMS, change the key there first; this re-wraps under the current one.
+    RotateMaster,
 }
 
 pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
@@ -89,7 +94,35 @@ pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
     }
 }
 
-pub async fn run_keys(command: KeysCommand, store: &dyn Store) -> Result<()> {
+async fn rotate_master(store: &dyn Store, blobs: &ecocityhub_blobs::OpenedBlobs) -> Result<()> {
+    use ecocityhub_blobs::{BlobError, KeyError};
+    let report = match blobs.blobs.rotate_master().await {
+        // A configured key or KMS: the key changes there; re-wrap under the current one.
+        Err(BlobError::KeyProvider(KeyError::Unsupported { .. })) => {
+            blobs.blobs.rewrap_all(true).await?
+        }
+        other => other?,
+    };
+    let sealed = keys_at_rest::reseal_all(store, &blobs.sealer()).await?;
+    println!(
+        "master key {}: {} blobs re-wrapped, {} encrypted for the first time, {} already current, {} signing keys sealed again",
+        report.key_id, report.rewrapped, report.encrypted_plain, report.unchanged, sealed
+    );
+    for (key, why) in &report.failed {
+        eprintln!("not re-wrapped: {key}: {why}");
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!("{} blobs could not be re-wrapped", report.failed.len());
+    }
+    Ok(())
+}
+
+pub async fn run_keys(
+    command: KeysCommand,
+    store: &dyn Store,
+    blobs: &ecocityhub_blobs::OpenedBlobs,
+) -> Result<()> {
+    let sealer = blobs.sealer();
     match command {
         KeysCommand::Rotate => {
             let now = Utc::now();
@@ -101,7 +134,7 @@ pub async fn run_keys(command: KeysCommand, store: &dyn Store) -> Result<()> {
                 .collect();
             active.sort_by_key(|k| std::cmp::Reverse(k.created_at));
             let key = SigningKey::generate(now);
-            store.insert_signing_key(&key).await?;
+            keys_at_rest::insert(store, Some(&sealer), &key).await?;
             // The newest old key keeps verifying its tokens until they expire; older ones go.
             for old in active.iter().skip(1) {
                 store.retire_signing_key(&old.kid, now).await?;
@@ -123,5 +156,6 @@ pub async fn run_keys(command: KeysCommand, store: &dyn Store) -> Result<()> {
             }
             Ok(())
         }
+        KeysCommand::RotateMaster => rotate_master(store, blobs).await,
     }
 }

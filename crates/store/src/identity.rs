@@ -193,6 +193,9 @@ pub trait IdentityStore: Send + Sync {
 
     async fn signing_keys(&self) -> Result<Vec<SigningKey>>;
     async fn insert_signing_key(&self, key: &SigningKey) -> Result<()>;
+    /// Replaces how a key's private half is kept (sealed, or sealed again under a new master
+    /// key); `false` when there is no such key.
+    async fn replace_signing_key_secret(&self, kid: &str, private_pem: &str) -> Result<bool>;
     /// Retires a key (it neither signs nor verifies from then on); `false` if it was not active.
     async fn retire_signing_key(&self, kid: &str, at: DateTime<Utc>) -> Result<bool>;
 

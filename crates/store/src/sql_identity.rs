@@ -458,6 +458,16 @@ impl IdentityStore for SqlStore {
         Ok(())
     }
 
+    async fn replace_signing_key_secret(&self, kid: &str, private_pem: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("UPDATE signing_keys SET private_pem = $1 WHERE kid = $2")
+            .bind(private_pem)
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn retire_signing_key(&self, kid: &str, at: DateTime<Utc>) -> Result<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query(

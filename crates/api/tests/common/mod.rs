@@ -183,12 +183,11 @@ pub async fn spawn_app_delivering(
     tweak(&mut config);
     let blobs: Arc<dyn ecocityhub_blobs::BlobStore> =
         Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
-    let delivery = delivery.unwrap_or_else(|| {
-        Arc::new(ecocityhub_api::identity::OutboxDelivery {
-            store: store.clone(),
-        })
-    });
-    let state = AppState::open_with_delivery(store.clone(), blobs.clone(), config, delivery)
+    let services = ecocityhub_api::Services {
+        delivery,
+        sealer: None,
+    };
+    let state = AppState::open_with(store.clone(), blobs.clone(), config, services)
         .await
         .unwrap();
     state.jobs().clone().spawn();
