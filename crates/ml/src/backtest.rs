@@ -135,9 +135,12 @@ mod tests {
         let series = sawtooth(24);
         let from = START + 21 * DAY;
         for to in [from, from - HOUR] {
-            let err = backtest(&series, &Weather::default(), &options(from, to, 1), &mut |_, _| {
-                panic!("no fold runs")
-            })
+            let err = backtest(
+                &series,
+                &Weather::default(),
+                &options(from, to, 1),
+                &mut |_, _| panic!("no fold runs"),
+            )
             .unwrap_err();
             assert!(
                 matches!(&err, MlError::InvalidOption(m) if m.contains("empty")),
@@ -191,7 +194,10 @@ mod tests {
             assert!((s.persistence.mae - mae).abs() < 1e-9, "h{h}: {s:?}");
             let rmse = (h * (24.0 - h)).sqrt();
             assert!((s.persistence.rmse - rmse).abs() < 1e-9, "h{h}: {s:?}");
-            assert!(s.model.mae.is_finite() && s.model.mae < s.persistence.mae, "h{h}: {s:?}");
+            assert!(
+                s.model.mae.is_finite() && s.model.mae < s.persistence.mae,
+                "h{h}: {s:?}"
+            );
             assert!(
                 (s.skill_vs_persistence - (1.0 - s.model.mae / s.persistence.mae)).abs() < 1e-12
             );
@@ -217,7 +223,10 @@ mod tests {
             assert_eq!(s.seasonal_naive.mae, 0.0);
             assert_eq!(s.climatology.mae, 0.0);
             assert!(s.model.mae < 1e-6, "{s:?}");
-            assert_eq!(s.skill_vs_persistence, 0.0, "no skill is claimed against zero");
+            assert_eq!(
+                s.skill_vs_persistence, 0.0,
+                "no skill is claimed against zero"
+            );
         }
     }
 
@@ -248,6 +257,10 @@ mod tests {
         let (tail, _) = run(&series, &options(end - 3 * HOUR, end, 1));
         assert_eq!(tail.origins, 2, "{:?}", tail.horizons);
         let n: Vec<u64> = tail.horizons.iter().map(|s| s.n).collect();
-        assert_eq!(n, vec![2, 1], "3 h ahead of the last three hours is never known");
+        assert_eq!(
+            n,
+            vec![2, 1],
+            "3 h ahead of the last three hours is never known"
+        );
     }
 }

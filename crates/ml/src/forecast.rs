@@ -261,7 +261,10 @@ mod tests {
         station_with_series(registry.store().as_ref(), "s1", Parameter::Pm25, 1).await;
         let forecaster = Forecaster::new(registry.clone(), TTL);
         let s1 = station_id("s1");
-        let err = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap_err();
+        let err = forecaster
+            .forecast(&s1, Parameter::Pm25, 0)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ForecastError::NoModel { .. }), "{err}");
         assert!(err.to_string().contains("s1/pm25"), "{err}");
 
@@ -321,8 +324,14 @@ mod tests {
             assert_eq!(hour.horizon_hours, i as u32 + 1);
             assert_eq!(hour.time, fmt_ts(origin + (i as i64 + 1) * HOUR));
             assert_eq!(hour.value, round2(want.value), "hour {i}");
-            assert_eq!((hour.lower, hour.upper), (round2(want.lower), round2(want.upper)));
-            assert!(hour.lower <= hour.value && hour.value <= hour.upper, "{hour:?}");
+            assert_eq!(
+                (hour.lower, hour.upper),
+                (round2(want.lower), round2(want.upper))
+            );
+            assert!(
+                hour.lower <= hour.value && hour.value <= hour.upper,
+                "{hour:?}"
+            );
             assert!(hour.aqi.is_some(), "PM2.5 has an AQI");
         }
     }
@@ -338,7 +347,10 @@ mod tests {
 
         let a = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap();
         let b = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "the same generation is served from the cache");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the same generation is served from the cache"
+        );
 
         // A new reading an hour after the last: until the generation says readings changed,
         // the cached forecast stands; then the forecast starts from the new hour.
@@ -356,7 +368,10 @@ mod tests {
         let second = train(&registry, "s1", Parameter::Pm25, true).await;
         let f = forecaster.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
         assert_eq!((f.model.id, f.model.version), (second, 2));
-        registry.rollback(&s1, Parameter::Pm25, "test").await.unwrap();
+        registry
+            .rollback(&s1, Parameter::Pm25, "test")
+            .await
+            .unwrap();
         let f = forecaster.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
         assert_eq!((f.model.id, f.model.version), (first, 1));
 

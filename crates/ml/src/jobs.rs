@@ -259,7 +259,11 @@ mod tests {
             .all(|m| m.job_id == Some(id) && m.status == "serving"));
 
         assert!(!runner.run_next().await, "nothing else is queued");
-        assert_eq!(job(store.as_ref(), id).await, done, "a finished job stays as it was");
+        assert_eq!(
+            job(store.as_ref(), id).await,
+            done,
+            "a finished job stays as it was"
+        );
     }
 
     #[tokio::test]
@@ -276,8 +280,14 @@ mod tests {
         let runner = JobRunner::new(registry, quick_options());
 
         let cases = [
-            (r#"{"stations": ["nowhere"]}"#, "station \"nowhere\" does not exist"),
-            (r#"{"parameters": ["temperature"]}"#, "temperature is not forecast"),
+            (
+                r#"{"stations": ["nowhere"]}"#,
+                "station \"nowhere\" does not exist",
+            ),
+            (
+                r#"{"parameters": ["temperature"]}"#,
+                "temperature is not forecast",
+            ),
             (r#"{"bogus": true}"#, "invalid job request"),
             ("not json", "invalid job request"),
             (r#"{"stations": ["sparse"]}"#, "all 1 series failed"),
@@ -289,14 +299,20 @@ mod tests {
             assert_eq!(failed.status, JobStatus::Failed, "{request}: {failed:?}");
             let message = failed.message.clone().unwrap_or_default();
             assert!(message.contains(why), "{request}: {message}");
-            assert!(failed.log.ends_with(&format!("{message}\n")), "{}", failed.log);
+            assert!(
+                failed.log.ends_with(&format!("{message}\n")),
+                "{}",
+                failed.log
+            );
             assert!(failed.finished_at.is_some());
             assert_eq!(models_of_job(store.as_ref(), id).await, 0);
         }
         // The sparse series' own line says why it failed.
         let sparse_job = store.jobs(1).await.unwrap().remove(0);
         assert!(
-            sparse_job.log.contains("sparse/pm25: failed: not enough data"),
+            sparse_job
+                .log
+                .contains("sparse/pm25: failed: not enough data"),
             "{}",
             sparse_job.log
         );
@@ -378,7 +394,11 @@ mod tests {
         assert!(cancelled.finished_at.is_some());
         // The series under way finished; none was started after the request.
         assert_eq!(models_of_job(store.as_ref(), id).await, 1);
-        assert!((cancelled.progress - 1.0 / 3.0).abs() < 1e-9, "{}", cancelled.progress);
+        assert!(
+            (cancelled.progress - 1.0 / 3.0).abs() < 1e-9,
+            "{}",
+            cancelled.progress
+        );
         assert_eq!(
             store.cancel_job(id, Utc::now()).await.unwrap(),
             CancelOutcome::AlreadyFinished
@@ -439,7 +459,10 @@ mod tests {
         assert_eq!(ran.status, JobStatus::Succeeded, "{ran:?}");
         let models = store.models(None, None).await.unwrap();
         assert_eq!(
-            models.iter().find(|m| m.status == "serving").map(|m| m.job_id),
+            models
+                .iter()
+                .find(|m| m.status == "serving")
+                .map(|m| m.job_id),
             Some(Some(later)),
             "promote: true serves the new model"
         );

@@ -249,13 +249,20 @@ mod tests {
         let b = registry.register(&second, &report, None).await.unwrap();
         assert_eq!(b.version, 2);
         assert_ne!(a.artifact_key, b.artifact_key);
-        assert_eq!(serving_ids(&registry).await, vec![a.id], "a candidate waits");
+        assert_eq!(
+            serving_ids(&registry).await,
+            vec![a.id],
+            "a candidate waits"
+        );
 
         registry.promote(b.id, "test").await.unwrap();
         assert_eq!(serving_ids(&registry).await, vec![b.id]);
         assert_eq!(status(&registry, a.id).await, "retired");
 
-        let back = registry.rollback(&s1, Parameter::Pm25, "test").await.unwrap();
+        let back = registry
+            .rollback(&s1, Parameter::Pm25, "test")
+            .await
+            .unwrap();
         assert_eq!(back.id, a.id);
         assert_eq!(serving_ids(&registry).await, vec![a.id]);
         assert_eq!(status(&registry, b.id).await, "retired");
@@ -329,7 +336,11 @@ mod tests {
         // Missing from blob storage.
         let (third, report) = trained_artifact("s1", Parameter::Pm25, 3);
         let missing = registry.register(&third, &report, None).await.unwrap();
-        registry.blobs().delete(&missing.artifact_key).await.unwrap();
+        registry
+            .blobs()
+            .delete(&missing.artifact_key)
+            .await
+            .unwrap();
         let err = registry.promote(missing.id, "test").await.unwrap_err();
         assert!(
             matches!(&err, RegistryError::MissingArtifact { id, key } if *id == missing.id && *key == missing.artifact_key),
@@ -339,7 +350,8 @@ mod tests {
 
         // Bytes that match their checksum but are no model of this build: the record says
         // exactly these bytes, so only reading them can tell.
-        let foreign = br#"{"meta": {"format": "sklearn.pickle", "format_version": 1, "code_version": "x"}}"#;
+        let foreign =
+            br#"{"meta": {"format": "sklearn.pickle", "format_version": 1, "code_version": "x"}}"#;
         let record = NewModel {
             station: station_id("s1"),
             parameter: Parameter::Pm25,

@@ -106,7 +106,11 @@ pub(crate) async fn station_with_series(
 
 /// A trained artifact and its report for `station`, from a seeded synthetic series (different
 /// seeds give different artifacts, so different checksums).
-pub(crate) fn trained_artifact(station: &str, parameter: Parameter, seed: u64) -> (Artifact, Report) {
+pub(crate) fn trained_artifact(
+    station: &str,
+    parameter: Parameter,
+    seed: u64,
+) -> (Artifact, Report) {
     fit_artifact(
         &synthetic(TEST_HOURS, seed),
         &Weather::default(),
