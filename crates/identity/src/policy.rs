@@ -330,4 +330,99 @@ mod tests {
         assert_eq!("operator".parse::<Role>(), Ok(Role::Operator));
         assert!("root".parse::<Role>().is_err());
     }
+
+    /// Every action there is (the match makes a new action fail to compile until it is added).
+    fn every_action() -> Vec<Action> {
+        let all = [
+            Action::ReadAccount,
+            Action::UpdateAccount,
+            Action::DeleteAccount,
+            Action::ListUsers,
+            Action::UpdateUser,
+            Action::ManageDevices,
+            Action::ManageKeys,
+            Action::WriteReadings,
+            Action::TriageReports,
+            Action::ManageModels,
+            Action::ManageStations,
+        ];
+        for a in all {
+            match a {
+                Action::ReadAccount
+                | Action::UpdateAccount
+                | Action::DeleteAccount
+                | Action::ListUsers
+                | Action::UpdateUser
+                | Action::ManageDevices
+                | Action::ManageKeys
+                | Action::WriteReadings
+                | Action::TriageReports
+                | Action::ManageModels
+                | Action::ManageStations => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    /// The shipped policies with a permit for everything added, as a careless extra policy
+    /// file would: only `forbid` rules still deny anything.
+    fn permissive() -> Authorizer {
+        Authorizer::from_cedar(&format!(
+            "{BUILTIN_POLICIES}\npermit (principal, action, resource);\n"
+        ))
+        .expect("the permissive set parses")
+    }
+
+    /// The device `forbid` holds whatever else is permitted: a device key writes its own
+    /// station's readings and does nothing else, on any resource.
+    #[test]
+    fn the_device_forbid_holds_under_a_permit_for_everything() {
+        let a = permissive();
+        let device = Principal::Device {
+            key: "abc".into(),
+            station: "s1".into(),
+        };
+        let user = user("alice", &[Role::Citizen]);
+        // The added permit does apply: a citizen may now do anything.
+        assert!(a.is_allowed(&user, Action::ManageKeys, &Resource::System));
+        assert!(a.is_allowed(
+            &user,
+            Action::WriteReadings,
+            &Resource::Station("s2".into())
+        ));
+
+        assert!(a.is_allowed(
+            &device,
+            Action::WriteReadings,
+            &Resource::Station("s1".into())
+        ));
+        // Another station's readings, and readings "written" to what is not a station.
+        for resource in [
+            Resource::Station("s2".into()),
+            Resource::Station("S1".into()),
+            Resource::User("s1".into()),
+            Resource::System,
+        ] {
+            assert!(
+                !a.is_allowed(&device, Action::WriteReadings, &resource),
+                "{resource:?}"
+            );
+        }
+        for action in every_action() {
+            if action == Action::WriteReadings {
+                continue;
+            }
+            for resource in [
+                Resource::System,
+                Resource::Station("s1".into()),
+                Resource::User("abc".into()),
+                Resource::User("alice".into()),
+            ] {
+                assert!(
+                    !a.is_allowed(&device, action, &resource),
+                    "{action:?} on {resource:?}"
+                );
+            }
+        }
+    }
 }

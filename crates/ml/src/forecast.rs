@@ -229,3 +229,193 @@ impl Forecaster {
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{
+        add_series, add_station, fresh_registry, quick_options, station_id, station_with_series,
+        trained_artifact,
+    };
+    use crate::training::{train_series, SeriesToTrain};
+    use crate::HourlySeries;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    /// Trains the series on what the store holds and returns the new model's id.
+    async fn train(registry: &Registry, station: &str, parameter: Parameter, promote: bool) -> i64 {
+        let target = SeriesToTrain {
+            station: station_id(station),
+            parameter,
+        };
+        train_series(registry, &target, &quick_options(), promote, None, "test")
+            .await
+            .unwrap()
+            .record
+            .id
+    }
+
+    #[tokio::test]
+    async fn without_a_serving_model_or_readings_there_is_no_forecast() {
+        let (_dir, registry) = fresh_registry().await;
+        station_with_series(registry.store().as_ref(), "s1", Parameter::Pm25, 1).await;
+        let forecaster = Forecaster::new(registry.clone(), TTL);
+        let s1 = station_id("s1");
+        let err = forecaster
+            .forecast(&s1, Parameter::Pm25, 0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ForecastError::NoModel { .. }), "{err}");
+        assert!(err.to_string().contains("s1/pm25"), "{err}");
+
+        // A candidate does not serve.
+        let (artifact, report) = trained_artifact("s1", Parameter::Pm25, 1);
+        registry.register(&artifact, &report, None).await.unwrap();
+        assert!(matches!(
+            forecaster.forecast(&s1, Parameter::Pm25, 0).await,
+            Err(ForecastError::NoModel { .. })
+        ));
+
+        // A model serves a station that has no readings of its parameter.
+        add_station(registry.store().as_ref(), "s2").await;
+        let (artifact, report) = trained_artifact("s2", Parameter::Pm25, 2);
+        let record = registry.register(&artifact, &report, None).await.unwrap();
+        registry.promote(record.id, "test").await.unwrap();
+        let err = forecaster
+            .forecast(&station_id("s2"), Parameter::Pm25, 0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ForecastError::NoData { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_forecast_is_the_serving_models_from_the_last_reading() {
+        let (_dir, registry) = fresh_registry().await;
+        let store = registry.store().clone();
+        let series = station_with_series(store.as_ref(), "s1", Parameter::Pm25, 1).await;
+        let id = train(&registry, "s1", Parameter::Pm25, false).await;
+        let forecaster = Forecaster::new(registry.clone(), TTL);
+        let s1 = station_id("s1");
+
+        let f = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap();
+        let record = registry.record(id).await.unwrap();
+        let artifact = registry.load(&record).await.unwrap();
+        assert_eq!((f.model.id, f.model.version), (id, 1));
+        assert_eq!(f.model.holdout_scores, artifact.meta.holdout_scores);
+        assert_eq!(f.station, "s1");
+        assert_eq!(f.unit, "µg/m³");
+        let origin = series.last_observed().unwrap();
+        assert_eq!(f.origin, fmt_ts(origin));
+        assert!(f.stale, "the readings are from 2023");
+        assert_eq!(f.interval_level, 0.8);
+
+        // What the model says from the week before the origin, rounded to 0.01.
+        let from = origin - HISTORY_HOURS * HOUR;
+        let week = load_series(store.as_ref(), &s1, Parameter::Pm25, from, origin + HOUR)
+            .await
+            .unwrap();
+        assert_eq!(week.observed(), HISTORY_HOURS as usize + 1);
+        let weather = load_weather(store.as_ref(), &s1, from, origin + HOUR)
+            .await
+            .unwrap();
+        let expected = artifact.model.forecast_from(&week, &weather, origin);
+        assert_eq!(f.hours.len(), 3);
+        for (i, (hour, want)) in f.hours.iter().zip(&expected).enumerate() {
+            assert_eq!(hour.horizon_hours, i as u32 + 1);
+            assert_eq!(hour.time, fmt_ts(origin + (i as i64 + 1) * HOUR));
+            assert_eq!(hour.value, round2(want.value), "hour {i}");
+            assert_eq!(
+                (hour.lower, hour.upper),
+                (round2(want.lower), round2(want.upper))
+            );
+            assert!(
+                hour.lower <= hour.value && hour.value <= hour.upper,
+                "{hour:?}"
+            );
+            assert!(hour.aqi.is_some(), "PM2.5 has an AQI");
+        }
+    }
+
+    #[tokio::test]
+    async fn forecasts_are_cached_until_readings_change_the_model_changes_or_the_ttl_passes() {
+        let (_dir, registry) = fresh_registry().await;
+        let store = registry.store().clone();
+        let series = station_with_series(store.as_ref(), "s1", Parameter::Pm25, 1).await;
+        let first = train(&registry, "s1", Parameter::Pm25, false).await;
+        let forecaster = Forecaster::new(registry.clone(), TTL);
+        let s1 = station_id("s1");
+
+        let a = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap();
+        let b = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the same generation is served from the cache"
+        );
+
+        // A new reading an hour after the last: until the generation says readings changed,
+        // the cached forecast stands; then the forecast starts from the new hour.
+        let last = series.last_observed().unwrap();
+        let newer = HourlySeries::from_grid(last + HOUR, vec![80.0]);
+        add_series(store.as_ref(), "s1", Parameter::Pm25, &newer).await;
+        let cached = forecaster.forecast(&s1, Parameter::Pm25, 0).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &cached));
+        let fresh = forecaster.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
+        assert!(!Arc::ptr_eq(&a, &fresh));
+        assert_eq!(fresh.origin, fmt_ts(last + HOUR));
+        assert_eq!(fresh.hours[0].time, fmt_ts(last + 2 * HOUR));
+
+        // Another model serving: served at once, at the same generation.
+        let second = train(&registry, "s1", Parameter::Pm25, true).await;
+        let f = forecaster.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
+        assert_eq!((f.model.id, f.model.version), (second, 2));
+        registry
+            .rollback(&s1, Parameter::Pm25, "test")
+            .await
+            .unwrap();
+        let f = forecaster.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
+        assert_eq!((f.model.id, f.model.version), (first, 1));
+
+        // With no time to live, every request computes anew.
+        let uncached = Forecaster::new(registry.clone(), Duration::ZERO);
+        let x = uncached.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
+        let y = uncached.forecast(&s1, Parameter::Pm25, 1).await.unwrap();
+        assert!(!Arc::ptr_eq(&x, &y));
+        assert_eq!(x.hours[0].value, y.hours[0].value);
+    }
+
+    #[tokio::test]
+    async fn refresh_all_recomputes_every_serving_model_and_lists_the_failures() {
+        let (_dir, registry) = fresh_registry().await;
+        let store = registry.store().clone();
+        station_with_series(store.as_ref(), "s1", Parameter::Pm25, 1).await;
+        add_series(
+            store.as_ref(),
+            "s1",
+            Parameter::No2,
+            &crate::model::tests::synthetic(crate::test_support::TEST_HOURS, 5),
+        )
+        .await;
+        train(&registry, "s1", Parameter::Pm25, false).await;
+        train(&registry, "s1", Parameter::No2, false).await;
+        // A serving model whose station has no readings.
+        let (artifact, report) = trained_artifact("s2", Parameter::Pm25, 2);
+        let orphan = registry.register(&artifact, &report, None).await.unwrap();
+        registry.promote(orphan.id, "test").await.unwrap();
+
+        let forecaster = Forecaster::new(registry.clone(), TTL);
+        let s1 = station_id("s1");
+        let before = forecaster.forecast(&s1, Parameter::Pm25, 3).await.unwrap();
+        let (done, failures) = forecaster.refresh_all(3).await;
+        assert_eq!(done, 2);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].starts_with("s2/pm25: ") && failures[0].contains("no pm25 readings"),
+            "{failures:?}"
+        );
+        // The batch recomputed the cached forecast rather than keeping it.
+        let after = forecaster.forecast(&s1, Parameter::Pm25, 3).await.unwrap();
+        assert!(!Arc::ptr_eq(&before, &after));
+        let no2 = forecaster.forecast(&s1, Parameter::No2, 3).await.unwrap();
+        assert_eq!(no2.parameter, Parameter::No2);
+    }
+}

@@ -28,6 +28,8 @@ pub mod registry;
 pub mod report;
 pub mod screening;
 pub mod series;
+#[cfg(test)]
+mod test_support;
 pub mod training;
 
 pub use backtest::{backtest, Backtest, BacktestOptions};

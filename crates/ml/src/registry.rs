@@ -199,3 +199,258 @@ impl Registry {
             .ok_or_else(missing)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ERROR_CHART_FILE, TRACE_CHART_FILE};
+    use crate::test_support::{fresh_registry, station_id, trained_artifact};
+
+    async fn serving_ids(registry: &Registry) -> Vec<i64> {
+        registry
+            .store()
+            .serving_models()
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect()
+    }
+
+    async fn status(registry: &Registry, id: i64) -> String {
+        registry.record(id).await.unwrap().status
+    }
+
+    #[tokio::test]
+    async fn register_promote_and_roll_back_choose_the_serving_model() {
+        let (_dir, registry) = fresh_registry().await;
+        let s1 = station_id("s1");
+        let (first, report) = trained_artifact("s1", Parameter::Pm25, 1);
+        let a = registry.register(&first, &report, Some(7)).await.unwrap();
+        assert_eq!((a.version, a.status.as_str()), (1, "candidate"));
+        assert_eq!(a.job_id, Some(7));
+        assert_eq!(a.checksum, checksum(&first.to_bytes()));
+        assert!(
+            a.artifact_key.starts_with("models/s1/pm25/")
+                && a.artifact_key.ends_with(crate::artifact::FILE_NAME),
+            "{}",
+            a.artifact_key
+        );
+        assert!(
+            serving_ids(&registry).await.is_empty(),
+            "registering does not serve"
+        );
+
+        let promoted = registry.promote(a.id, "test").await.unwrap();
+        assert_eq!(promoted.status, "serving");
+        assert!(promoted.promoted_at.is_some());
+
+        let (second, report) = trained_artifact("s1", Parameter::Pm25, 2);
+        let b = registry.register(&second, &report, None).await.unwrap();
+        assert_eq!(b.version, 2);
+        assert_ne!(a.artifact_key, b.artifact_key);
+        assert_eq!(
+            serving_ids(&registry).await,
+            vec![a.id],
+            "a candidate waits"
+        );
+
+        registry.promote(b.id, "test").await.unwrap();
+        assert_eq!(serving_ids(&registry).await, vec![b.id]);
+        assert_eq!(status(&registry, a.id).await, "retired");
+
+        let back = registry
+            .rollback(&s1, Parameter::Pm25, "test")
+            .await
+            .unwrap();
+        assert_eq!(back.id, a.id);
+        assert_eq!(serving_ids(&registry).await, vec![a.id]);
+        assert_eq!(status(&registry, b.id).await, "retired");
+
+        // Only the first promotion is left: there is nothing before it to return to.
+        let err = registry
+            .rollback(&s1, Parameter::Pm25, "test")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::NothingToRollBack { .. }),
+            "{err}"
+        );
+        assert_eq!(serving_ids(&registry).await, vec![a.id]);
+
+        // Another series is not touched by any of this.
+        let err = registry
+            .rollback(&station_id("s2"), Parameter::Pm25, "test")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::NothingToRollBack { .. }));
+        assert!(matches!(
+            registry.promote(9_999, "test").await,
+            Err(RegistryError::UnknownModel(9_999))
+        ));
+    }
+
+    #[tokio::test]
+    async fn each_series_has_its_own_versions_and_serving_model() {
+        let (_dir, registry) = fresh_registry().await;
+        let (pm25, report) = trained_artifact("s1", Parameter::Pm25, 1);
+        let (no2, report_no2) = trained_artifact("s1", Parameter::No2, 2);
+        let a = registry.register(&pm25, &report, None).await.unwrap();
+        let b = registry.register(&no2, &report_no2, None).await.unwrap();
+        assert_eq!((a.version, b.version), (1, 1));
+        registry.promote(a.id, "test").await.unwrap();
+        registry.promote(b.id, "test").await.unwrap();
+        let mut serving = serving_ids(&registry).await;
+        serving.sort();
+        assert_eq!(serving, vec![a.id, b.id]);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_missing_or_foreign_artifact_never_replaces_the_serving_model() {
+        let (_dir, registry) = fresh_registry().await;
+        let (good, report) = trained_artifact("s1", Parameter::Pm25, 1);
+        let serving = registry.register(&good, &report, None).await.unwrap();
+        registry.promote(serving.id, "test").await.unwrap();
+
+        // Damaged after training: the bytes no longer match the recorded checksum (here a
+        // valid artifact of another model, so only the checksum can tell).
+        let (other, report) = trained_artifact("s1", Parameter::Pm25, 2);
+        let damaged = registry.register(&other, &report, None).await.unwrap();
+        registry
+            .blobs()
+            .put(&damaged.artifact_key, Bytes::from(good.to_bytes()))
+            .await
+            .unwrap();
+        let err = registry.promote(damaged.id, "test").await.unwrap_err();
+        assert!(
+            matches!(err, RegistryError::ChecksumMismatch { id } if id == damaged.id),
+            "{err}"
+        );
+        assert!(matches!(
+            registry.load(&damaged).await,
+            Err(RegistryError::ChecksumMismatch { .. })
+        ));
+        assert_eq!(serving_ids(&registry).await, vec![serving.id]);
+        assert_eq!(status(&registry, damaged.id).await, "candidate");
+
+        // Missing from blob storage.
+        let (third, report) = trained_artifact("s1", Parameter::Pm25, 3);
+        let missing = registry.register(&third, &report, None).await.unwrap();
+        registry
+            .blobs()
+            .delete(&missing.artifact_key)
+            .await
+            .unwrap();
+        let err = registry.promote(missing.id, "test").await.unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::MissingArtifact { id, key } if *id == missing.id && *key == missing.artifact_key),
+            "{err}"
+        );
+        assert_eq!(serving_ids(&registry).await, vec![serving.id]);
+
+        // Bytes that match their checksum but are no model of this build: the record says
+        // exactly these bytes, so only reading them can tell.
+        let foreign =
+            br#"{"meta": {"format": "sklearn.pickle", "format_version": 1, "code_version": "x"}}"#;
+        let record = NewModel {
+            station: station_id("s1"),
+            parameter: Parameter::Pm25,
+            created_at: Utc::now(),
+            checksum: checksum(foreign),
+            size_bytes: foreign.len() as i64,
+            training_from: Utc::now(),
+            training_to: Utc::now(),
+            data_fingerprint: "x".into(),
+            code_version: "x".into(),
+            metrics: "[]".into(),
+            job_id: None,
+        };
+        let key = "models/s1/pm25/foreign/model.json.gz".to_string();
+        registry
+            .blobs()
+            .put(&key, Bytes::from_static(foreign))
+            .await
+            .unwrap();
+        let unloadable = registry
+            .store()
+            .insert_model(&record, &|_| key.clone())
+            .await
+            .unwrap();
+        let err = registry.promote(unloadable.id, "test").await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RegistryError::Unloadable { id, source: MlError::IncompatibleArtifact(_) } if *id == unloadable.id
+            ),
+            "{err}"
+        );
+        assert_eq!(serving_ids(&registry).await, vec![serving.id]);
+
+        // The serving model itself still loads, byte for byte what was registered.
+        let loaded = registry.load(&serving).await.unwrap();
+        assert_eq!(loaded.meta.data_fingerprint, good.meta.data_fingerprint);
+        assert_eq!(checksum(&loaded.to_bytes()), serving.checksum);
+    }
+
+    #[tokio::test]
+    async fn report_files_are_served_by_their_plain_names_only() {
+        let (_dir, registry) = fresh_registry().await;
+        let (artifact, report) = trained_artifact("s1", Parameter::Pm25, 1);
+        let record = registry.register(&artifact, &report, None).await.unwrap();
+
+        let markdown = registry.report_file(&record, MARKDOWN_FILE).await.unwrap();
+        assert_eq!(markdown, Bytes::from(report.markdown.clone()));
+        assert!(std::str::from_utf8(&markdown)
+            .unwrap()
+            .contains(ERROR_CHART_FILE));
+        for (name, svg) in &report.charts {
+            assert_eq!(
+                registry.report_file(&record, name).await.unwrap(),
+                Bytes::from(svg.clone()),
+                "{name}"
+            );
+        }
+        let names: Vec<&str> = report.charts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec![ERROR_CHART_FILE, TRACE_CHART_FILE]);
+
+        let long = format!("{}.svg", "a".repeat(100));
+        for refused in [
+            // The artifact sits in the same folder but is not a report file.
+            crate::artifact::FILE_NAME,
+            "../report.md",
+            "a/error-by-horizon.svg",
+            ".svg",
+            ".hidden.svg",
+            "report.md\n",
+            "report.txt",
+            "error-by-horizon.svg?x=1",
+            "",
+            long.as_str(),
+            // Allowed as a name, but the report has no such chart.
+            "missing.svg",
+        ] {
+            let err = registry.report_file(&record, refused).await.unwrap_err();
+            match err {
+                RegistryError::MissingReport { id, file } => {
+                    assert_eq!(id, record.id);
+                    assert!(!file.chars().any(char::is_control), "{file:?}");
+                    assert!(file.chars().count() <= 100, "{file:?}");
+                }
+                other => panic!("{refused:?}: {other}"),
+            }
+        }
+
+        // Each model reads its own report, not another version's.
+        let (second, mut report2) = trained_artifact("s1", Parameter::Pm25, 2);
+        report2.markdown = "# the second model".into();
+        let record2 = registry.register(&second, &report2, None).await.unwrap();
+        assert_eq!(
+            registry.report_file(&record2, MARKDOWN_FILE).await.unwrap(),
+            Bytes::from("# the second model")
+        );
+        assert_eq!(
+            registry.report_file(&record, MARKDOWN_FILE).await.unwrap(),
+            markdown
+        );
+    }
+}

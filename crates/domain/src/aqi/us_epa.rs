@@ -634,4 +634,187 @@ mod tests {
         assert_eq!(r.sub_indices[0].table, Table::So2_24h);
         assert_eq!(r.category, Category::VeryUnhealthy);
     }
+
+    /// EPA's Table 6 "Breakpoints for the AQI", written out by hand from the Technical
+    /// Assistance Document for the Reporting of Daily Air Quality – the Air Quality Index (AQI),
+    /// EPA-454/B-24-002, May 2024 (the PM2.5 NAAQS revision effective 2024-05-06, which also
+    /// merged the two Hazardous rows into one 301–500 row), not read from `Table::rows`.
+    /// Units as in the table: O3 and CO in ppm, SO2 and NO2 in ppb, PM in µg/m³. The O3 8-hour
+    /// table ends at 0.200 ppm (higher values use the 1-hour table, note 2); the O3 1-hour
+    /// table starts at 101; SO2 1-hour ends at 304 ppb, above which the 24-hour values define
+    /// the index (note 4).
+    const EPA_2024_TABLE_6: &[(Table, f64, f64, u32, u32)] = &[
+        (Table::O3_8h, 0.000, 0.054, 0, 50),
+        (Table::O3_8h, 0.055, 0.070, 51, 100),
+        (Table::O3_8h, 0.071, 0.085, 101, 150),
+        (Table::O3_8h, 0.086, 0.105, 151, 200),
+        (Table::O3_8h, 0.106, 0.200, 201, 300),
+        (Table::O3_1h, 0.125, 0.164, 101, 150),
+        (Table::O3_1h, 0.165, 0.204, 151, 200),
+        (Table::O3_1h, 0.205, 0.404, 201, 300),
+        (Table::O3_1h, 0.405, 0.604, 301, 500),
+        (Table::Pm25_24h, 0.0, 9.0, 0, 50),
+        (Table::Pm25_24h, 9.1, 35.4, 51, 100),
+        (Table::Pm25_24h, 35.5, 55.4, 101, 150),
+        (Table::Pm25_24h, 55.5, 125.4, 151, 200),
+        (Table::Pm25_24h, 125.5, 225.4, 201, 300),
+        (Table::Pm25_24h, 225.5, 325.4, 301, 500),
+        (Table::Pm10_24h, 0.0, 54.0, 0, 50),
+        (Table::Pm10_24h, 55.0, 154.0, 51, 100),
+        (Table::Pm10_24h, 155.0, 254.0, 101, 150),
+        (Table::Pm10_24h, 255.0, 354.0, 151, 200),
+        (Table::Pm10_24h, 355.0, 424.0, 201, 300),
+        (Table::Pm10_24h, 425.0, 604.0, 301, 500),
+        (Table::Co_8h, 0.0, 4.4, 0, 50),
+        (Table::Co_8h, 4.5, 9.4, 51, 100),
+        (Table::Co_8h, 9.5, 12.4, 101, 150),
+        (Table::Co_8h, 12.5, 15.4, 151, 200),
+        (Table::Co_8h, 15.5, 30.4, 201, 300),
+        (Table::Co_8h, 30.5, 50.4, 301, 500),
+        (Table::So2_1h, 0.0, 35.0, 0, 50),
+        (Table::So2_1h, 36.0, 75.0, 51, 100),
+        (Table::So2_1h, 76.0, 185.0, 101, 150),
+        (Table::So2_1h, 186.0, 304.0, 151, 200),
+        (Table::So2_24h, 305.0, 604.0, 201, 300),
+        (Table::So2_24h, 605.0, 1004.0, 301, 500),
+        (Table::No2_1h, 0.0, 53.0, 0, 50),
+        (Table::No2_1h, 54.0, 100.0, 51, 100),
+        (Table::No2_1h, 101.0, 360.0, 101, 150),
+        (Table::No2_1h, 361.0, 649.0, 151, 200),
+        (Table::No2_1h, 650.0, 1249.0, 201, 300),
+        (Table::No2_1h, 1250.0, 2049.0, 301, 500),
+    ];
+
+    const ALL_TABLES: [Table; 8] = [
+        Table::Pm25_24h,
+        Table::Pm10_24h,
+        Table::O3_8h,
+        Table::O3_1h,
+        Table::Co_8h,
+        Table::So2_1h,
+        Table::So2_24h,
+        Table::No2_1h,
+    ];
+
+    /// Every row the code holds is the published row, in order, and no table has a row more
+    /// or less than the published one.
+    #[test]
+    fn every_table_row_is_the_published_one() {
+        assert_eq!(EPA_2024_TABLE_6.len(), 39);
+        for table in ALL_TABLES {
+            let published: Vec<Row> = EPA_2024_TABLE_6
+                .iter()
+                .filter(|(t, ..)| *t == table)
+                .map(|&(_, clo, chi, ilo, ihi)| (clo, chi, ilo, ihi))
+                .collect();
+            let held = table.rows();
+            assert_eq!(held.len(), published.len(), "{table:?}: number of rows");
+            for (i, (got, want)) in held.iter().zip(&published).enumerate() {
+                assert_eq!(got, want, "{table:?} row {i}");
+            }
+        }
+    }
+
+    /// The index at both edges of every category, as EPA's table gives it, plus one value
+    /// between rows (truncated down into the lower row) for each table. Expected indices are
+    /// written out, not computed.
+    #[test]
+    fn the_index_at_every_published_breakpoint_edge() {
+        let cases: &[(Table, f64, u32)] = &[
+            (Table::Pm25_24h, 0.0, 0),
+            (Table::Pm25_24h, 9.0, 50),
+            (Table::Pm25_24h, 9.09, 50),
+            (Table::Pm25_24h, 9.1, 51),
+            (Table::Pm25_24h, 35.4, 100),
+            (Table::Pm25_24h, 35.5, 101),
+            (Table::Pm25_24h, 55.4, 150),
+            (Table::Pm25_24h, 55.5, 151),
+            (Table::Pm25_24h, 125.4, 200),
+            (Table::Pm25_24h, 125.5, 201),
+            (Table::Pm25_24h, 225.4, 300),
+            (Table::Pm25_24h, 225.5, 301),
+            (Table::Pm25_24h, 325.4, 500),
+            (Table::Pm10_24h, 54.0, 50),
+            (Table::Pm10_24h, 54.9, 50),
+            (Table::Pm10_24h, 55.0, 51),
+            (Table::Pm10_24h, 154.0, 100),
+            (Table::Pm10_24h, 155.0, 101),
+            (Table::Pm10_24h, 254.0, 150),
+            (Table::Pm10_24h, 255.0, 151),
+            (Table::Pm10_24h, 354.0, 200),
+            (Table::Pm10_24h, 355.0, 201),
+            (Table::Pm10_24h, 424.0, 300),
+            (Table::Pm10_24h, 425.0, 301),
+            (Table::Pm10_24h, 604.0, 500),
+            (Table::O3_8h, 0.054, 50),
+            (Table::O3_8h, 0.0549, 50),
+            (Table::O3_8h, 0.055, 51),
+            (Table::O3_8h, 0.070, 100),
+            (Table::O3_8h, 0.071, 101),
+            (Table::O3_8h, 0.085, 150),
+            (Table::O3_8h, 0.086, 151),
+            (Table::O3_8h, 0.105, 200),
+            (Table::O3_8h, 0.106, 201),
+            (Table::O3_8h, 0.200, 300),
+            (Table::O3_1h, 0.125, 101),
+            (Table::O3_1h, 0.164, 150),
+            (Table::O3_1h, 0.165, 151),
+            (Table::O3_1h, 0.204, 200),
+            (Table::O3_1h, 0.205, 201),
+            (Table::O3_1h, 0.404, 300),
+            (Table::O3_1h, 0.405, 301),
+            (Table::O3_1h, 0.604, 500),
+            (Table::Co_8h, 4.4, 50),
+            (Table::Co_8h, 4.49, 50),
+            (Table::Co_8h, 4.5, 51),
+            (Table::Co_8h, 9.4, 100),
+            (Table::Co_8h, 9.5, 101),
+            (Table::Co_8h, 12.4, 150),
+            (Table::Co_8h, 12.5, 151),
+            (Table::Co_8h, 15.4, 200),
+            (Table::Co_8h, 15.5, 201),
+            (Table::Co_8h, 30.4, 300),
+            (Table::Co_8h, 30.5, 301),
+            (Table::Co_8h, 50.4, 500),
+            (Table::So2_1h, 35.0, 50),
+            (Table::So2_1h, 35.9, 50),
+            (Table::So2_1h, 36.0, 51),
+            (Table::So2_1h, 75.0, 100),
+            (Table::So2_1h, 76.0, 101),
+            (Table::So2_1h, 185.0, 150),
+            (Table::So2_1h, 186.0, 151),
+            (Table::So2_1h, 304.0, 200),
+            (Table::So2_24h, 305.0, 201),
+            (Table::So2_24h, 604.0, 300),
+            (Table::So2_24h, 605.0, 301),
+            (Table::So2_24h, 1004.0, 500),
+            (Table::No2_1h, 53.0, 50),
+            (Table::No2_1h, 53.9, 50),
+            (Table::No2_1h, 54.0, 51),
+            (Table::No2_1h, 100.0, 100),
+            (Table::No2_1h, 101.0, 101),
+            (Table::No2_1h, 360.0, 150),
+            (Table::No2_1h, 361.0, 151),
+            (Table::No2_1h, 649.0, 200),
+            (Table::No2_1h, 650.0, 201),
+            (Table::No2_1h, 1249.0, 300),
+            (Table::No2_1h, 1250.0, 301),
+            (Table::No2_1h, 2049.0, 500),
+        ];
+        for &(table, concentration, aqi) in cases {
+            assert_eq!(
+                index_for(table, concentration),
+                Some(aqi),
+                "{table:?} at {concentration}"
+            );
+        }
+        // Inside a row, by hand: PM10 100 µg/m³ → (100−51)/(154−55)·(100−55)+51 = 73.27 → 73;
+        // CO 6.0 ppm → (100−51)/(9.4−4.5)·(6.0−4.5)+51 = 66; NO2 200 ppb →
+        // (150−101)/(360−101)·(200−101)+101 = 119.73 → 120; PM2.5 275.0 →
+        // (500−301)/(325.4−225.5)·(275.0−225.5)+301 = 399.6 → 400.
+        assert_eq!(index_for(Table::Pm10_24h, 100.0), Some(73));
+        assert_eq!(index_for(Table::Co_8h, 6.0), Some(66));
+        assert_eq!(index_for(Table::No2_1h, 200.0), Some(120));
+        assert_eq!(index_for(Table::Pm25_24h, 275.0), Some(400));
+    }
 }
