@@ -258,6 +258,8 @@ pub trait NotifyStore: Send + Sync {
 
     /// Adds a subscription (its topic must exist).
     async fn insert_subscription(&self, subscription: &SubscriptionRow) -> Result<()>;
+    /// Adds many subscriptions in one transaction (imports, benchmarks).
+    async fn insert_subscriptions(&self, subscriptions: &[SubscriptionRow]) -> Result<()>;
     async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRow>>;
     /// The confirmed subscriptions of a topic, oldest first.
     async fn confirmed_subscriptions(&self, topic_id: &str) -> Result<Vec<SubscriptionRow>>;
@@ -316,6 +318,13 @@ pub trait NotifyStore: Send + Sync {
         outcome: &DeliveryOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Records many outcomes in one transaction (one commit for a worker's whole batch); each
+    /// `bool` says whether that lease still held.
+    async fn complete_deliveries(
+        &self,
+        outcomes: &[(i64, String, DeliveryOutcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>>;
     /// Deliveries with `status`, newest first, with `id < before` when given.
     async fn deliveries(
         &self,

@@ -193,27 +193,108 @@ async fn insert_deliveries(
     deliveries: &[NewDelivery],
     created_at: i64,
 ) -> Result<u64> {
+    const ROWS: usize = 100;
     let mut written = 0;
-    for d in deliveries {
-        let done = sqlx::query(
+    for chunk in deliveries.chunks(ROWS) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let b = i * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO notify_deliveries (outbox_id, subscription_id, protocol, endpoint, user_id, \
-             idempotency_key, status, attempts, next_attempt_ms, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(outbox_id)
-        .bind(d.subscription_id.as_deref())
-        .bind(&d.protocol)
-        .bind(&d.endpoint)
-        .bind(d.user_id.as_deref())
-        .bind(d.idempotency_key.as_deref())
-        .bind(d.not_before_ms)
-        .bind(created_at)
-        .execute(&mut **tx)
-        .await?;
-        written += done.rows_affected();
+             idempotency_key, status, attempts, next_attempt_ms, created_at) VALUES {values} \
+             ON CONFLICT (idempotency_key) DO NOTHING"
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(outbox_id)
+                .bind(d.subscription_id.as_deref())
+                .bind(&d.protocol)
+                .bind(&d.endpoint)
+                .bind(d.user_id.as_deref())
+                .bind(d.idempotency_key.as_deref())
+                .bind(d.not_before_ms)
+                .bind(created_at);
+        }
+        written += q.execute(&mut **tx).await?.rows_affected();
     }
     Ok(written)
+}
+
+/// Records one attempt's outcome if `lease_token` still holds the lease.
+async fn apply_outcome(
+    tx: &mut Transaction<'_, Any>,
+    id: i64,
+    lease_token: &str,
+    outcome: &DeliveryOutcome,
+    now: i64,
+) -> Result<bool> {
+    let held = "WHERE id = $1 AND lease_token = $2 AND status = 'pending'";
+    let done = match outcome {
+        DeliveryOutcome::Delivered => {
+            sqlx::query(&format!(
+                "UPDATE notify_deliveries SET status = 'delivered', lease_until_ms = NULL, \
+                 lease_token = NULL, last_error = NULL, finished_at = $3 {held}"
+            ))
+            .bind(id)
+            .bind(lease_token)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+        }
+        DeliveryOutcome::Retry { at_ms, error } => {
+            sqlx::query(&format!(
+                "UPDATE notify_deliveries SET next_attempt_ms = $3, lease_until_ms = NULL, \
+                 lease_token = NULL, last_error = $4 {held}"
+            ))
+            .bind(id)
+            .bind(lease_token)
+            .bind(*at_ms)
+            .bind(error)
+            .execute(&mut **tx)
+            .await?
+        }
+        DeliveryOutcome::Dead { error } => {
+            sqlx::query(&format!(
+                "UPDATE notify_deliveries SET status = 'dead', lease_until_ms = NULL, \
+                 lease_token = NULL, last_error = $3, finished_at = $4 {held}"
+            ))
+            .bind(id)
+            .bind(lease_token)
+            .bind(error)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+        }
+        DeliveryOutcome::Gone { error } => {
+            let sub: Option<Option<String>> = sqlx::query_scalar(&format!(
+                "UPDATE notify_deliveries SET status = 'discarded', lease_until_ms = NULL, \
+                 lease_token = NULL, last_error = $3, finished_at = $4 {held} \
+                 RETURNING subscription_id"
+            ))
+            .bind(id)
+            .bind(lease_token)
+            .bind(error)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(Some(sub)) = &sub {
+                sqlx::query("DELETE FROM notify_subscriptions WHERE id = $1")
+                    .bind(sub)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            return Ok(sub.is_some());
+        }
+    };
+    Ok(done.rows_affected() > 0)
 }
 
 impl SqlStore {
@@ -311,28 +392,36 @@ impl NotifyStore for SqlStore {
     }
 
     async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<()> {
+        self.insert_subscriptions(std::slice::from_ref(s)).await
+    }
+
+    async fn insert_subscriptions(&self, subscriptions: &[SubscriptionRow]) -> Result<()> {
         let _turn = self.write_turn().await;
-        sqlx::query(&format!(
-            "INSERT INTO notify_subscriptions ({SUBSCRIPTION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(&s.id)
-        .bind(&s.topic_id)
-        .bind(s.owner.as_deref())
-        .bind(&s.protocol)
-        .bind(&s.endpoint)
-        .bind(&s.status)
-        .bind(s.confirm_token_hash.as_deref())
-        .bind(s.confirm_expires_at.map(|t| t.timestamp()))
-        .bind(s.filter_policy.as_deref())
-        .bind(s.secret.as_deref())
-        .bind(s.previous_secret.as_deref())
-        .bind(s.previous_secret_until.map(|t| t.timestamp()))
-        .bind(s.endpoint_keys.as_deref())
-        .bind(s.created_at.timestamp())
-        .bind(s.confirmed_at.map(|t| t.timestamp()))
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for s in subscriptions {
+            sqlx::query(&format!(
+                "INSERT INTO notify_subscriptions ({SUBSCRIPTION_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ))
+            .bind(&s.id)
+            .bind(&s.topic_id)
+            .bind(s.owner.as_deref())
+            .bind(&s.protocol)
+            .bind(&s.endpoint)
+            .bind(&s.status)
+            .bind(s.confirm_token_hash.as_deref())
+            .bind(s.confirm_expires_at.map(|t| t.timestamp()))
+            .bind(s.filter_policy.as_deref())
+            .bind(s.secret.as_deref())
+            .bind(s.previous_secret.as_deref())
+            .bind(s.previous_secret_until.map(|t| t.timestamp()))
+            .bind(s.endpoint_keys.as_deref())
+            .bind(s.created_at.timestamp())
+            .bind(s.confirmed_at.map(|t| t.timestamp()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -601,68 +690,25 @@ impl NotifyStore for SqlStore {
         outcome: &DeliveryOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let done = self
+            .complete_deliveries(&[(id, lease_token.to_string(), outcome.clone())], now)
+            .await?;
+        Ok(done[0])
+    }
+
+    async fn complete_deliveries(
+        &self,
+        outcomes: &[(i64, String, DeliveryOutcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
         let _turn = self.write_turn().await;
-        let held = "WHERE id = $1 AND lease_token = $2 AND status = 'pending'";
-        let done = match outcome {
-            DeliveryOutcome::Delivered => {
-                sqlx::query(&format!(
-                    "UPDATE notify_deliveries SET status = 'delivered', lease_until_ms = NULL, \
-                     lease_token = NULL, last_error = NULL, finished_at = $3 {held}"
-                ))
-                .bind(id)
-                .bind(lease_token)
-                .bind(now.timestamp())
-                .execute(&self.pool)
-                .await?
-            }
-            DeliveryOutcome::Retry { at_ms, error } => {
-                sqlx::query(&format!(
-                    "UPDATE notify_deliveries SET next_attempt_ms = $3, lease_until_ms = NULL, \
-                     lease_token = NULL, last_error = $4 {held}"
-                ))
-                .bind(id)
-                .bind(lease_token)
-                .bind(*at_ms)
-                .bind(error)
-                .execute(&self.pool)
-                .await?
-            }
-            DeliveryOutcome::Dead { error } => {
-                sqlx::query(&format!(
-                    "UPDATE notify_deliveries SET status = 'dead', lease_until_ms = NULL, \
-                     lease_token = NULL, last_error = $3, finished_at = $4 {held}"
-                ))
-                .bind(id)
-                .bind(lease_token)
-                .bind(error)
-                .bind(now.timestamp())
-                .execute(&self.pool)
-                .await?
-            }
-            DeliveryOutcome::Gone { error } => {
-                let mut tx = self.pool.begin().await?;
-                let sub: Option<Option<String>> = sqlx::query_scalar(&format!(
-                    "UPDATE notify_deliveries SET status = 'discarded', lease_until_ms = NULL, \
-                     lease_token = NULL, last_error = $3, finished_at = $4 {held} \
-                     RETURNING subscription_id"
-                ))
-                .bind(id)
-                .bind(lease_token)
-                .bind(error)
-                .bind(now.timestamp())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(Some(sub)) = &sub {
-                    sqlx::query("DELETE FROM notify_subscriptions WHERE id = $1")
-                        .bind(sub)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                return Ok(sub.is_some());
-            }
-        };
-        Ok(done.rows_affected() > 0)
+        let mut tx = self.pool.begin().await?;
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for (id, token, outcome) in outcomes {
+            recorded.push(apply_outcome(&mut tx, *id, token, outcome, now.timestamp()).await?);
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     async fn deliveries(

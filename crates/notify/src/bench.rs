@@ -1,0 +1,1 @@
+//! Benchmark functions (placeholder replaced below).
