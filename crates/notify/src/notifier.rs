@@ -477,10 +477,10 @@ impl Publisher for Notifier {
     }
 
     async fn subscribe(&self, r: &SubscribeRequest) -> NotifyResult<Subscribed> {
-        let endpoint = self.check_endpoint(r).await?;
         if let Some(p) = &r.filter_policy {
             FilterPolicy::from_value(p)?;
         }
+        let endpoint = self.check_endpoint(r).await?;
         self.create_topic(&r.topic).await?;
         let now = Utc::now();
         let already = match &r.owner {

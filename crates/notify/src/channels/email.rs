@@ -204,8 +204,9 @@ mod tests {
         assert!(!String::from_utf8(plain).unwrap().contains("List-Unsubscribe"));
     }
 
-    #[test]
-    fn configuration_is_checked() {
+    /// (The SMTP pool starts a task, so building a mailer needs a runtime.)
+    #[tokio::test]
+    async fn configuration_is_checked() {
         assert!(matches!(Mailer::from_config(&MailConfig::default()), Ok(Mailer::Log)));
         let no_from = MailConfig { smtp_url: Some("smtp://127.0.0.1:2525".into()), from: None };
         assert!(matches!(Mailer::from_config(&no_from), Err(MailConfigError::NoFrom)));

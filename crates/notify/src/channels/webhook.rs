@@ -81,9 +81,8 @@ impl WebhookSender {
 }
 
 fn classify_transport(e: &reqwest::Error) -> SendError {
-    let text = format!("{e:?}");
-    if text.contains("inside the network") {
-        SendError::Permanent(format!("refused: {e} (the host resolves inside the network)"))
+    if let Some(refused) = ssrf::refusal(e) {
+        SendError::Permanent(format!("refused: {refused}"))
     } else {
         SendError::Retry(e.to_string())
     }
