@@ -54,7 +54,10 @@ pub fn silent_stations(series: &[SeriesSeen], now: i64, config: &AlarmConfig) ->
     let mut stations: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for s in series {
         let Some(last) = s.last_ts else { continue };
-        let period = s.period_s.filter(|p| *p > 0).unwrap_or(config.default_period_s);
+        let period = s
+            .period_s
+            .filter(|p| *p > 0)
+            .unwrap_or(config.default_period_s);
         let e = stations.entry(&s.station).or_insert((last, period));
         e.0 = e.0.max(last);
         e.1 = e.1.min(period);
@@ -74,7 +77,11 @@ pub fn silent_stations(series: &[SeriesSeen], now: i64, config: &AlarmConfig) ->
 
 /// Stations with a burst of anomaly flags: `(station, flag time)` pairs, counted within the
 /// window ending at `now`. Returns each bursting station with its count.
-pub fn anomaly_bursts(flags: &[(String, i64)], now: i64, config: &AlarmConfig) -> Vec<(String, usize)> {
+pub fn anomaly_bursts(
+    flags: &[(String, i64)],
+    now: i64,
+    config: &AlarmConfig,
+) -> Vec<(String, usize)> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for (station, ts) in flags {
         if *ts <= now && now - *ts < config.anomaly_window_s {
@@ -95,7 +102,11 @@ mod tests {
     use super::*;
 
     fn seen(station: &str, last: Option<i64>, period: Option<i64>) -> SeriesSeen {
-        SeriesSeen { station: station.into(), last_ts: last, period_s: period }
+        SeriesSeen {
+            station: station.into(),
+            last_ts: last,
+            period_s: period,
+        }
     }
 
     #[test]
@@ -108,8 +119,16 @@ mod tests {
             seen("mixed", Some(5 * 3600), Some(3600)),
             seen("never", None, None),
         ];
-        let at = |now| silent_stations(&series, now, &c).into_iter().map(|s| s.station).collect::<Vec<_>>();
-        assert!(at(3 * 3600).is_empty(), "exactly 3 periods is not yet silent");
+        let at = |now| {
+            silent_stations(&series, now, &c)
+                .into_iter()
+                .map(|s| s.station)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            at(3 * 3600).is_empty(),
+            "exactly 3 periods is not yet silent"
+        );
         assert_eq!(at(3 * 3600 + 1), ["hourly"]);
         // The mixed station's newest reading (5 h) and its shortest period (1 h) count.
         assert_eq!(at(8 * 3600 + 1), ["hourly", "mixed"]);
@@ -118,19 +137,36 @@ mod tests {
 
     #[test]
     fn unknown_periods_use_the_default() {
-        let c = AlarmConfig { default_period_s: 600, ..AlarmConfig::default() };
+        let c = AlarmConfig {
+            default_period_s: 600,
+            ..AlarmConfig::default()
+        };
         let s = silent_stations(&[seen("x", Some(0), None)], 1801, &c);
         assert_eq!(s[0].allowed_s, 1800);
     }
 
     #[test]
     fn bursts_count_flags_in_the_window() {
-        let c = AlarmConfig { anomaly_burst: 3, anomaly_window_s: 600, ..AlarmConfig::default() };
-        let flags: Vec<(String, i64)> = [("a", 100), ("a", 200), ("a", 300), ("b", 100), ("b", 650), ("a", -500)]
-            .iter()
-            .map(|(s, t)| (s.to_string(), *t))
-            .collect();
+        let c = AlarmConfig {
+            anomaly_burst: 3,
+            anomaly_window_s: 600,
+            ..AlarmConfig::default()
+        };
+        let flags: Vec<(String, i64)> = [
+            ("a", 100),
+            ("a", 200),
+            ("a", 300),
+            ("b", 100),
+            ("b", 650),
+            ("a", -500),
+        ]
+        .iter()
+        .map(|(s, t)| (s.to_string(), *t))
+        .collect();
         assert_eq!(anomaly_bursts(&flags, 650, &c), vec![("a".to_string(), 3)]);
-        assert!(anomaly_bursts(&flags, 950, &c).is_empty(), "the window moved on");
+        assert!(
+            anomaly_bursts(&flags, 950, &c).is_empty(),
+            "the window moved on"
+        );
     }
 }

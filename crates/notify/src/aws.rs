@@ -6,11 +6,13 @@
 //!
 //! What moto (5.2) does not check, so our own code is tested for it instead: it confirms HTTP(S)
 //! subscriptions without a confirmation step (our pending/confirm flow is tested on the embedded
-//! notifier); the signatures of its notifications cannot be verified (our webhook signing is
-//! tested against the `standardwebhooks` package); e-mail publishes and SES sends are accepted
-//! but never delivered (our mail is tested against aiosmtpd); filter policies are stored but
-//! its matching is not SNS's own (our [`crate::filter`] has its own tests). Web Push and live
-//! pages have no SNS protocol: they stay with the embedded notifier.
+//! notifier); its notifications are signed (SignatureVersion 2) but name a certificate URL on
+//! real SNS, so they cannot be verified here (our webhook signing is tested against the
+//! `standardwebhooks` package); it filters on message attributes but leaves them out of HTTP
+//! notifications; e-mail publishes and SES sends are accepted but never delivered (our mail is
+//! tested against aiosmtpd); its filter-policy matching is its own, not SNS's (our
+//! [`crate::filter`] has its own tests). Web Push and live pages have no SNS protocol: they stay
+//! with the embedded notifier.
 
 use std::collections::HashMap;
 
@@ -25,7 +27,9 @@ use tokio::sync::Mutex;
 use crate::channels::{OutgoingMail, SendError, SendResult};
 use crate::filter::FilterPolicy;
 use crate::message::{Message, Protocol, Topic};
-use crate::notifier::{NotifyError, NotifyResult, PublishReceipt, Publisher, SubscribeRequest, Subscribed};
+use crate::notifier::{
+    NotifyError, NotifyResult, PublishReceipt, Publisher, SubscribeRequest, Subscribed,
+};
 
 fn aws_error(e: impl std::fmt::Display) -> NotifyError {
     NotifyError::Aws(e.to_string())
@@ -35,7 +39,13 @@ fn aws_error(e: impl std::fmt::Display) -> NotifyError {
 pub fn sns_topic_name(topic_id: &str) -> String {
     let name: String = topic_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(256)
         .collect();
     format!("ecocityhub-{name}").chars().take(256).collect()
@@ -49,7 +59,9 @@ pub fn sns_attributes(message: &Message) -> HashMap<String, MessageAttributeValu
         let (data_type, value) = match v {
             Value::String(s) if !s.is_empty() => ("String", s.clone()),
             Value::Number(n) => ("Number", n.to_string()),
-            Value::Array(items) if items.iter().all(Value::is_string) => ("String.Array", v.to_string()),
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                ("String.Array", v.to_string())
+            }
             _ => continue,
         };
         if let Ok(attr) = MessageAttributeValue::builder()
@@ -201,7 +213,10 @@ pub struct SesMailer {
 
 impl SesMailer {
     pub fn new(client: aws_sdk_sesv2::Client, from: impl Into<String>) -> SesMailer {
-        SesMailer { client, from: from.into() }
+        SesMailer {
+            client,
+            from: from.into(),
+        }
     }
 
     pub async fn from_env(from: impl Into<String>) -> SesMailer {
@@ -217,15 +232,21 @@ impl SesMailer {
             text.push_str(&format!("\n\n--\nUnsubscribe: {url}\n"));
         }
         let subject = content(&mail.subject).map_err(|e| SendError::Permanent(e.to_string()))?;
-        let mut body = Body::builder().text(content(&text).map_err(|e| SendError::Permanent(e.to_string()))?);
+        let mut body =
+            Body::builder().text(content(&text).map_err(|e| SendError::Permanent(e.to_string()))?);
         if let Some(html) = &mail.html {
             body = body.html(content(html).map_err(|e| SendError::Permanent(e.to_string()))?);
         }
-        let mut message = aws_sdk_sesv2::types::Message::builder().subject(subject).body(body.build());
+        let mut message = aws_sdk_sesv2::types::Message::builder()
+            .subject(subject)
+            .body(body.build());
         if let Some(url) = &mail.unsubscribe_url {
             for (name, value) in [
                 ("List-Unsubscribe", format!("<{url}>")),
-                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
+                (
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".to_string(),
+                ),
             ] {
                 let header = MessageHeader::builder()
                     .name(name)
@@ -250,7 +271,11 @@ impl SesMailer {
                 let permanent = e
                     .as_service_error()
                     .is_some_and(|s| s.is_message_rejected() || s.is_bad_request_exception());
-                Err(if permanent { SendError::Permanent(text) } else { SendError::Retry(text) })
+                Err(if permanent {
+                    SendError::Permanent(text)
+                } else {
+                    SendError::Retry(text)
+                })
             }
         }
     }
@@ -262,7 +287,10 @@ mod tests {
 
     #[test]
     fn names_and_attributes_fit_sns() {
-        assert_eq!(sns_topic_name("station:london.1"), "ecocityhub-station_london_1");
+        assert_eq!(
+            sns_topic_name("station:london.1"),
+            "ecocityhub-station_london_1"
+        );
         let m = Message::new(&Topic::station("s1"), "alert.opened", "s", "t")
             .attribute("aqi", 160)
             .attribute("station", "s1")

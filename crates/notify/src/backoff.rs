@@ -78,8 +78,16 @@ mod tests {
         assert!((top(2) - 2.0).abs() < 1e-3);
         assert!((top(3) - 4.0).abs() < 1e-3);
         assert!((top(4) - 5.0).abs() < 1e-3, "capped");
-        assert_eq!(p.delay_after(5, 0.5), None, "the fifth attempt was the last");
-        assert_eq!(p.delay_after(1, 0.0), Some(Duration::ZERO), "full jitter starts at zero");
+        assert_eq!(
+            p.delay_after(5, 0.5),
+            None,
+            "the fifth attempt was the last"
+        );
+        assert_eq!(
+            p.delay_after(1, 0.0),
+            Some(Duration::ZERO),
+            "full jitter starts at zero"
+        );
     }
 
     #[test]

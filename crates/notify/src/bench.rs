@@ -34,7 +34,11 @@ pub enum BenchError {
     #[error("receiver: {0}")]
     Io(#[from] std::io::Error),
     #[error("only {got} of {want} deliveries arrived within {timeout:?}")]
-    Timeout { got: usize, want: usize, timeout: Duration },
+    Timeout {
+        got: usize,
+        want: usize,
+        timeout: Duration,
+    },
 }
 
 /// A webhook receiver on loopback that counts what arrives and reports each arrival's time.
@@ -69,7 +73,10 @@ async fn start_receiver() -> std::io::Result<Receiver> {
     let (tx, arrivals) = mpsc::unbounded_channel();
     let app = axum::Router::new()
         .route("/hook/{n}", post(hook))
-        .with_state(ReceiverState { count: count.clone(), tx });
+        .with_state(ReceiverState {
+            count: count.clone(),
+            tx,
+        });
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -137,8 +144,13 @@ pub async fn fanout(store: Arc<dyn Store>, subscribers: usize) -> Result<FanoutR
         .collect();
     store.insert_subscriptions(&subs).await?;
     let handle = worker.spawn();
-    let message = Message::new(&topic, "alert.opened", "Benchmark alert", "PM2.5 is unhealthy")
-        .attribute("aqi", 160);
+    let message = Message::new(
+        &topic,
+        "alert.opened",
+        "Benchmark alert",
+        "PM2.5 is unhealthy",
+    )
+    .attribute("aqi", 160);
     let start = Instant::now();
     notifier.publish(&topic, &message).await?;
     let publish = start.elapsed();
@@ -191,7 +203,12 @@ pub async fn latency(store: Arc<dyn Store>, samples: usize) -> Result<LatencyRes
     let handle = worker.spawn();
     let mut times = Vec::with_capacity(samples);
     for i in 0..samples {
-        let message = Message::new(&topic, "alert.opened", "Latency probe", &format!("probe {i}"));
+        let message = Message::new(
+            &topic,
+            "alert.opened",
+            "Latency probe",
+            &format!("probe {i}"),
+        );
         let start = Instant::now();
         notifier.publish(&topic, &message).await?;
         loop {
@@ -207,7 +224,11 @@ pub async fn latency(store: Arc<dyn Store>, samples: usize) -> Result<LatencyRes
                 Some(_) => continue,
                 None => {
                     handle.shutdown().await;
-                    return Err(BenchError::Timeout { got: i, want: samples, timeout: Duration::from_secs(30) });
+                    return Err(BenchError::Timeout {
+                        got: i,
+                        want: samples,
+                        timeout: Duration::from_secs(30),
+                    });
                 }
             }
         }
@@ -256,7 +277,11 @@ fn batch(station: &Station, hour: i64, size: usize, t0: DateTime<Utc>) -> Vec<Re
     (0..size)
         .map(|i| Reading {
             station: station.id.clone(),
-            parameter: if i % 2 == 0 { Parameter::Pm25 } else { Parameter::No2 },
+            parameter: if i % 2 == 0 {
+                Parameter::Pm25
+            } else {
+                Parameter::No2
+            },
             time: t0 + chrono::Duration::seconds(hour * 3600 + (i as i64 * 3600 / size as i64)),
             value: 20.0 + ((hour + i as i64) % 40) as f64,
             flag: QualityFlag::Valid,
@@ -272,7 +297,10 @@ async fn ingest_run(
     batch_size: usize,
     hour0: i64,
 ) -> Result<(Duration, Duration), BenchError> {
-    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid");
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid");
     let (mut total, mut evaluation) = (Duration::ZERO, Duration::ZERO);
     for b in 0..batches {
         let station = &stations[b % stations.len()];
@@ -322,11 +350,19 @@ pub async fn rule_cost(
         let target = if i % 2 == 0 {
             Target::Station(station.id.as_str().to_string())
         } else {
-            Target::Area { lat: station.location.lat, lon: station.location.lon, radius_km: 3.0 }
+            Target::Area {
+                lat: station.location.lat,
+                lon: station.location.lon,
+                radius_km: 3.0,
+            }
         };
         let spec = RuleSpec {
             target,
-            measure: if i % 3 == 0 { Measure::Pollutant(Parameter::Pm25) } else { Measure::Aqi },
+            measure: if i % 3 == 0 {
+                Measure::Pollutant(Parameter::Pm25)
+            } else {
+                Measure::Aqi
+            },
             threshold: ecocityhub_domain::aqi::us_epa::Category::Unhealthy,
             trigger: Trigger::default(),
             timezone: "Europe/London".into(),
@@ -348,7 +384,8 @@ pub async fn rule_cost(
             .await?;
     }
     engine.reload().await?;
-    let (with, evaluation) = ingest_run(&store, &engine, &stations, batches, batch_size, 100).await?;
+    let (with, evaluation) =
+        ingest_run(&store, &engine, &stations, batches, batch_size, 100).await?;
     let readings = (batches * batch_size) as f64;
     let throughput_without = readings / without.as_secs_f64();
     let throughput_with = readings / with.as_secs_f64();

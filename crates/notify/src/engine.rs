@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::alarms::{self, AlarmConfig, SeriesSeen};
 use crate::message::{Message, Topic};
-use crate::notifier::{deliveries_for, NotifyError, NotifyResult, Notifier, PublishReceipt};
+use crate::notifier::{deliveries_for, Notifier, NotifyError, NotifyResult, PublishReceipt};
 use crate::rules::{self, Measure, Observation, RuleEvent, RuleSpec, RuleState, Target, Trigger};
 
 /// The window the indices need, as in the latest view.
@@ -62,7 +62,12 @@ impl StationWindow {
                 *e = (ts, value);
             }
         } else {
-            let e = self.hours.entry(p).or_default().entry(ts.div_euclid(3600)).or_insert((0.0, 0));
+            let e = self
+                .hours
+                .entry(p)
+                .or_default()
+                .entry(ts.div_euclid(3600))
+                .or_insert((0.0, 0));
             e.0 += value;
             e.1 += 1;
         }
@@ -72,7 +77,10 @@ impl StationWindow {
     fn trim(&mut self) {
         let oldest_hour = (self.newest - WINDOW_S).div_euclid(3600);
         for buckets in self.hours.values_mut() {
-            while buckets.first_key_value().is_some_and(|(h, _)| *h <= oldest_hour) {
+            while buckets
+                .first_key_value()
+                .is_some_and(|(h, _)| *h <= oldest_hour)
+            {
                 buckets.pop_first();
             }
         }
@@ -109,7 +117,13 @@ impl StationIndex {
     fn observe(&self, measure: Measure) -> Option<Observation> {
         let aqi = match measure {
             Measure::Aqi => self.report.aqi,
-            Measure::Pollutant(p) => self.report.sub_indices.iter().find(|s| s.parameter == p)?.aqi,
+            Measure::Pollutant(p) => {
+                self.report
+                    .sub_indices
+                    .iter()
+                    .find(|s| s.parameter == p)?
+                    .aqi
+            }
         };
         Some(Observation {
             ts: self.ts,
@@ -141,7 +155,11 @@ pub struct RuleEngine {
 fn stations_of(spec: &RuleSpec, stations: &HashMap<String, Station>) -> Vec<String> {
     match &spec.target {
         Target::Station(id) => vec![id.clone()],
-        Target::Area { lat, lon, radius_km } => {
+        Target::Area {
+            lat,
+            lon,
+            radius_km,
+        } => {
             let Ok(center) = GeoPoint::new(*lat, *lon) else {
                 return Vec::new();
             };
@@ -160,13 +178,21 @@ fn stations_of(spec: &RuleSpec, stations: &HashMap<String, Station>) -> Vec<Stri
 pub fn rule_topic(spec: &RuleSpec) -> Topic {
     match &spec.target {
         Target::Station(id) => Topic::station(id),
-        Target::Area { lat, lon, radius_km } => Topic::area(&format!("{lat:.4},{lon:.4},{radius_km}km")),
+        Target::Area {
+            lat,
+            lon,
+            radius_km,
+        } => Topic::area(&format!("{lat:.4},{lon:.4},{radius_km}km")),
     }
 }
 
 impl RuleEngine {
     /// Loads the rules, the stations and the recent data of watched stations.
-    pub async fn load(store: Arc<dyn Store>, notifier: Arc<Notifier>, alarms: AlarmConfig) -> NotifyResult<RuleEngine> {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        notifier: Arc<Notifier>,
+        alarms: AlarmConfig,
+    ) -> NotifyResult<RuleEngine> {
         let engine = RuleEngine {
             store,
             notifier,
@@ -217,14 +243,28 @@ impl RuleEngine {
         state.by_station = by_station;
         state.stations = stations;
         state.daily_series = daily_series;
-        let EngineState { windows, by_station, .. } = &mut *state;
+        let EngineState {
+            windows,
+            by_station,
+            ..
+        } = &mut *state;
         windows.retain(|k, _| by_station.contains_key(k));
         if !unprimed.is_empty() {
             let recent = self.store.recent(WINDOW_S).await?;
-            for series in recent.iter().filter(|s| unprimed.iter().any(|u| u == s.station.as_str())) {
+            for series in recent
+                .iter()
+                .filter(|s| unprimed.iter().any(|u| u == s.station.as_str()))
+            {
                 let daily = series.period_seconds.is_some_and(|p| p >= 86_400);
-                let w = state.windows.entry(series.station.as_str().to_string()).or_default();
-                for p in series.points.iter().filter(|p| p.flag != QualityFlag::Invalid) {
+                let w = state
+                    .windows
+                    .entry(series.station.as_str().to_string())
+                    .or_default();
+                for p in series
+                    .points
+                    .iter()
+                    .filter(|p| p.flag != QualityFlag::Invalid)
+                {
                     w.add(series.parameter, p.ts, p.value, daily);
                 }
             }
@@ -254,12 +294,15 @@ impl RuleEngine {
                 continue;
             }
             stats.watched_readings += 1;
-            let daily = state.daily_series.contains(&(station.to_string(), r.parameter));
-            state
-                .windows
-                .entry(station.to_string())
-                .or_default()
-                .add(r.parameter, r.time.timestamp(), r.value, daily);
+            let daily = state
+                .daily_series
+                .contains(&(station.to_string(), r.parameter));
+            state.windows.entry(station.to_string()).or_default().add(
+                r.parameter,
+                r.time.timestamp(),
+                r.value,
+                daily,
+            );
             touched.insert(station.to_string());
         }
         let mut rule_ids: BTreeSet<String> = BTreeSet::new();
@@ -282,7 +325,9 @@ impl RuleEngine {
 
     /// Steps one measured rule; returns whether an episode opened or closed.
     async fn evaluate_measured(&self, state: &mut EngineState, id: &str) -> NotifyResult<bool> {
-        let Some(rule) = state.rules.get(id) else { return Ok(false) };
+        let Some(rule) = state.rules.get(id) else {
+            return Ok(false);
+        };
         if !matches!(rule.spec.trigger, Trigger::Measured { .. }) {
             return Ok(false);
         }
@@ -293,7 +338,8 @@ impl RuleEngine {
             .max_by_key(|o| (o.aqi, o.ts));
         let Some(obs) = obs else { return Ok(false) };
         let (next, event) = rules::step(&rule.spec, &rule.state, &obs);
-        let persisted_changed = serde_json::to_value(&next).ok() != serde_json::to_value(&rule.state).ok();
+        let persisted_changed =
+            serde_json::to_value(&next).ok() != serde_json::to_value(&rule.state).ok();
         let row = rule.row.clone();
         let spec = rule.spec.clone();
         if persisted_changed || event.is_some() {
@@ -336,7 +382,9 @@ impl RuleEngine {
     ) -> NotifyResult<(EpisodeChange, EpisodeNotice)> {
         let (episode, kind, notify) = match event {
             RuleEvent::Opened { episode, .. } => (episode, "opened", episode.notified),
-            RuleEvent::Cleared { episode, notify, .. } => (episode, "cleared", *notify),
+            RuleEvent::Cleared {
+                episode, notify, ..
+            } => (episode, "cleared", *notify),
         };
         let episode_id = format!("{}:{}", row.id, episode.since);
         let change = match event {
@@ -345,7 +393,8 @@ impl RuleEngine {
                 key: row.id.clone(),
                 opened_at: DateTime::from_timestamp(observation.ts, 0).unwrap_or_else(Utc::now),
                 closed_at: None,
-                detail: json!({"aqi": observation.aqi, "category": observation.category}).to_string(),
+                detail: json!({"aqi": observation.aqi, "category": observation.category})
+                    .to_string(),
             }),
             RuleEvent::Cleared { at, .. } => EpisodeChange::Close {
                 id: episode_id.clone(),
@@ -361,7 +410,11 @@ impl RuleEngine {
                 change,
                 EpisodeNotice::DigestLine {
                     rule_id: row.id.clone(),
-                    line: format!("{} — {}", message.created_at.format("%Y-%m-%d %H:%M UTC"), message.text),
+                    line: format!(
+                        "{} — {}",
+                        message.created_at.format("%Y-%m-%d %H:%M UTC"),
+                        message.text
+                    ),
                 },
             ));
         }
@@ -369,7 +422,8 @@ impl RuleEngine {
             .quiet_hours
             .and_then(|q| q.release(spec.tz().ok()?, Utc::now()));
         let subs = self.channels_of(row).await?;
-        let deliveries = deliveries_for(&message, &subs, &format!("{episode_id}:{kind}"), not_before);
+        let deliveries =
+            deliveries_for(&message, &subs, &format!("{episode_id}:{kind}"), not_before);
         Ok((
             change,
             EpisodeNotice::Message {
@@ -381,7 +435,12 @@ impl RuleEngine {
 
     /// Feeds a refreshed forecast of one station (`(hour, AQI)` values) to the forecast rules
     /// watching it. Returns the number of messages written.
-    pub async fn on_forecast(&self, station: &str, hours: &[(DateTime<Utc>, u32)], now: DateTime<Utc>) -> NotifyResult<usize> {
+    pub async fn on_forecast(
+        &self,
+        station: &str,
+        hours: &[(DateTime<Utc>, u32)],
+        now: DateTime<Utc>,
+    ) -> NotifyResult<usize> {
         let mut state = self.state.lock().await;
         let ids: Vec<String> = state.by_station.get(station).cloned().unwrap_or_default();
         let tz: chrono_tz::Tz = state
@@ -393,7 +452,9 @@ impl RuleEngine {
         let today = now.with_timezone(&tz).date_naive();
         let mut sent = 0;
         for id in ids {
-            let Some(rule) = state.rules.get(&id) else { continue };
+            let Some(rule) = state.rules.get(&id) else {
+                continue;
+            };
             let (next, day) = rules::forecast_step(&rule.spec, &rule.state, today, &days);
             let Some(day) = day else { continue };
             let (row, spec) = (rule.row.clone(), rule.spec.clone());
@@ -413,9 +474,14 @@ impl RuleEngine {
                 .attribute("category", category_name(day.category))
                 .data(json!({"rule_id": row.id, "station": station, "date": day.date.to_string(), "aqi": day.aqi, "category": day.category}));
             let notice = if spec.digest_at.is_some() {
-                EpisodeNotice::DigestLine { rule_id: row.id.clone(), line: text }
+                EpisodeNotice::DigestLine {
+                    rule_id: row.id.clone(),
+                    line: text,
+                }
             } else {
-                let not_before = spec.quiet_hours.and_then(|q| q.release(spec.tz().ok()?, Utc::now()));
+                let not_before = spec
+                    .quiet_hours
+                    .and_then(|q| q.release(spec.tz().ok()?, Utc::now()));
                 let subs = self.channels_of(&row).await?;
                 EpisodeNotice::Message {
                     message: message.to_row("topic", &message.topic),
@@ -446,9 +512,15 @@ impl RuleEngine {
         }
         let mut sent = 0;
         for (rule_id, items) in by_rule {
-            let Some(row) = self.store.rule(&rule_id).await? else { continue };
-            let Ok(spec) = serde_json::from_str::<RuleSpec>(&row.spec) else { continue };
-            let (Some(at), Ok(tz)) = (spec.digest_at, spec.tz()) else { continue };
+            let Some(row) = self.store.rule(&rule_id).await? else {
+                continue;
+            };
+            let Ok(spec) = serde_json::from_str::<RuleSpec>(&row.spec) else {
+                continue;
+            };
+            let (Some(at), Ok(tz)) = (spec.digest_at, spec.tz()) else {
+                continue;
+            };
             let due = rules::next_digest(at, tz, items[0].created_at);
             if due > now {
                 continue;
@@ -462,7 +534,12 @@ impl RuleEngine {
             let deliveries = deliveries_for(&message, &subs, &id, None);
             let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
             self.store
-                .send_digest(&ids, &message.to_row("topic", &message.topic), &deliveries, now)
+                .send_digest(
+                    &ids,
+                    &message.to_row("topic", &message.topic),
+                    &deliveries,
+                    now,
+                )
                 .await?;
             sent += 1;
         }
@@ -504,12 +581,22 @@ impl RuleEngine {
             let text = format!(
                 "Station {} has sent no reading since {} (more than {} minutes).",
                 s.station,
-                DateTime::from_timestamp(s.last_ts, 0).map_or_else(|| s.last_ts.to_string(), |t| t.to_rfc3339()),
+                DateTime::from_timestamp(s.last_ts, 0)
+                    .map_or_else(|| s.last_ts.to_string(), |t| t.to_rfc3339()),
                 s.allowed_s / 60
             );
             let episode = format!("silent:{}:{}", s.station, s.last_ts);
-            self.alarm(&episode, &format!("silent:{}", s.station), true, "alarm.silent", &format!("Station {} is silent", s.station), &text, &s.station, now)
-                .await?;
+            self.alarm(
+                &episode,
+                &format!("silent:{}", s.station),
+                true,
+                "alarm.silent",
+                &format!("Station {} is silent", s.station),
+                &text,
+                &s.station,
+                now,
+            )
+            .await?;
             opened += 1;
         }
         let still: BTreeSet<&str> = silent.iter().map(|s| s.station.as_str()).collect();
@@ -517,8 +604,17 @@ impl RuleEngine {
         for (station, episode) in open {
             if !still.contains(station.as_str()) {
                 let text = format!("Station {station} is reporting again.");
-                self.alarm(&episode.id, &episode.key, false, "alarm.silent.cleared", &format!("Station {station} is reporting again"), &text, &station, now)
-                    .await?;
+                self.alarm(
+                    &episode.id,
+                    &episode.key,
+                    false,
+                    "alarm.silent.cleared",
+                    &format!("Station {station} is reporting again"),
+                    &text,
+                    &station,
+                    now,
+                )
+                .await?;
                 closed += 1;
             }
         }
@@ -527,7 +623,11 @@ impl RuleEngine {
 
     /// Opens an alarm for stations with a burst of anomaly flags (`(station, flag time)`) and
     /// closes those without one. Returns (opened, closed).
-    pub async fn check_anomaly_bursts(&self, flags: &[(String, i64)], now: DateTime<Utc>) -> NotifyResult<(usize, usize)> {
+    pub async fn check_anomaly_bursts(
+        &self,
+        flags: &[(String, i64)],
+        now: DateTime<Utc>,
+    ) -> NotifyResult<(usize, usize)> {
         let bursts = alarms::anomaly_bursts(flags, now.timestamp(), &self.alarms);
         let open = self.open_alarms("anomalies:").await?;
         let mut opened = 0;
@@ -540,15 +640,33 @@ impl RuleEngine {
                 self.alarms.anomaly_window_s / 60
             );
             let episode = format!("anomalies:{station}:{}", now.timestamp());
-            self.alarm(&episode, &format!("anomalies:{station}"), true, "alarm.anomalies", &format!("Anomalies at station {station}"), &text, station, now)
-                .await?;
+            self.alarm(
+                &episode,
+                &format!("anomalies:{station}"),
+                true,
+                "alarm.anomalies",
+                &format!("Anomalies at station {station}"),
+                &text,
+                station,
+                now,
+            )
+            .await?;
             opened += 1;
         }
         let mut closed = 0;
         for (station, episode) in open {
             if !bursts.iter().any(|(s, _)| *s == station) {
-                self.alarm(&episode.id, &episode.key, false, "alarm.anomalies.cleared", &format!("Anomalies at station {station} ended"), &format!("Station {station} has no burst of suspect readings any more."), &station, now)
-                    .await?;
+                self.alarm(
+                    &episode.id,
+                    &episode.key,
+                    false,
+                    "alarm.anomalies.cleared",
+                    &format!("Anomalies at station {station} ended"),
+                    &format!("Station {station} has no burst of suspect readings any more."),
+                    &station,
+                    now,
+                )
+                .await?;
                 closed += 1;
             }
         }
@@ -567,17 +685,29 @@ impl RuleEngine {
 
     /// Opens or closes an alarm episode with its message to the operators' topic.
     #[allow(clippy::too_many_arguments)]
-    async fn alarm(&self, episode_id: &str, key: &str, open: bool, kind: &str, subject: &str, text: &str, station: &str, now: DateTime<Utc>) -> NotifyResult<()> {
+    async fn alarm(
+        &self,
+        episode_id: &str,
+        key: &str,
+        open: bool,
+        kind: &str,
+        subject: &str,
+        text: &str,
+        station: &str,
+        now: DateTime<Utc>,
+    ) -> NotifyResult<()> {
         let topic = Topic::operator_alarms();
         self.store.ensure_topic(&topic.to_row(now)).await?;
         let event = if open { "open" } else { "close" };
-        let message = Message::with_id(format!("{episode_id}:{event}"), &topic, kind, subject, text)
-            .attribute("station", station)
-            .attribute("alarm", key.split(':').next().unwrap_or(key))
-            .data(json!({"station": station, "episode": episode_id}))
-            .at(now);
+        let message =
+            Message::with_id(format!("{episode_id}:{event}"), &topic, kind, subject, text)
+                .attribute("station", station)
+                .attribute("alarm", key.split(':').next().unwrap_or(key))
+                .data(json!({"station": station, "episode": episode_id}))
+                .at(now);
         let subs = self.store.confirmed_subscriptions(&topic.id).await?;
-        let deliveries: Vec<NewDelivery> = deliveries_for(&message, &subs, &format!("{episode_id}:{event}"), None);
+        let deliveries: Vec<NewDelivery> =
+            deliveries_for(&message, &subs, &format!("{episode_id}:{event}"), None);
         let change = if open {
             EpisodeChange::Open(EpisodeRow {
                 id: episode_id.to_string(),
@@ -587,10 +717,20 @@ impl RuleEngine {
                 detail: json!({"station": station}).to_string(),
             })
         } else {
-            EpisodeChange::Close { id: episode_id.to_string(), closed_at: now }
+            EpisodeChange::Close {
+                id: episode_id.to_string(),
+                closed_at: now,
+            }
         };
         self.store
-            .record_episode(None, &change, &EpisodeNotice::Message { message: message.to_row("topic", &topic.id), deliveries })
+            .record_episode(
+                None,
+                &change,
+                &EpisodeNotice::Message {
+                    message: message.to_row("topic", &topic.id),
+                    deliveries,
+                },
+            )
             .await?;
         self.notifier.wake();
         Ok(())
@@ -600,21 +740,38 @@ impl RuleEngine {
     pub async fn send_test(&self, row: &AlertRuleRow) -> NotifyResult<PublishReceipt> {
         let spec: RuleSpec = serde_json::from_str(&row.spec)
             .map_err(|e| StoreError::Corrupt(format!("rule {}: {e}", row.id)))?;
-        let message = Message::new(&rule_topic(&spec), "test", "EcoCityHub test alert", &format!("This is a test of your alert \"{}\": {}.", spec.label.as_deref().unwrap_or("unnamed"), spec.describe()))
-            .attribute("rule_id", row.id.clone());
+        let message = Message::new(
+            &rule_topic(&spec),
+            "test",
+            "EcoCityHub test alert",
+            &format!(
+                "This is a test of your alert \"{}\": {}.",
+                spec.label.as_deref().unwrap_or("unnamed"),
+                spec.describe()
+            ),
+        )
+        .attribute("rule_id", row.id.clone());
         let mut subs = self.channels_of(row).await?;
         for s in &mut subs {
             s.filter_policy = None;
         }
-        self.notifier.publish_to(&message, &subs, &message.id.clone(), None).await
+        self.notifier
+            .publish_to(&message, &subs, &message.id.clone(), None)
+            .await
     }
 
     /// Checks a new or changed rule: a valid spec, known stations, and channels that are the
     /// owner's own subscriptions.
-    pub async fn check_rule(&self, user_id: &str, spec: &RuleSpec, channels: &[String]) -> NotifyResult<()> {
+    pub async fn check_rule(
+        &self,
+        user_id: &str,
+        spec: &RuleSpec,
+        channels: &[String],
+    ) -> NotifyResult<()> {
         spec.validate()?;
         if let Target::Station(id) = &spec.target {
-            let id = ecocityhub_domain::StationId::parse(id).map_err(|_| NotifyError::Rule(rules::RuleError::Station))?;
+            let id = ecocityhub_domain::StationId::parse(id)
+                .map_err(|_| NotifyError::Rule(rules::RuleError::Station))?;
             if self.store.station(&id).await?.is_none() {
                 return Err(NotifyError::Rule(rules::RuleError::Station));
             }
@@ -630,11 +787,15 @@ impl RuleEngine {
 }
 
 fn refresh_index(state: &mut EngineState, station: &str) {
-    let Some(w) = state.windows.get(station) else { return };
+    let Some(w) = state.windows.get(station) else {
+        return;
+    };
     match us_epa::latest(&w.window()) {
         Some(report) => {
             let ts = w.newest;
-            state.current.insert(station.to_string(), StationIndex { ts, report });
+            state
+                .current
+                .insert(station.to_string(), StationIndex { ts, report });
         }
         None => {
             state.current.remove(station);
@@ -643,11 +804,19 @@ fn refresh_index(state: &mut EngineState, station: &str) {
 }
 
 fn category_name(c: us_epa::Category) -> String {
-    serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The message of a rule's event.
-fn alert_message(row: &AlertRuleRow, spec: &RuleSpec, event: &RuleEvent, episode_id: &str) -> Message {
+fn alert_message(
+    row: &AlertRuleRow,
+    spec: &RuleSpec,
+    event: &RuleEvent,
+    episode_id: &str,
+) -> Message {
     let topic = rule_topic(spec);
     let name = spec.label.clone().unwrap_or_else(|| spec.describe());
     let (kind, suffix, subject, text, aqi, category) = match event {
@@ -655,7 +824,13 @@ fn alert_message(row: &AlertRuleRow, spec: &RuleSpec, event: &RuleEvent, episode
             "alert.opened",
             "open",
             format!("Air quality alert: {}", o.category.label()),
-            format!("{} is {} (AQI {}). {}", spec.describe(), o.category.label(), o.aqi, o.category.advice()),
+            format!(
+                "{} is {} (AQI {}). {}",
+                spec.describe(),
+                o.category.label(),
+                o.aqi,
+                o.category.advice()
+            ),
             o.aqi,
             o.category,
         ),
@@ -663,7 +838,12 @@ fn alert_message(row: &AlertRuleRow, spec: &RuleSpec, event: &RuleEvent, episode
             "alert.cleared",
             "clear",
             "Air quality alert over".to_string(),
-            format!("{} is below {} again (the episode peaked at AQI {}).", spec.describe(), spec.threshold.label(), episode.peak_aqi),
+            format!(
+                "{} is below {} again (the episode peaked at AQI {}).",
+                spec.describe(),
+                spec.threshold.label(),
+                episode.peak_aqi
+            ),
             episode.peak_aqi,
             us_epa::Category::from_index(episode.peak_aqi),
         ),
@@ -694,5 +874,7 @@ fn alert_message(row: &AlertRuleRow, spec: &RuleSpec, event: &RuleEvent, episode
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -198,10 +198,18 @@ fn parse_operator(
 
 fn parse_numeric(key: &str, c: &Value, arg: &Value) -> Result<Condition, FilterPolicyError> {
     let Value::Array(items) = arg else {
-        return Err(bad(key, c, "numeric takes an array such as [\">=\", 0, \"<\", 10]"));
+        return Err(bad(
+            key,
+            c,
+            "numeric takes an array such as [\">=\", 0, \"<\", 10]",
+        ));
     };
     if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
-        return Err(bad(key, c, "numeric takes one or two (operator, number) pairs"));
+        return Err(bad(
+            key,
+            c,
+            "numeric takes one or two (operator, number) pairs",
+        ));
     }
     let mut cmps = Vec::new();
     for pair in items.chunks(2) {
@@ -250,7 +258,8 @@ fn condition_matches(c: &Condition, value: Option<&Value>) -> bool {
     let Some(value) = value else {
         return matches!(c, Condition::Exists(false));
     };
-    let any_str = |f: &dyn Fn(&str) -> bool| values(value).iter().any(|v| v.as_str().is_some_and(f));
+    let any_str =
+        |f: &dyn Fn(&str) -> bool| values(value).iter().any(|v| v.as_str().is_some_and(f));
     let any_num = |f: &dyn Fn(f64) -> bool| values(value).iter().any(|v| v.as_f64().is_some_and(f));
     match c {
         Condition::Exists(wanted) => *wanted,
@@ -308,8 +317,14 @@ mod tests {
     #[test]
     fn keys_combine_with_and() {
         let p = json!({"station": ["s1"], "parameter": ["pm25"]});
-        assert!(check(p.clone(), json!({"station": "s1", "parameter": "pm25"})));
-        assert!(!check(p.clone(), json!({"station": "s1", "parameter": "no2"})));
+        assert!(check(
+            p.clone(),
+            json!({"station": "s1", "parameter": "pm25"})
+        ));
+        assert!(!check(
+            p.clone(),
+            json!({"station": "s1", "parameter": "no2"})
+        ));
         assert!(!check(p, json!({"station": "s1"})));
     }
 
@@ -326,11 +341,26 @@ mod tests {
 
     #[test]
     fn prefix_and_suffix() {
-        assert!(check(json!({"station": [{"prefix": "lon"}]}), json!({"station": "london_1"})));
-        assert!(!check(json!({"station": [{"prefix": "lon"}]}), json!({"station": "Lon_1"})));
-        assert!(check(json!({"p": [{"suffix": "_1h"}]}), json!({"p": "no2_1h"})));
-        assert!(!check(json!({"p": [{"suffix": "_1h"}]}), json!({"p": "no2_8h"})));
-        assert!(!check(json!({"p": [{"prefix": "1"}]}), json!({"p": 12})), "numbers are not strings");
+        assert!(check(
+            json!({"station": [{"prefix": "lon"}]}),
+            json!({"station": "london_1"})
+        ));
+        assert!(!check(
+            json!({"station": [{"prefix": "lon"}]}),
+            json!({"station": "Lon_1"})
+        ));
+        assert!(check(
+            json!({"p": [{"suffix": "_1h"}]}),
+            json!({"p": "no2_1h"})
+        ));
+        assert!(!check(
+            json!({"p": [{"suffix": "_1h"}]}),
+            json!({"p": "no2_8h"})
+        ));
+        assert!(
+            !check(json!({"p": [{"prefix": "1"}]}), json!({"p": 12})),
+            "numbers are not strings"
+        );
     }
 
     #[test]
@@ -341,19 +371,40 @@ mod tests {
         assert!(!check(p.clone(), json!({"aqi": 151})));
         assert!(!check(p.clone(), json!({"aqi": 100})));
         assert!(!check(p, json!({"aqi": "120"})), "numeric needs a number");
-        assert!(check(json!({"aqi": [{"numeric": [">", 0]}]}), json!({"aqi": 0.5})));
-        assert!(!check(json!({"aqi": [{"numeric": [">", 0]}]}), json!({"aqi": 0})));
-        assert!(check(json!({"aqi": [{"numeric": ["<=", 5]}]}), json!({"aqi": 5})));
-        assert!(check(json!({"aqi": [{"numeric": ["=", 7.5]}]}), json!({"aqi": 7.5})));
+        assert!(check(
+            json!({"aqi": [{"numeric": [">", 0]}]}),
+            json!({"aqi": 0.5})
+        ));
+        assert!(!check(
+            json!({"aqi": [{"numeric": [">", 0]}]}),
+            json!({"aqi": 0})
+        ));
+        assert!(check(
+            json!({"aqi": [{"numeric": ["<=", 5]}]}),
+            json!({"aqi": 5})
+        ));
+        assert!(check(
+            json!({"aqi": [{"numeric": ["=", 7.5]}]}),
+            json!({"aqi": 7.5})
+        ));
     }
 
     #[test]
     fn exists_true_and_false() {
-        assert!(check(json!({"rule": [{"exists": true}]}), json!({"rule": "r1"})));
+        assert!(check(
+            json!({"rule": [{"exists": true}]}),
+            json!({"rule": "r1"})
+        ));
         assert!(!check(json!({"rule": [{"exists": true}]}), json!({})));
         assert!(check(json!({"rule": [{"exists": false}]}), json!({})));
-        assert!(!check(json!({"rule": [{"exists": false}]}), json!({"rule": "r1"})));
-        assert!(check(json!({"rule": [{"exists": false}]}), json!({"rule": null})), "null is absent");
+        assert!(!check(
+            json!({"rule": [{"exists": false}]}),
+            json!({"rule": "r1"})
+        ));
+        assert!(
+            check(json!({"rule": [{"exists": false}]}), json!({"rule": null})),
+            "null is absent"
+        );
     }
 
     #[test]
@@ -361,10 +412,19 @@ mod tests {
         let p = json!({"category": [{"anything-but": ["good", "moderate"]}]});
         assert!(check(p.clone(), json!({"category": "unhealthy"})));
         assert!(!check(p.clone(), json!({"category": "good"})));
-        assert!(!check(p.clone(), json!({})), "anything-but needs the attribute");
+        assert!(
+            !check(p.clone(), json!({})),
+            "anything-but needs the attribute"
+        );
         assert!(check(json!({"n": [{"anything-but": 3}]}), json!({"n": 4})));
-        assert!(!check(json!({"n": [{"anything-but": [3, 4]}]}), json!({"n": 4.0})));
-        assert!(check(json!({"s": [{"anything-but": "x"}]}), json!({"s": "y"})));
+        assert!(!check(
+            json!({"n": [{"anything-but": [3, 4]}]}),
+            json!({"n": 4.0})
+        ));
+        assert!(check(
+            json!({"s": [{"anything-but": "x"}]}),
+            json!({"s": "y"})
+        ));
         let pre = json!({"station": [{"anything-but": {"prefix": "test_"}}]});
         assert!(check(pre.clone(), json!({"station": "london"})));
         assert!(!check(pre, json!({"station": "test_1"})));
@@ -390,13 +450,22 @@ mod tests {
     #[test]
     fn bad_policies_are_refused_with_a_reason() {
         let refuse = |v: Value| FilterPolicy::from_value(&v).unwrap_err();
-        assert!(matches!(refuse(json!([1])), FilterPolicyError::NotAnObject(_)));
+        assert!(matches!(
+            refuse(json!([1])),
+            FilterPolicyError::NotAnObject(_)
+        ));
         assert!(matches!(
             refuse(json!({"a": [1], "b": [1], "c": [1], "d": [1], "e": [1], "f": [1]})),
             FilterPolicyError::TooManyKeys(6)
         ));
-        assert!(matches!(refuse(json!({"a": 1})), FilterPolicyError::NotAnArray(_)));
-        assert!(matches!(refuse(json!({"a": []})), FilterPolicyError::NotAnArray(_)));
+        assert!(matches!(
+            refuse(json!({"a": 1})),
+            FilterPolicyError::NotAnArray(_)
+        ));
+        assert!(matches!(
+            refuse(json!({"a": []})),
+            FilterPolicyError::NotAnArray(_)
+        ));
         for bad in [
             json!({"a": [{"regex": "x"}]}),
             json!({"a": [{"numeric": [">", "x"]}]}),
@@ -414,12 +483,17 @@ mod tests {
             json!({"a": [{"prefix": "x", "suffix": "y"}]}),
         ] {
             assert!(
-                matches!(FilterPolicy::from_value(&bad), Err(FilterPolicyError::BadCondition { .. })),
+                matches!(
+                    FilterPolicy::from_value(&bad),
+                    Err(FilterPolicyError::BadCondition { .. })
+                ),
                 "{bad} should be refused"
             );
         }
         assert!(FilterPolicy::parse("{not json").is_err());
-        assert!(FilterPolicy::parse(r#"{"a":["x"],"b":["y"],"c":["z"],"d":["w"],"e":["v"]}"#).is_ok());
+        assert!(
+            FilterPolicy::parse(r#"{"a":["x"],"b":["y"],"c":["z"],"d":["w"],"e":["v"]}"#).is_ok()
+        );
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub use channels::{Channels, LiveEvent, LiveHub, MailConfig};
 pub use engine::RuleEngine;
 pub use message::{Message, Protocol, Topic, TopicKind};
 pub use notifier::{
-    NotifyConfig, NotifyError, NotifyResult, Notifier, PublishReceipt, Publisher,
-    SubscribeRequest, Subscribed,
+    Notifier, NotifyConfig, NotifyError, NotifyResult, PublishReceipt, Publisher, SubscribeRequest,
+    Subscribed,
 };
 pub use worker::{DeliveryWorker, WorkerConfig, WorkerHandle};
 
@@ -67,7 +67,9 @@ pub async fn open(
     let vapid = channels::VapidKeys::load_or_create(store.as_ref()).await?;
     let mail = channels::Mailer::from_config(&config.mail)?;
     if !mail.is_smtp() {
-        tracing::info!("no SMTP server configured (--smtp-url): e-mail goes to the log and the outbox");
+        tracing::info!(
+            "no SMTP server configured (--smtp-url): e-mail goes to the log and the outbox"
+        );
     }
     let notifier = Arc::new(Notifier::new(
         store.clone(),

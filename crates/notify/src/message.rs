@@ -241,8 +241,8 @@ impl Message {
     }
 
     pub fn from_row(row: &MessageRow) -> Message {
-        let attributes = serde_json::from_str::<Map<String, Value>>(&row.attributes)
-            .unwrap_or_default();
+        let attributes =
+            serde_json::from_str::<Map<String, Value>>(&row.attributes).unwrap_or_default();
         let event: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
         Message {
             id: row.id.clone(),
@@ -264,10 +264,15 @@ mod tests {
 
     #[test]
     fn a_message_round_trips_through_its_row() {
-        let m = Message::new(&Topic::station("s1"), "alert.opened", "Air alert", "PM2.5 high")
-            .attribute("aqi", 160)
-            .html("<p>PM2.5 high</p>")
-            .data(json!({"aqi": 160}));
+        let m = Message::new(
+            &Topic::station("s1"),
+            "alert.opened",
+            "Air alert",
+            "PM2.5 high",
+        )
+        .attribute("aqi", 160)
+        .html("<p>PM2.5 high</p>")
+        .data(json!({"aqi": 160}));
         let row = m.to_row("topic", "station:s1");
         let mut back = Message::from_row(&row);
         back.created_at = m.created_at;

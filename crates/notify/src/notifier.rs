@@ -336,7 +336,11 @@ impl Notifier {
     }
 
     /// Replaces a subscription's filter policy (checked first).
-    pub async fn set_filter_policy(&self, subscription_id: &str, policy: Option<&Value>) -> NotifyResult<()> {
+    pub async fn set_filter_policy(
+        &self,
+        subscription_id: &str,
+        policy: Option<&Value>,
+    ) -> NotifyResult<()> {
         if let Some(p) = policy {
             FilterPolicy::from_value(p)?;
         }
@@ -367,11 +371,16 @@ impl Notifier {
         .html("<p>This is a test message from <b>EcoCityHub</b>: this channel works.</p>");
         let mut sub = subscription.clone();
         sub.filter_policy = None;
-        self.publish_to(&message, &[sub], &message.id.clone(), None).await
+        self.publish_to(&message, &[sub], &message.id.clone(), None)
+            .await
     }
 
     /// Dead letters, newest first (`before`: a delivery id, for paging).
-    pub async fn dead_letters(&self, before: Option<i64>, limit: u32) -> NotifyResult<Vec<DeliveryRow>> {
+    pub async fn dead_letters(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> NotifyResult<Vec<DeliveryRow>> {
         Ok(self
             .store
             .deliveries(Some(DeliveryStatus::Dead), before, limit)
@@ -533,7 +542,9 @@ impl Publisher for Notifier {
         let mut message = message.clone();
         message.topic = topic.id.clone();
         let key = message.id.clone();
-        let receipt = self.publish_to(&message, &subscriptions, &key, None).await?;
+        let receipt = self
+            .publish_to(&message, &subscriptions, &key, None)
+            .await?;
         metrics::counter!("ecocityhub_notify_published_total").increment(1);
         Ok(receipt)
     }

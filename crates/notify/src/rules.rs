@@ -144,7 +144,11 @@ impl RuleSpec {
         match &self.target {
             Target::Station(id) if id.trim().is_empty() => return Err(RuleError::Station),
             Target::Station(_) => {}
-            Target::Area { lat, lon, radius_km } => {
+            Target::Area {
+                lat,
+                lon,
+                radius_km,
+            } => {
                 if !(lat.abs() <= 90.0 && lon.abs() <= 180.0) {
                     return Err(RuleError::Position);
                 }
@@ -202,7 +206,11 @@ impl RuleSpec {
         };
         let place = match &self.target {
             Target::Station(s) => format!("at {s}"),
-            Target::Area { lat, lon, radius_km } => {
+            Target::Area {
+                lat,
+                lon,
+                radius_km,
+            } => {
                 format!("within {radius_km} km of {lat:.4}, {lon:.4}")
             }
         };
@@ -265,7 +273,11 @@ pub enum RuleEvent {
 }
 
 /// Feeds one observation of the measure to a measured rule.
-pub fn step(spec: &RuleSpec, state: &RuleState, obs: &Observation) -> (RuleState, Option<RuleEvent>) {
+pub fn step(
+    spec: &RuleSpec,
+    state: &RuleState,
+    obs: &Observation,
+) -> (RuleState, Option<RuleEvent>) {
     let Trigger::Measured {
         hold_minutes,
         clear_minutes,
@@ -473,7 +485,9 @@ mod opt_hhmm {
             None => Ok(None),
             Some(text) => NaiveTime::parse_from_str(&text, "%H:%M")
                 .map(Some)
-                .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a time like 07:30"))),
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("{text:?} is not a time like 07:30"))
+                }),
         }
     }
 }
@@ -529,14 +543,25 @@ mod tests {
 
     #[test]
     fn one_high_reading_does_not_open_an_episode() {
-        let (_, events) = run(&measured(60, 60, true, 0), &[(0, 160), (H / 2, 40), (H, 40)]);
+        let (_, events) = run(
+            &measured(60, 60, true, 0),
+            &[(0, 160), (H / 2, 40), (H, 40)],
+        );
         assert!(events.is_empty());
     }
 
     #[test]
     fn an_episode_opens_after_the_hold_and_clears_after_the_clear_time() {
         let rule = measured(60, 60, true, 0);
-        let values = [(0, 120), (H / 2, 130), (H, 125), (2 * H, 90), (2 * H + H / 2, 160), (3 * H, 80), (4 * H, 70)];
+        let values = [
+            (0, 120),
+            (H / 2, 130),
+            (H, 125),
+            (2 * H, 90),
+            (2 * H + H / 2, 160),
+            (3 * H, 80),
+            (4 * H, 70),
+        ];
         let (state, events) = run(&rule, &values);
         assert_eq!(events.len(), 2, "{events:?}");
         match events[0] {
@@ -549,7 +574,12 @@ mod tests {
         }
         // The dip at 2 h and the spike at 2.5 h: the clearing timer restarts at 3 h.
         match events[1] {
-            (ts, RuleEvent::Cleared { notify, episode, .. }) => {
+            (
+                ts,
+                RuleEvent::Cleared {
+                    notify, episode, ..
+                },
+            ) => {
                 assert_eq!(ts, 4 * H);
                 assert!(notify);
                 assert_eq!(episode.peak_aqi, 160);
@@ -563,13 +593,19 @@ mod tests {
     fn a_hold_of_zero_fires_at_once_and_clear_messages_are_optional() {
         let (_, events) = run(&measured(0, 0, false, 0), &[(0, 200), (H, 20)]);
         assert!(matches!(events[0].1, RuleEvent::Opened { .. }));
-        assert!(matches!(events[1].1, RuleEvent::Cleared { notify: false, .. }));
+        assert!(matches!(
+            events[1].1,
+            RuleEvent::Cleared { notify: false, .. }
+        ));
     }
 
     #[test]
     fn the_threshold_is_a_category_or_worse() {
         let rule = measured(0, 0, false, 0);
-        assert!(run(&rule, &[(0, 100)]).1.is_empty(), "moderate is below USG");
+        assert!(
+            run(&rule, &[(0, 100)]).1.is_empty(),
+            "moderate is below USG"
+        );
         assert_eq!(run(&rule, &[(0, 101)]).1.len(), 1);
         assert_eq!(run(&rule, &[(0, 450)]).1.len(), 1, "hazardous is worse");
     }
@@ -577,7 +613,10 @@ mod tests {
     #[test]
     fn a_cooldown_keeps_a_second_opening_quiet() {
         let rule = measured(0, 0, true, 180);
-        let (_, events) = run(&rule, &[(0, 160), (H, 50), (2 * H, 160), (3 * H, 50), (4 * H, 160)]);
+        let (_, events) = run(
+            &rule,
+            &[(0, 160), (H, 50), (2 * H, 160), (3 * H, 50), (4 * H, 160)],
+        );
         let opened: Vec<bool> = events
             .iter()
             .filter_map(|(_, e)| match e {
@@ -585,7 +624,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(opened, [true, false, true], "2 h after the first is within 3 h; 4 h is not");
+        assert_eq!(
+            opened,
+            [true, false, true],
+            "2 h after the first is within 3 h; 4 h is not"
+        );
         let cleared: Vec<bool> = events
             .iter()
             .filter_map(|(_, e)| match e {
@@ -593,7 +636,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(cleared, [true, false], "a quiet opening has a quiet clearing");
+        assert_eq!(
+            cleared,
+            [true, false],
+            "a quiet opening has a quiet clearing"
+        );
     }
 
     #[test]
@@ -608,7 +655,8 @@ mod tests {
     fn a_stored_state_survives_json() {
         let rule = measured(60, 60, false, 0);
         let (state, _) = run(&rule, &[(0, 160), (H, 160)]);
-        let back: RuleState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let back: RuleState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
         assert_eq!(back.episode, state.episode);
         assert_eq!(back.last_ts, None, "not stored");
         // The same transition from a reloaded state opens nothing twice.
@@ -622,17 +670,41 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
         let tomorrow = today.succ_opt().unwrap();
         let days = [
-            ForecastDay { date: today, aqi: 180, category: Unhealthy },
-            ForecastDay { date: tomorrow, aqi: 120, category: UnhealthyForSensitiveGroups },
+            ForecastDay {
+                date: today,
+                aqi: 180,
+                category: Unhealthy,
+            },
+            ForecastDay {
+                date: tomorrow,
+                aqi: 120,
+                category: UnhealthyForSensitiveGroups,
+            },
         ];
         let (state, day) = forecast_step(&rule, &RuleState::default(), today, &days);
         assert_eq!(day.unwrap().date, tomorrow);
         let (_, again) = forecast_step(&rule, &state, today, &days);
         assert_eq!(again, None, "one message per forecast day");
-        let low = [ForecastDay { date: tomorrow, aqi: 80, category: Moderate }];
-        assert_eq!(forecast_step(&rule, &RuleState::default(), today, &low).1, None);
+        let low = [ForecastDay {
+            date: tomorrow,
+            aqi: 80,
+            category: Moderate,
+        }];
+        assert_eq!(
+            forecast_step(&rule, &RuleState::default(), today, &low).1,
+            None
+        );
         // A measured rule ignores forecasts and a forecast rule ignores readings.
-        assert_eq!(forecast_step(&measured(0, 0, false, 0), &RuleState::default(), today, &days).1, None);
+        assert_eq!(
+            forecast_step(
+                &measured(0, 0, false, 0),
+                &RuleState::default(),
+                today,
+                &days
+            )
+            .1,
+            None
+        );
         assert_eq!(step(&rule, &RuleState::default(), &obs(0, 300)).1, None);
     }
 
@@ -643,8 +715,14 @@ mod tests {
         // 02:00 UTC on the 2nd is still the 1st in New York.
         let days = forecast_days(&[(t(2), 150), (t(3), 60), (t(12), 90), (t(13), 110)], tz);
         assert_eq!(days.len(), 2);
-        assert_eq!((days[0].date.to_string(), days[0].aqi), ("2026-06-01".into(), 150));
-        assert_eq!((days[1].date.to_string(), days[1].aqi), ("2026-06-02".into(), 110));
+        assert_eq!(
+            (days[0].date.to_string(), days[0].aqi),
+            ("2026-06-01".into(), 150)
+        );
+        assert_eq!(
+            (days[1].date.to_string(), days[1].aqi),
+            ("2026-06-02".into(), 110)
+        );
         assert_eq!(days[1].category, UnhealthyForSensitiveGroups);
     }
 
@@ -657,10 +735,16 @@ mod tests {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         // 21:30 UTC in January is 22:30 in Berlin: quiet until 07:00 local = 06:00 UTC.
         let late = Utc.with_ymd_and_hms(2026, 1, 10, 21, 30, 0).unwrap();
-        assert_eq!(q.release(tz, late), Some(Utc.with_ymd_and_hms(2026, 1, 11, 6, 0, 0).unwrap()));
+        assert_eq!(
+            q.release(tz, late),
+            Some(Utc.with_ymd_and_hms(2026, 1, 11, 6, 0, 0).unwrap())
+        );
         // 02:00 local, after midnight: the same morning.
         let night = Utc.with_ymd_and_hms(2026, 1, 11, 1, 0, 0).unwrap();
-        assert_eq!(q.release(tz, night), Some(Utc.with_ymd_and_hms(2026, 1, 11, 6, 0, 0).unwrap()));
+        assert_eq!(
+            q.release(tz, night),
+            Some(Utc.with_ymd_and_hms(2026, 1, 11, 6, 0, 0).unwrap())
+        );
         let day = Utc.with_ymd_and_hms(2026, 1, 11, 12, 0, 0).unwrap();
         assert_eq!(q.release(tz, day), None);
         // A window within one day.
@@ -668,7 +752,10 @@ mod tests {
             start: NaiveTime::from_hms_opt(12, 0, 0).unwrap(),
             end: NaiveTime::from_hms_opt(13, 0, 0).unwrap(),
         };
-        assert_eq!(lunch.release(Tz::UTC, day), Some(Utc.with_ymd_and_hms(2026, 1, 11, 13, 0, 0).unwrap()));
+        assert_eq!(
+            lunch.release(Tz::UTC, day),
+            Some(Utc.with_ymd_and_hms(2026, 1, 11, 13, 0, 0).unwrap())
+        );
     }
 
     #[test]
@@ -690,22 +777,44 @@ mod tests {
         let at = NaiveTime::from_hms_opt(8, 0, 0).unwrap();
         // 2026-05-01 00:00 UTC is 09:00 in Tokyo: the next 08:00 is tomorrow, 23:00 UTC today.
         let after = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
-        assert_eq!(next_digest(at, tz, after), Utc.with_ymd_and_hms(2026, 5, 1, 23, 0, 0).unwrap());
+        assert_eq!(
+            next_digest(at, tz, after),
+            Utc.with_ymd_and_hms(2026, 5, 1, 23, 0, 0).unwrap()
+        );
         let early = Utc.with_ymd_and_hms(2026, 4, 30, 20, 0, 0).unwrap(); // 05:00 Tokyo
-        assert_eq!(next_digest(at, tz, early), Utc.with_ymd_and_hms(2026, 4, 30, 23, 0, 0).unwrap());
+        assert_eq!(
+            next_digest(at, tz, early),
+            Utc.with_ymd_and_hms(2026, 4, 30, 23, 0, 0).unwrap()
+        );
     }
 
     #[test]
     fn rules_are_validated() {
         let mut r = measured(60, 60, false, 180);
         assert_eq!(r.validate(), Ok(()));
-        r.target = Target::Area { lat: 51.5, lon: -0.1, radius_km: 0.0 };
+        r.target = Target::Area {
+            lat: 51.5,
+            lon: -0.1,
+            radius_km: 0.0,
+        };
         assert_eq!(r.validate(), Err(RuleError::Radius(0.0)));
-        r.target = Target::Area { lat: 51.5, lon: -0.1, radius_km: 5000.0 };
+        r.target = Target::Area {
+            lat: 51.5,
+            lon: -0.1,
+            radius_km: 5000.0,
+        };
         assert_eq!(r.validate(), Err(RuleError::Radius(5000.0)));
-        r.target = Target::Area { lat: 95.0, lon: -0.1, radius_km: 5.0 };
+        r.target = Target::Area {
+            lat: 95.0,
+            lon: -0.1,
+            radius_km: 5.0,
+        };
         assert_eq!(r.validate(), Err(RuleError::Position));
-        r.target = Target::Area { lat: 51.5, lon: -0.1, radius_km: 5.0 };
+        r.target = Target::Area {
+            lat: 51.5,
+            lon: -0.1,
+            radius_km: 5.0,
+        };
         assert_eq!(r.validate(), Ok(()));
         r.measure = Measure::Pollutant(Parameter::Temperature);
         assert!(matches!(r.validate(), Err(RuleError::NoAqi(_))));
@@ -713,8 +822,19 @@ mod tests {
         r.timezone = "Mars/Olympus".into();
         assert!(matches!(r.validate(), Err(RuleError::Timezone(_))));
         r.timezone = "UTC".into();
-        r.trigger = Trigger::Measured { hold_minutes: -1, clear_minutes: 0, notify_clear: false, cooldown_minutes: 0 };
-        assert!(matches!(r.validate(), Err(RuleError::Minutes { field: "hold_minutes", .. })));
+        r.trigger = Trigger::Measured {
+            hold_minutes: -1,
+            clear_minutes: 0,
+            notify_clear: false,
+            cooldown_minutes: 0,
+        };
+        assert!(matches!(
+            r.validate(),
+            Err(RuleError::Minutes {
+                field: "hold_minutes",
+                ..
+            })
+        ));
         r.trigger = Trigger::Forecast { days_ahead: 5 };
         assert_eq!(r.validate(), Err(RuleError::DaysAhead(5)));
     }

@@ -34,7 +34,10 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Strin
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// The `webhook-signature` header: one signature per secret, space-separated.
@@ -68,9 +71,9 @@ pub fn verify(
     let Ok(expected) = sign(secret, id, timestamp, body) else {
         return false;
     };
-    header.split(' ').any(|sig| {
-        subtle::ConstantTimeEq::ct_eq(sig.as_bytes(), expected.as_bytes()).into()
-    })
+    header
+        .split(' ')
+        .any(|sig| subtle::ConstantTimeEq::ct_eq(sig.as_bytes(), expected.as_bytes()).into())
 }
 
 #[cfg(test)]
@@ -98,9 +101,23 @@ mod tests {
         let header = signature_header(&[&new, &old], "msg_1", 100, b"{}").unwrap();
         assert!(verify(&old, "msg_1", 100, b"{}", &header, 100, 300));
         assert!(verify(&new, "msg_1", 100, b"{}", &header, 100, 300));
-        assert!(!verify(&new_secret(), "msg_1", 100, b"{}", &header, 100, 300));
-        assert!(!verify(&new, "msg_1", 100, b"{ }", &header, 100, 300), "body changed");
-        assert!(!verify(&new, "msg_1", 100, b"{}", &header, 100 + 301, 300), "too old");
+        assert!(!verify(
+            &new_secret(),
+            "msg_1",
+            100,
+            b"{}",
+            &header,
+            100,
+            300
+        ));
+        assert!(
+            !verify(&new, "msg_1", 100, b"{ }", &header, 100, 300),
+            "body changed"
+        );
+        assert!(
+            !verify(&new, "msg_1", 100, b"{}", &header, 100 + 301, 300),
+            "too old"
+        );
         assert_eq!(sign("nope", "m", 1, b""), Err(BadSecret));
     }
 }

@@ -83,7 +83,10 @@ pub fn allowed(addr: IpAddr, allow_loopback: bool) -> bool {
 /// The host a URL names, without IPv6 brackets.
 fn host_of(url: &Url) -> Result<String, UrlError> {
     let host = url.host_str().ok_or(UrlError::NoHost)?;
-    Ok(host.trim_start_matches('[').trim_end_matches(']').to_string())
+    Ok(host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string())
 }
 
 fn is_loopback_name(host: &str) -> bool {
@@ -209,13 +212,34 @@ mod tests {
     #[test]
     fn internal_addresses_are_recognised() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "fc00::1", "fd12::1", "fe80::1",
-            "::ffff:10.0.0.1", "::ffff:127.0.0.1", "fd00:ec2::254", "198.18.0.1", "192.0.0.8",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "fd00:ec2::254",
+            "198.18.0.1",
+            "192.0.0.8",
         ] {
             assert!(is_internal(a.parse().unwrap()), "{a}");
         }
-        for a in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "172.32.0.1", "100.128.0.1"] {
+        for a in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
             assert!(!is_internal(a.parse().unwrap()), "{a}");
         }
     }
@@ -227,11 +251,17 @@ mod tests {
             check_form("http://hooks.example.com/x", false),
             Err(UrlError::Scheme(_))
         ));
+        assert!(
+            matches!(
+                check_form("http://hooks.example.com/x", true),
+                Err(UrlError::Scheme(_))
+            ),
+            "allowing loopback does not allow plain http elsewhere"
+        );
         assert!(matches!(
-            check_form("http://hooks.example.com/x", true),
+            check_form("ftp://x.example/", false),
             Err(UrlError::Scheme(_))
-        ), "allowing loopback does not allow plain http elsewhere");
-        assert!(matches!(check_form("ftp://x.example/", false), Err(UrlError::Scheme(_))));
+        ));
         assert!(matches!(
             check_form("https://169.254.169.254/latest/meta-data", false),
             Err(UrlError::Forbidden { .. })
@@ -244,7 +274,10 @@ mod tests {
             check_form("https://user:pw@hooks.example.com/", false),
             Err(UrlError::Credentials)
         ));
-        assert!(matches!(check_form("not a url", false), Err(UrlError::Invalid(_))));
+        assert!(matches!(
+            check_form("not a url", false),
+            Err(UrlError::Invalid(_))
+        ));
         assert!(matches!(
             check_form("https://localhost/x", false),
             Err(UrlError::Forbidden { .. })
@@ -260,10 +293,13 @@ mod tests {
             check_form("http://10.0.0.1/x", true),
             Err(UrlError::Scheme(_))
         ));
-        assert!(matches!(
-            check_form("https://10.0.0.1/x", true),
-            Err(UrlError::Forbidden { .. })
-        ), "loopback allowed, private still refused");
+        assert!(
+            matches!(
+                check_form("https://10.0.0.1/x", true),
+                Err(UrlError::Forbidden { .. })
+            ),
+            "loopback allowed, private still refused"
+        );
     }
 
     #[tokio::test]
@@ -285,7 +321,10 @@ mod tests {
         // A name that passed the form check but resolves inside (as after DNS rebinding).
         let client = guarded_client(false, std::time::Duration::from_secs(2)).unwrap();
         let err = client.get("https://localhost:1/").send().await.unwrap_err();
-        assert!(matches!(refusal(&err), Some(UrlError::Forbidden { .. })), "{err:?}");
+        assert!(
+            matches!(refusal(&err), Some(UrlError::Forbidden { .. })),
+            "{err:?}"
+        );
         // With loopback allowed the same name is let through (and the connection refused).
         let open = guarded_client(true, std::time::Duration::from_secs(2)).unwrap();
         let err = open.get("http://localhost:1/").send().await.unwrap_err();

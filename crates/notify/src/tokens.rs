@@ -45,14 +45,18 @@ impl UnsubscribeKey {
 
     /// `SUBSCRIPTION_ID.SIGNATURE`, URL-safe.
     pub fn sign(&self, subscription: &str) -> String {
-        format!("{subscription}.{}", URL_SAFE_NO_PAD.encode(self.mac(subscription)))
+        format!(
+            "{subscription}.{}",
+            URL_SAFE_NO_PAD.encode(self.mac(subscription))
+        )
     }
 
     /// The subscription a token names, if its signature is ours.
     pub fn verify(&self, token: &str) -> Option<String> {
         let (id, sig) = token.rsplit_once('.')?;
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-        let ok: bool = subtle::ConstantTimeEq::ct_eq(sig.as_slice(), self.mac(id).as_slice()).into();
+        let ok: bool =
+            subtle::ConstantTimeEq::ct_eq(sig.as_slice(), self.mac(id).as_slice()).into();
         ok.then(|| id.to_string())
     }
 }

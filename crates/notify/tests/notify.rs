@@ -12,8 +12,8 @@ use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, Stat
 use ecocityhub_notify::channels::webpush::SubscriptionKeys;
 use ecocityhub_notify::rules::{Measure, RuleSpec, Target, Trigger};
 use ecocityhub_notify::{
-    DeliveryWorker, Message, Notifier, NotifyConfig, NotifyError, Protocol, Publisher,
-    RuleEngine, SubscribeRequest, Topic,
+    DeliveryWorker, Message, Notifier, NotifyConfig, NotifyError, Protocol, Publisher, RuleEngine,
+    SubscribeRequest, Topic,
 };
 use ecocityhub_store::identity::{User, VerificationCode};
 use ecocityhub_store::notify::{AlertRuleRow, DeliveryStatus};
@@ -47,7 +47,9 @@ fn config() -> NotifyConfig {
 }
 
 async fn open(store: &Arc<dyn Store>, config: &NotifyConfig) -> (Arc<Notifier>, DeliveryWorker) {
-    ecocityhub_notify::open(store.clone(), config).await.unwrap()
+    ecocityhub_notify::open(store.clone(), config)
+        .await
+        .unwrap()
 }
 
 async fn user(store: &Arc<dyn Store>, id: &str) {
@@ -82,7 +84,10 @@ fn python_server(script: &str, args: &[&str], what: &str) -> Option<HelperServer
     let python = ecocityhub_testkit::require_test_python(what)?;
     let mut cmd = Command::new(python);
     cmd.arg(tests_dir().join(script)).args(args);
-    Some(HelperServer::start(cmd, "listening on", Duration::from_secs(30)).expect("helper server starts"))
+    Some(
+        HelperServer::start(cmd, "listening on", Duration::from_secs(30))
+            .expect("helper server starts"),
+    )
 }
 
 struct Receiver {
@@ -93,7 +98,10 @@ struct Receiver {
 impl Receiver {
     fn start() -> Option<Receiver> {
         let server = python_server("webhook_receiver.py", &[], "the standardwebhooks receiver")?;
-        Some(Receiver { server, http: reqwest::Client::new() })
+        Some(Receiver {
+            server,
+            http: reqwest::Client::new(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -112,7 +120,14 @@ impl Receiver {
     }
 
     async fn log(&self) -> Vec<Value> {
-        self.http.get(self.url("/log")).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url("/log"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -130,7 +145,9 @@ fn webhook_request(topic: &Topic, owner: &str, url: String) -> SubscribeRequest 
 
 #[tokio::test]
 async fn webhooks_confirm_then_arrive_signed_and_rotation_signs_with_both_secrets() {
-    let Some(receiver) = Receiver::start() else { return };
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
     let (_dir, store) = store().await;
     user(&store, "u1").await;
     let (notifier, worker) = open(&store, &config()).await;
@@ -147,25 +164,45 @@ async fn webhooks_confirm_then_arrive_signed_and_rotation_signs_with_both_secret
 
     // A publish before confirmation reaches nobody; the confirmation message does.
     let early = Message::new(&topic, "alert.opened", "early", "early");
-    assert_eq!(notifier.publish(&topic, &early).await.unwrap().deliveries, 0);
+    assert_eq!(
+        notifier.publish(&topic, &early).await.unwrap().deliveries,
+        0
+    );
     drain(&worker, &store, Duration::from_secs(10)).await;
     let log = receiver.log().await;
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0]["verified"], json!([true]), "standardwebhooks verifies our signature");
+    assert_eq!(
+        log[0]["verified"],
+        json!([true]),
+        "standardwebhooks verifies our signature"
+    );
     let confirmation: Value = serde_json::from_str(log[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(confirmation["type"], "subscription.confirmation");
     let token = confirmation["data"]["token"].as_str().unwrap();
-    assert!(confirmation["data"]["confirm_url"].as_str().unwrap().contains(token));
+    assert!(confirmation["data"]["confirm_url"]
+        .as_str()
+        .unwrap()
+        .contains(token));
     assert!(notifier.confirm("not-the-token").await.unwrap().is_none());
-    assert_eq!(notifier.confirm(token).await.unwrap().unwrap().status, "confirmed");
+    assert_eq!(
+        notifier.confirm(token).await.unwrap().unwrap().status,
+        "confirmed"
+    );
 
     // Now a message arrives, signed, with its id in webhook-id, and the attributes filter.
     notifier
-        .set_filter_policy(&subscribed.subscription.id, Some(&json!({"aqi": [{"numeric": [">=", 101]}]})))
+        .set_filter_policy(
+            &subscribed.subscription.id,
+            Some(&json!({"aqi": [{"numeric": [">=", 101]}]})),
+        )
         .await
         .unwrap();
     let low = Message::new(&topic, "alert.opened", "low", "low").attribute("aqi", 80);
-    assert_eq!(notifier.publish(&topic, &low).await.unwrap().deliveries, 0, "filtered out");
+    assert_eq!(
+        notifier.publish(&topic, &low).await.unwrap().deliveries,
+        0,
+        "filtered out"
+    );
     let high = Message::new(&topic, "alert.opened", "high", "high").attribute("aqi", 160);
     assert_eq!(notifier.publish(&topic, &high).await.unwrap().deliveries, 1);
     drain(&worker, &store, Duration::from_secs(10)).await;
@@ -177,9 +214,14 @@ async fn webhooks_confirm_then_arrive_signed_and_rotation_signs_with_both_secret
     assert_eq!(event["id"], json!(high.id));
 
     // Rotation: both signatures go out for a day; a receiver holding either secret verifies.
-    let new_secret = notifier.rotate_secret(&subscribed.subscription.id).await.unwrap();
+    let new_secret = notifier
+        .rotate_secret(&subscribed.subscription.id)
+        .await
+        .unwrap();
     assert_ne!(new_secret, secret);
-    receiver.control("secrets", json!([secret, new_secret])).await;
+    receiver
+        .control("secrets", json!([secret, new_secret]))
+        .await;
     let after = Message::new(&topic, "alert.opened", "after", "after").attribute("aqi", 170);
     notifier.publish(&topic, &after).await.unwrap();
     drain(&worker, &store, Duration::from_secs(10)).await;
@@ -219,13 +261,21 @@ async fn webhook_urls_inside_the_network_are_refused_at_subscribe_time() {
         filter_policy: Some(json!({"a": "not an array"})),
         ..webhook_request(&topic, "u1", "https://hooks.example.com/x".into())
     };
-    assert_eq!(notifier.subscribe(&bad_policy).await.unwrap_err().code(), "filter_policy_invalid");
-    assert!(store.subscriptions_of("u1").await.unwrap().is_empty(), "nothing was stored");
+    assert_eq!(
+        notifier.subscribe(&bad_policy).await.unwrap_err().code(),
+        "filter_policy_invalid"
+    );
+    assert!(
+        store.subscriptions_of("u1").await.unwrap().is_empty(),
+        "nothing was stored"
+    );
 }
 
 #[tokio::test]
 async fn failing_webhooks_retry_with_backoff_become_dead_letters_and_are_redriven() {
-    let Some(receiver) = Receiver::start() else { return };
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
     let (_dir, store) = store().await;
     user(&store, "u1").await;
     let (notifier, worker) = open(&store, &config()).await;
@@ -233,7 +283,9 @@ async fn failing_webhooks_retry_with_backoff_become_dead_letters_and_are_redrive
     let mut request = webhook_request(&topic, "u1", receiver.url("/hook"));
     request.endpoint_verified = true; // the owner's own endpoint in this test: no confirmation
     let sub = notifier.subscribe(&request).await.unwrap();
-    receiver.control("secrets", json!([sub.secret.unwrap()])).await;
+    receiver
+        .control("secrets", json!([sub.secret.unwrap()]))
+        .await;
     receiver.control("status", json!(503)).await;
     let m = Message::new(&topic, "alert.opened", "x", "x");
     notifier.publish(&topic, &m).await.unwrap();
@@ -244,7 +296,10 @@ async fn failing_webhooks_retry_with_backoff_become_dead_letters_and_are_redrive
     assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 503"));
     let tries: Vec<Value> = receiver.log().await;
     assert_eq!(tries.len(), 3);
-    assert!(tries.iter().all(|t| t["id"] == json!(m.id)), "the same message id on every retry");
+    assert!(
+        tries.iter().all(|t| t["id"] == json!(m.id)),
+        "the same message id on every retry"
+    );
 
     receiver.control("status", json!(0)).await;
     assert!(notifier.redrive(dead[0].id).await.unwrap());
@@ -255,7 +310,10 @@ async fn failing_webhooks_retry_with_backoff_become_dead_letters_and_are_redrive
 
     // A 4xx is final at once.
     receiver.control("status", json!(400)).await;
-    notifier.publish(&topic, &Message::new(&topic, "alert.opened", "y", "y")).await.unwrap();
+    notifier
+        .publish(&topic, &Message::new(&topic, "alert.opened", "y", "y"))
+        .await
+        .unwrap();
     drain(&worker, &store, Duration::from_secs(10)).await;
     let dead = notifier.dead_letters(None, 10).await.unwrap();
     assert_eq!((dead.len(), dead[0].attempts), (1, 1));
@@ -265,7 +323,9 @@ async fn failing_webhooks_retry_with_backoff_become_dead_letters_and_are_redrive
 
 #[tokio::test]
 async fn two_workers_never_send_one_delivery_twice() {
-    let Some(receiver) = Receiver::start() else { return };
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
     let (_dir, store) = store().await;
     user(&store, "u1").await;
     let (notifier, worker_a) = open(&store, &config()).await;
@@ -274,10 +334,15 @@ async fn two_workers_never_send_one_delivery_twice() {
     let mut request = webhook_request(&topic, "u1", receiver.url("/hook"));
     request.endpoint_verified = true;
     let sub = notifier.subscribe(&request).await.unwrap();
-    receiver.control("secrets", json!([sub.secret.unwrap()])).await;
+    receiver
+        .control("secrets", json!([sub.secret.unwrap()]))
+        .await;
     for i in 0..200 {
         notifier
-            .publish(&topic, &Message::new(&topic, "alert.opened", &format!("m{i}"), "x"))
+            .publish(
+                &topic,
+                &Message::new(&topic, "alert.opened", &format!("m{i}"), "x"),
+            )
             .await
             .unwrap();
     }
@@ -317,7 +382,11 @@ fn smtp_messages(dir: &Path) -> Vec<String> {
 #[tokio::test]
 async fn mail_goes_through_smtp_with_both_parts_and_one_click_unsubscribe() {
     let inbox = tempfile::tempdir().unwrap();
-    let Some(smtp) = python_server("smtp_server.py", &[inbox.path().to_str().unwrap()], "aiosmtpd") else {
+    let Some(smtp) = python_server(
+        "smtp_server.py",
+        &[inbox.path().to_str().unwrap()],
+        "aiosmtpd",
+    ) else {
         return;
     };
     let (_dir, store) = store().await;
@@ -337,10 +406,18 @@ async fn mail_goes_through_smtp_with_both_parts_and_one_click_unsubscribe() {
         attempts: 0,
     };
     notifier
-        .send_code_mail(&code, "Your EcoCityHub confirmation code", "Your confirmation code is 123456.")
+        .send_code_mail(
+            &code,
+            "Your EcoCityHub confirmation code",
+            "Your confirmation code is 123456.",
+        )
         .await
         .unwrap();
-    assert!(store.code("new@example.org", "confirm").await.unwrap().is_some());
+    assert!(store
+        .code("new@example.org", "confirm")
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(store.outbox("new@example.org").await.unwrap().len(), 1);
 
     // A subscription mail: pending until the link in its confirmation mail is followed.
@@ -362,31 +439,47 @@ async fn mail_goes_through_smtp_with_both_parts_and_one_click_unsubscribe() {
     let mails = smtp_messages(inbox.path());
     assert_eq!(mails.len(), 2, "the code and the confirmation");
     assert!(mails[0].contains("123456"));
-    assert!(!mails[0].contains("List-Unsubscribe"), "account mail has no unsubscribe");
-    let link_start = mails[1].find("https://city.example/notify/confirm?token=").expect("a confirm link");
+    assert!(
+        !mails[0].contains("List-Unsubscribe"),
+        "account mail has no unsubscribe"
+    );
+    let link_start = mails[1]
+        .find("https://city.example/notify/confirm?token=")
+        .expect("a confirm link");
     let token: String = mails[1][link_start + "https://city.example/notify/confirm?token=".len()..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
     assert!(notifier.confirm(&token).await.unwrap().is_some());
 
-    let alert = Message::new(&topic, "alert.opened", "Air quality alert: Unhealthy", "PM2.5 is unhealthy.")
-        .html("<p>PM2.5 is <b>unhealthy</b>.</p>");
+    let alert = Message::new(
+        &topic,
+        "alert.opened",
+        "Air quality alert: Unhealthy",
+        "PM2.5 is unhealthy.",
+    )
+    .html("<p>PM2.5 is <b>unhealthy</b>.</p>");
     notifier.publish(&topic, &alert).await.unwrap();
     drain(&worker, &store, Duration::from_secs(20)).await;
     let mails = smtp_messages(inbox.path());
     assert_eq!(mails.len(), 3);
     let m = &mails[2];
     assert!(m.contains("Subject: Air quality alert: Unhealthy"), "{m}");
-    assert!(m.contains("multipart/alternative") && m.contains("text/plain") && m.contains("text/html"));
+    assert!(
+        m.contains("multipart/alternative") && m.contains("text/plain") && m.contains("text/html")
+    );
     assert!(m.contains("List-Unsubscribe: <https://city.example/unsubscribe/"));
     assert!(m.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert!(m.contains(&format!("Message-ID: <{}@city.example>", alert.id)));
-    let envelope: Value = serde_json::from_str(&std::fs::read_to_string(inbox.path().join("3.json")).unwrap()).unwrap();
+    let envelope: Value =
+        serde_json::from_str(&std::fs::read_to_string(inbox.path().join("3.json")).unwrap())
+            .unwrap();
     assert_eq!(envelope["to"], json!(["citizen@example.org"]));
 
     // The one-click link removes the subscription, without signing in, once.
-    let start = m.find("List-Unsubscribe: <https://city.example/unsubscribe/").unwrap()
+    let start = m
+        .find("List-Unsubscribe: <https://city.example/unsubscribe/")
+        .unwrap()
         + "List-Unsubscribe: <https://city.example/unsubscribe/".len();
     let token: String = m[start..]
         .chars()
@@ -396,7 +489,11 @@ async fn mail_goes_through_smtp_with_both_parts_and_one_click_unsubscribe() {
     assert!(notifier.unsubscribe(&token).await.unwrap());
     assert!(!notifier.unsubscribe(&token).await.unwrap());
     assert!(!notifier.unsubscribe("sub_x.forged").await.unwrap());
-    assert!(store.subscription(&sub.subscription.id).await.unwrap().is_none());
+    assert!(store
+        .subscription(&sub.subscription.id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -404,29 +501,48 @@ async fn without_smtp_mail_goes_to_the_log_and_stays_in_the_outbox() {
     let (_dir, store) = store().await;
     let (notifier, worker) = open(&store, &config()).await;
     notifier
-        .send_account_mail("a@example.org", "EcoCityHub sign-up", "Someone tried to sign up.")
+        .send_account_mail(
+            "a@example.org",
+            "EcoCityHub sign-up",
+            "Someone tried to sign up.",
+        )
         .await
         .unwrap();
     drain(&worker, &store, Duration::from_secs(5)).await;
     assert_eq!(store.delivery_counts().await.unwrap().delivered, 1);
-    assert_eq!(store.outbox("a@example.org").await.unwrap()[0].subject, "EcoCityHub sign-up");
+    assert_eq!(
+        store.outbox("a@example.org").await.unwrap()[0].subject,
+        "EcoCityHub sign-up"
+    );
 }
 
 fn web_push_server() -> Option<HelperServer> {
     let folder = tests_dir().join("web-push-testing");
     let installed = folder.join("node_modules/web-push-testing").is_dir()
-        && Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ecocityhub_testkit::require_that(installed, "npm's web-push-testing", "npm ci in crates/notify/tests/web-push-testing (needs node)") {
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ecocityhub_testkit::require_that(
+        installed,
+        "npm's web-push-testing",
+        "npm ci in crates/notify/tests/web-push-testing (needs node)",
+    ) {
         return None;
     }
     let mut cmd = Command::new("node");
     cmd.arg("server.js").current_dir(&folder);
-    Some(HelperServer::start(cmd, "listening on", Duration::from_secs(30)).expect("web-push-testing starts"))
+    Some(
+        HelperServer::start(cmd, "listening on", Duration::from_secs(30))
+            .expect("web-push-testing starts"),
+    )
 }
 
 #[tokio::test]
 async fn web_push_is_decrypted_by_web_push_testing_and_expired_subscriptions_are_removed() {
-    let Some(push) = web_push_server() else { return };
+    let Some(push) = web_push_server() else {
+        return;
+    };
     let (_dir, store) = store().await;
     user(&store, "u1").await;
     let (notifier, worker) = open(&store, &config()).await;
@@ -462,7 +578,10 @@ async fn web_push_is_decrypted_by_web_push_testing_and_expired_subscriptions_are
         })
         .await
         .unwrap();
-    assert_eq!(sub.subscription.status, "confirmed", "a browser's permission is its confirmation");
+    assert_eq!(
+        sub.subscription.status, "confirmed",
+        "a browser's permission is its confirmation"
+    );
     let m = Message::new(&topic, "alert.opened", "Air alert", "PM2.5 is unhealthy");
     notifier.publish(&topic, &m).await.unwrap();
     drain(&worker, &store, Duration::from_secs(10)).await;
@@ -483,13 +602,27 @@ async fn web_push_is_decrypted_by_web_push_testing_and_expired_subscriptions_are
     assert_eq!(event["text"], "PM2.5 is unhealthy");
 
     // The browser unsubscribed: the push service answers 410 and the subscription goes.
-    http.post(format!("{}/expire-subscription/{}", push.base_url(), data["clientHash"].as_str().unwrap()))
-        .send()
+    http.post(format!(
+        "{}/expire-subscription/{}",
+        push.base_url(),
+        data["clientHash"].as_str().unwrap()
+    ))
+    .send()
+    .await
+    .unwrap();
+    notifier
+        .publish(
+            &topic,
+            &Message::new(&topic, "alert.opened", "again", "again"),
+        )
         .await
         .unwrap();
-    notifier.publish(&topic, &Message::new(&topic, "alert.opened", "again", "again")).await.unwrap();
     drain(&worker, &store, Duration::from_secs(10)).await;
-    assert!(store.subscription(&sub.subscription.id).await.unwrap().is_none());
+    assert!(store
+        .subscription(&sub.subscription.id)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.delivery_counts().await.unwrap().dead, 0);
 }
 
@@ -511,11 +644,18 @@ async fn live_pages_get_events_and_replay_after_their_last_event_id() {
         })
         .await
         .unwrap();
-    let mut page = notifier.live.stream(store.clone(), "u1", None).await.unwrap();
+    let mut page = notifier
+        .live
+        .stream(store.clone(), "u1", None)
+        .await
+        .unwrap();
     let first = Message::new(&topic, "alert.opened", "one", "one");
     notifier.publish(&topic, &first).await.unwrap();
     drain(&worker, &store, Duration::from_secs(5)).await;
-    let event = tokio::time::timeout(Duration::from_secs(5), page.next()).await.unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), page.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(event.kind, "alert.opened");
     let data: Value = serde_json::from_str(&event.data).unwrap();
     assert_eq!(data["id"], json!(first.id));
@@ -523,24 +663,49 @@ async fn live_pages_get_events_and_replay_after_their_last_event_id() {
 
     // Two more while the page is closed; reconnecting with Last-Event-ID replays just those.
     for name in ["two", "three"] {
-        notifier.publish(&topic, &Message::new(&topic, "alert.opened", name, name)).await.unwrap();
+        notifier
+            .publish(&topic, &Message::new(&topic, "alert.opened", name, name))
+            .await
+            .unwrap();
     }
     drain(&worker, &store, Duration::from_secs(5)).await;
-    let mut page = notifier.live.stream(store.clone(), "u1", Some(event.id)).await.unwrap();
+    let mut page = notifier
+        .live
+        .stream(store.clone(), "u1", Some(event.id))
+        .await
+        .unwrap();
     let a = page.next().await.unwrap();
     let b = page.next().await.unwrap();
     assert!(a.id > event.id && b.id > a.id);
-    let subject = |e: &ecocityhub_notify::LiveEvent| serde_json::from_str::<Value>(&e.data).unwrap()["subject"].clone();
+    let subject = |e: &ecocityhub_notify::LiveEvent| {
+        serde_json::from_str::<Value>(&e.data).unwrap()["subject"].clone()
+    };
     assert_eq!((subject(&a), subject(&b)), (json!("two"), json!("three")));
     // And live ones follow.
-    notifier.publish(&topic, &Message::new(&topic, "alert.opened", "four", "four")).await.unwrap();
+    notifier
+        .publish(
+            &topic,
+            &Message::new(&topic, "alert.opened", "four", "four"),
+        )
+        .await
+        .unwrap();
     drain(&worker, &store, Duration::from_secs(5)).await;
-    let c = tokio::time::timeout(Duration::from_secs(5), page.next()).await.unwrap().unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(5), page.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(subject(&c), json!("four"));
 }
 
 fn station(id: &str, lat: f64, lon: f64) -> Station {
-    Station::new(StationId::parse(id).unwrap(), id.to_string(), GeoPoint::new(lat, lon).unwrap(), None, "Europe/London").unwrap()
+    Station::new(
+        StationId::parse(id).unwrap(),
+        id.to_string(),
+        GeoPoint::new(lat, lon).unwrap(),
+        None,
+        "Europe/London",
+    )
+    .unwrap()
 }
 
 fn pm25(station: &str, hour: i64, value: f64) -> Reading {
@@ -557,8 +722,14 @@ fn pm25(station: &str, hour: i64, value: f64) -> Reading {
 async fn a_rule_opens_one_episode_sends_once_and_clears() {
     let (_dir, store) = store().await;
     user(&store, "u1").await;
-    store.upsert_station(&station("s1", 51.5, -0.15)).await.unwrap();
-    store.upsert_station(&station("s2", 51.51, -0.15)).await.unwrap();
+    store
+        .upsert_station(&station("s1", 51.5, -0.15))
+        .await
+        .unwrap();
+    store
+        .upsert_station(&station("s2", 51.51, -0.15))
+        .await
+        .unwrap();
     let (notifier, worker) = open(&store, &config()).await;
     let live = notifier
         .subscribe(&SubscribeRequest {
@@ -572,22 +743,42 @@ async fn a_rule_opens_one_episode_sends_once_and_clears() {
         })
         .await
         .unwrap();
-    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default()).await.unwrap();
+    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default())
+        .await
+        .unwrap();
     let spec = |target| RuleSpec {
         target,
         measure: Measure::Pollutant(Parameter::Pm25),
         threshold: ecocityhub_domain::aqi::us_epa::Category::UnhealthyForSensitiveGroups,
-        trigger: Trigger::Measured { hold_minutes: 60, clear_minutes: 60, notify_clear: true, cooldown_minutes: 180 },
+        trigger: Trigger::Measured {
+            hold_minutes: 60,
+            clear_minutes: 60,
+            notify_clear: true,
+            cooldown_minutes: 180,
+        },
         timezone: "Europe/London".into(),
         quiet_hours: None,
         digest_at: None,
         label: Some("Home".into()),
     };
     let station_rule = spec(Target::Station("s1".into()));
-    let area_rule = spec(Target::Area { lat: 51.505, lon: -0.15, radius_km: 2.0 });
-    engine.check_rule("u1", &station_rule, &[live.subscription.id.clone()]).await.unwrap();
-    assert!(engine.check_rule("u1", &spec(Target::Station("nowhere".into())), &[]).await.is_err());
-    assert!(engine.check_rule("u1", &station_rule, &["sub_not_mine".into()]).await.is_err());
+    let area_rule = spec(Target::Area {
+        lat: 51.505,
+        lon: -0.15,
+        radius_km: 2.0,
+    });
+    engine
+        .check_rule("u1", &station_rule, &[live.subscription.id.clone()])
+        .await
+        .unwrap();
+    assert!(engine
+        .check_rule("u1", &spec(Target::Station("nowhere".into())), &[])
+        .await
+        .is_err());
+    assert!(engine
+        .check_rule("u1", &station_rule, &["sub_not_mine".into()])
+        .await
+        .is_err());
     for (id, s) in [("r_station", &station_rule), ("r_area", &area_rule)] {
         store
             .insert_rule(&AlertRuleRow {
@@ -618,12 +809,17 @@ async fn a_rule_opens_one_episode_sends_once_and_clears() {
         // The same batch again (a device's retry) changes nothing.
         engine.on_readings(&readings).await.unwrap();
     }
-    assert_eq!(events, 2, "the station rule and the area rule each open once");
+    assert_eq!(
+        events, 2,
+        "the station rule and the area rule each open once"
+    );
     assert_eq!(store.open_episodes().await.unwrap().len(), 2);
     drain(&worker, &store, Duration::from_secs(5)).await;
     let sent = store.live_events_after("u1", 0, 100).await.unwrap();
     assert_eq!(sent.len(), 2, "one message per rule and episode");
-    assert!(sent.iter().all(|e| e.message.subject.starts_with("Air quality alert")));
+    assert!(sent
+        .iter()
+        .all(|e| e.message.subject.starts_with("Air quality alert")));
 
     // Clean air: after the NowCast falls and an hour below, each episode clears with a message.
     for h in 20..40 {
@@ -635,10 +831,14 @@ async fn a_rule_opens_one_episode_sends_once_and_clears() {
     drain(&worker, &store, Duration::from_secs(5)).await;
     let sent = store.live_events_after("u1", 0, 100).await.unwrap();
     assert_eq!(sent.len(), 4);
-    assert!(sent[2..].iter().all(|e| e.message.subject == "Air quality alert over"));
+    assert!(sent[2..]
+        .iter()
+        .all(|e| e.message.subject == "Air quality alert over"));
 
     // A restart reloads the state: no episode reopens, nothing is sent twice.
-    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default()).await.unwrap();
+    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default())
+        .await
+        .unwrap();
     readings = vec![pm25("s1", 40, 2.0)];
     store.insert_readings(&readings).await.unwrap();
     assert_eq!(engine.on_readings(&readings).await.unwrap().events, 0);
@@ -652,7 +852,10 @@ async fn a_rule_opens_one_episode_sends_once_and_clears() {
 async fn forecast_rules_send_once_per_day_and_digests_collect_alerts() {
     let (_dir, store) = store().await;
     user(&store, "u1").await;
-    store.upsert_station(&station("s1", 51.5, -0.15)).await.unwrap();
+    store
+        .upsert_station(&station("s1", 51.5, -0.15))
+        .await
+        .unwrap();
     let (notifier, worker) = open(&store, &config()).await;
     let live = notifier
         .subscribe(&SubscribeRequest {
@@ -693,27 +896,56 @@ async fn forecast_rules_send_once_per_day_and_digests_collect_alerts() {
             .await
             .unwrap();
     }
-    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default()).await.unwrap();
+    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default())
+        .await
+        .unwrap();
     let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
-    let hours: Vec<_> = (0..36).map(|h| (now + chrono::Duration::hours(h), if h == 20 { 170 } else { 60 })).collect();
+    let hours: Vec<_> = (0..36)
+        .map(|h| {
+            (
+                now + chrono::Duration::hours(h),
+                if h == 20 { 170 } else { 60 },
+            )
+        })
+        .collect();
     assert_eq!(engine.on_forecast("s1", &hours, now).await.unwrap(), 2);
-    assert_eq!(engine.on_forecast("s1", &hours, now).await.unwrap(), 0, "once per forecast day");
+    assert_eq!(
+        engine.on_forecast("s1", &hours, now).await.unwrap(),
+        0,
+        "once per forecast day"
+    );
     drain(&worker, &store, Duration::from_secs(5)).await;
-    assert_eq!(store.live_events_after("u1", 0, 10).await.unwrap().len(), 1, "the digest rule waits");
+    assert_eq!(
+        store.live_events_after("u1", 0, 10).await.unwrap().len(),
+        1,
+        "the digest rule waits"
+    );
     // The digest goes out at the next 08:00 local after the alert was collected.
     assert_eq!(engine.send_digests(Utc::now()).await.unwrap(), 0);
-    assert_eq!(engine.send_digests(Utc::now() + chrono::Duration::days(1)).await.unwrap(), 1);
+    assert_eq!(
+        engine
+            .send_digests(Utc::now() + chrono::Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
     drain(&worker, &store, Duration::from_secs(5)).await;
     let sent = store.live_events_after("u1", 0, 10).await.unwrap();
     assert_eq!(sent.len(), 2);
-    assert_eq!(sent[1].message.subject, "Your EcoCityHub air quality digest");
+    assert_eq!(
+        sent[1].message.subject,
+        "Your EcoCityHub air quality digest"
+    );
 }
 
 #[tokio::test]
 async fn operators_hear_of_silent_stations_and_anomaly_bursts_once() {
     let (_dir, store) = store().await;
     user(&store, "op").await;
-    store.upsert_station(&station("s1", 51.5, -0.15)).await.unwrap();
+    store
+        .upsert_station(&station("s1", 51.5, -0.15))
+        .await
+        .unwrap();
     let (notifier, worker) = open(&store, &config()).await;
     notifier
         .subscribe(&SubscribeRequest {
@@ -727,20 +959,62 @@ async fn operators_hear_of_silent_stations_and_anomaly_bursts_once() {
         })
         .await
         .unwrap();
-    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default()).await.unwrap();
+    let engine = RuleEngine::load(store.clone(), notifier.clone(), Default::default())
+        .await
+        .unwrap();
     store.insert_readings(&[pm25("s1", 0, 5.0)]).await.unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
-    assert_eq!(engine.check_silent_stations(t0 + chrono::Duration::hours(2)).await.unwrap(), (0, 0));
-    assert_eq!(engine.check_silent_stations(t0 + chrono::Duration::hours(4)).await.unwrap(), (1, 0));
-    assert_eq!(engine.check_silent_stations(t0 + chrono::Duration::hours(5)).await.unwrap(), (0, 0), "already open");
+    assert_eq!(
+        engine
+            .check_silent_stations(t0 + chrono::Duration::hours(2))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        engine
+            .check_silent_stations(t0 + chrono::Duration::hours(4))
+            .await
+            .unwrap(),
+        (1, 0)
+    );
+    assert_eq!(
+        engine
+            .check_silent_stations(t0 + chrono::Duration::hours(5))
+            .await
+            .unwrap(),
+        (0, 0),
+        "already open"
+    );
     store.insert_readings(&[pm25("s1", 5, 5.0)]).await.unwrap();
-    assert_eq!(engine.check_silent_stations(t0 + chrono::Duration::hours(5)).await.unwrap(), (0, 1));
-    let flags: Vec<(String, i64)> = (0..6).map(|i| ("s1".to_string(), t0.timestamp() + i * 60)).collect();
+    assert_eq!(
+        engine
+            .check_silent_stations(t0 + chrono::Duration::hours(5))
+            .await
+            .unwrap(),
+        (0, 1)
+    );
+    let flags: Vec<(String, i64)> = (0..6)
+        .map(|i| ("s1".to_string(), t0.timestamp() + i * 60))
+        .collect();
     let at = t0 + chrono::Duration::minutes(10);
-    assert_eq!(engine.check_anomaly_bursts(&flags, at).await.unwrap(), (1, 0));
-    assert_eq!(engine.check_anomaly_bursts(&flags, at).await.unwrap(), (0, 0));
+    assert_eq!(
+        engine.check_anomaly_bursts(&flags, at).await.unwrap(),
+        (1, 0)
+    );
+    assert_eq!(
+        engine.check_anomaly_bursts(&flags, at).await.unwrap(),
+        (0, 0)
+    );
     drain(&worker, &store, Duration::from_secs(5)).await;
     let sent = store.live_events_after("op", 0, 10).await.unwrap();
     let subjects: Vec<&str> = sent.iter().map(|e| e.message.subject.as_str()).collect();
-    assert_eq!(subjects, ["Station s1 is silent", "Station s1 is reporting again", "Anomalies at station s1"]);
+    assert_eq!(
+        subjects,
+        [
+            "Station s1 is silent",
+            "Station s1 is reporting again",
+            "Anomalies at station s1"
+        ]
+    );
 }

@@ -159,11 +159,18 @@ pub struct ClaimedDelivery {
 pub enum DeliveryOutcome {
     Delivered,
     /// Try again at `at_ms`.
-    Retry { at_ms: i64, error: String },
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
     /// The last attempt failed: a dead letter.
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
     /// The destination is gone: the delivery is discarded and its subscription deleted.
-    Gone { error: String },
+    Gone {
+        error: String,
+    },
 }
 
 /// Counts of deliveries by status, for the admin page and health checks.

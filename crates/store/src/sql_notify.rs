@@ -13,8 +13,8 @@ use sqlx::{Any, Row, Transaction};
 use crate::identity::VerificationCode;
 use crate::notify::{
     AlertRuleRow, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, DeliveryStatus,
-    DigestItemRow, EpisodeChange, EpisodeNotice, EpisodeRow, LiveEventRow, MessageRow,
-    NewDelivery, NotifyStore, SubscriptionRow, TopicRow,
+    DigestItemRow, EpisodeChange, EpisodeNotice, EpisodeRow, LiveEventRow, MessageRow, NewDelivery,
+    NotifyStore, SubscriptionRow, TopicRow,
 };
 use crate::sql::{opt_time, time};
 use crate::{Backend, Result, SqlStore, Store, StoreError};
@@ -201,7 +201,14 @@ async fn insert_deliveries(
                 let b = i * 8;
                 format!(
                     "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
                 )
             })
             .collect::<Vec<_>>()
@@ -565,9 +572,13 @@ impl NotifyStore for SqlStore {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let outbox_id = insert_message(&mut tx, message).await?;
-        let written =
-            insert_deliveries(&mut tx, outbox_id, deliveries, message.created_at.timestamp())
-                .await?;
+        let written = insert_deliveries(
+            &mut tx,
+            outbox_id,
+            deliveries,
+            message.created_at.timestamp(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(written)
     }

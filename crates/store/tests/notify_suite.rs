@@ -48,7 +48,13 @@ async fn topic(store: &SqlStore, id: &str) {
         .unwrap();
 }
 
-fn subscription(id: &str, topic: &str, owner: &str, protocol: &str, endpoint: &str) -> SubscriptionRow {
+fn subscription(
+    id: &str,
+    topic: &str,
+    owner: &str,
+    protocol: &str,
+    endpoint: &str,
+) -> SubscriptionRow {
     SubscriptionRow {
         id: id.into(),
         topic_id: topic.into(),
@@ -109,7 +115,11 @@ async fn subscriptions_confirm_within_three_days(store: SqlStore) {
     second.topic_id = "station:s2".into();
     second.confirm_token_hash = Some("hash2".into());
     store.insert_subscription(&second).await.unwrap();
-    assert!(store.confirmed_subscriptions("station:s1").await.unwrap().is_empty());
+    assert!(store
+        .confirmed_subscriptions("station:s1")
+        .await
+        .unwrap()
+        .is_empty());
     assert!(!store
         .endpoint_confirmed("u1", "webhook", "https://h.example/x")
         .await
@@ -121,7 +131,11 @@ async fn subscriptions_confirm_within_three_days(store: SqlStore) {
         .await
         .unwrap()
         .is_none());
-    assert!(store.confirm_subscription("nope", t0()).await.unwrap().is_none());
+    assert!(store
+        .confirm_subscription("nope", t0())
+        .await
+        .unwrap()
+        .is_none());
     let confirmed = store
         .confirm_subscription("hash1", t0() + Duration::days(2))
         .await
@@ -138,7 +152,11 @@ async fn subscriptions_confirm_within_three_days(store: SqlStore) {
         .await
         .unwrap());
     // A token works once.
-    assert!(store.confirm_subscription("hash1", t0()).await.unwrap().is_none());
+    assert!(store
+        .confirm_subscription("hash1", t0())
+        .await
+        .unwrap()
+        .is_none());
 
     assert!(store
         .set_filter_policy("sub1", Some(r#"{"aqi":[{"numeric":[">=",101]}]}"#))
@@ -160,7 +178,13 @@ async fn subscriptions_confirm_within_three_days(store: SqlStore) {
     stale.endpoint = "https://other.example/".into();
     stale.confirm_token_hash = Some("hash3".into());
     store.insert_subscription(&stale).await.unwrap();
-    assert_eq!(store.purge_unconfirmed(t0() + Duration::days(4)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .purge_unconfirmed(t0() + Duration::days(4))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(store.subscription("sub3").await.unwrap().is_none());
     assert!(store.delete_subscription("sub2").await.unwrap());
     assert!(!store.delete_subscription("sub2").await.unwrap());
@@ -179,7 +203,13 @@ async fn publish_keeps_ids_and_drops_repeated_keys(store: SqlStore) {
     again.subject = "again".into();
     assert_eq!(store.publish(&again, &[d.clone()]).await.unwrap(), 0);
     // The same message id again keeps the first message.
-    assert_eq!(store.publish(&m, &[delivery(&sub, None, t0())]).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .publish(&m, &[delivery(&sub, None, t0())])
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(store.message("m1").await.unwrap().unwrap(), m);
     let claimed = store.claim_deliveries(ms(t0()), 30_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
@@ -215,15 +245,27 @@ async fn leases_retries_dead_letters_and_redrives(store: SqlStore) {
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].attempts, 1);
     // Within the lease nobody else gets it.
-    assert!(store.claim_deliveries(now + 29_999, 30_000, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim_deliveries(now + 29_999, 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     // The lease expires (the worker was killed): the row is claimed again, the old holder's
     // outcome is refused.
-    let second = store.claim_deliveries(now + 30_000, 30_000, 10).await.unwrap();
+    let second = store
+        .claim_deliveries(now + 30_000, 30_000, 10)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].attempts, 2);
     assert_ne!(first[0].lease_token, second[0].lease_token);
     assert!(!store
-        .complete_delivery(first[0].id, &first[0].lease_token, &DeliveryOutcome::Delivered, t0())
+        .complete_delivery(
+            first[0].id,
+            &first[0].lease_token,
+            &DeliveryOutcome::Delivered,
+            t0()
+        )
         .await
         .unwrap());
     // A failure schedules a retry with its error.
@@ -232,12 +274,19 @@ async fn leases_retries_dead_letters_and_redrives(store: SqlStore) {
         .complete_delivery(
             second[0].id,
             &second[0].lease_token,
-            &DeliveryOutcome::Retry { at_ms: retry_at, error: "HTTP 503".into() },
+            &DeliveryOutcome::Retry {
+                at_ms: retry_at,
+                error: "HTTP 503".into()
+            },
             t0(),
         )
         .await
         .unwrap());
-    assert!(store.claim_deliveries(retry_at - 1, 30_000, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim_deliveries(retry_at - 1, 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let third = store.claim_deliveries(retry_at, 30_000, 10).await.unwrap();
     assert_eq!(third[0].attempts, 3);
     let counts = store.delivery_counts().await.unwrap();
@@ -247,12 +296,17 @@ async fn leases_retries_dead_letters_and_redrives(store: SqlStore) {
         .complete_delivery(
             third[0].id,
             &third[0].lease_token,
-            &DeliveryOutcome::Dead { error: "HTTP 500".into() },
+            &DeliveryOutcome::Dead {
+                error: "HTTP 500".into()
+            },
             t0(),
         )
         .await
         .unwrap());
-    let dead = store.deliveries(Some(DeliveryStatus::Dead), None, 10).await.unwrap();
+    let dead = store
+        .deliveries(Some(DeliveryStatus::Dead), None, 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].message_id, "m1");
     assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
@@ -266,13 +320,21 @@ async fn leases_retries_dead_letters_and_redrives(store: SqlStore) {
     assert_eq!(later[0].message.id, "m2");
     // Re-driven, it is due again with a fresh count, and the same message id.
     assert!(store.redrive(dead[0].id, retry_at).await.unwrap());
-    assert!(!store.redrive(dead[0].id, retry_at).await.unwrap(), "no longer dead");
+    assert!(
+        !store.redrive(dead[0].id, retry_at).await.unwrap(),
+        "no longer dead"
+    );
     let again = store.claim_deliveries(retry_at, 30_000, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].message.id, "m1");
     assert!(store
-        .complete_delivery(again[0].id, &again[0].lease_token, &DeliveryOutcome::Delivered, t0())
+        .complete_delivery(
+            again[0].id,
+            &again[0].lease_token,
+            &DeliveryOutcome::Delivered,
+            t0()
+        )
         .await
         .unwrap());
     let row = store.delivery(again[0].id).await.unwrap().unwrap();
@@ -290,9 +352,21 @@ async fn leases_retries_dead_letters_and_redrives(store: SqlStore) {
 async fn redrive_all_and_gone_destinations(store: SqlStore) {
     user(&store, "u1").await;
     topic(&store, "station:s1").await;
-    let push = subscription("push1", "station:s1", "u1", "webpush", "http://push.example/1");
+    let push = subscription(
+        "push1",
+        "station:s1",
+        "u1",
+        "webpush",
+        "http://push.example/1",
+    );
     store.insert_subscription(&push).await.unwrap();
-    let hook = subscription("hook1", "station:s1", "u1", "webhook", "https://h.example/x");
+    let hook = subscription(
+        "hook1",
+        "station:s1",
+        "u1",
+        "webhook",
+        "https://h.example/x",
+    );
     store.insert_subscription(&hook).await.unwrap();
     store
         .publish(
@@ -306,16 +380,37 @@ async fn redrive_all_and_gone_destinations(store: SqlStore) {
     assert_eq!(p.protocol, "webpush");
     // The push service says 410: the subscription is removed.
     assert!(store
-        .complete_delivery(p.id, &p.lease_token, &DeliveryOutcome::Gone { error: "HTTP 410".into() }, t0())
+        .complete_delivery(
+            p.id,
+            &p.lease_token,
+            &DeliveryOutcome::Gone {
+                error: "HTTP 410".into()
+            },
+            t0()
+        )
         .await
         .unwrap());
     assert!(store.subscription("push1").await.unwrap().is_none());
     assert!(store
-        .complete_delivery(h.id, &h.lease_token, &DeliveryOutcome::Dead { error: "timeout".into() }, t0())
+        .complete_delivery(
+            h.id,
+            &h.lease_token,
+            &DeliveryOutcome::Dead {
+                error: "timeout".into()
+            },
+            t0()
+        )
         .await
         .unwrap());
     assert_eq!(store.redrive_all(ms(t0())).await.unwrap(), 1);
-    assert_eq!(store.claim_deliveries(ms(t0()), 30_000, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim_deliveries(ms(t0()), 30_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn concurrent_claimers_never_share_a_delivery(store: SqlStore) {
@@ -326,7 +421,10 @@ async fn concurrent_claimers_never_share_a_delivery(store: SqlStore) {
     let deliveries: Vec<NewDelivery> = (0..300)
         .map(|i| delivery(&sub, Some(&format!("k{i}")), t0()))
         .collect();
-    store.publish(&message("m1", "station:s1"), &deliveries).await.unwrap();
+    store
+        .publish(&message("m1", "station:s1"), &deliveries)
+        .await
+        .unwrap();
     let store = Arc::new(store);
     let mut tasks = Vec::new();
     for _ in 0..6 {
@@ -353,7 +451,10 @@ async fn concurrent_claimers_never_share_a_delivery(store: SqlStore) {
     for t in tasks {
         for id in t.await.unwrap() {
             total += 1;
-            assert!(seen.insert(id), "delivery {id} claimed twice within its lease");
+            assert!(
+                seen.insert(id),
+                "delivery {id} claimed twice within its lease"
+            );
         }
     }
     assert_eq!(total, 300);
@@ -398,7 +499,10 @@ async fn codes_and_their_mail_commit_together(store: SqlStore) {
         not_before_ms: ms(t0()),
     };
     store.put_code_with_mail(&code, &mail, &d).await.unwrap();
-    assert_eq!(store.code("a@example.org", "confirm").await.unwrap(), Some(code));
+    assert_eq!(
+        store.code("a@example.org", "confirm").await.unwrap(),
+        Some(code)
+    );
     let outbox = store.outbox("a@example.org").await.unwrap();
     assert_eq!(outbox.len(), 2);
     assert_eq!(outbox[0], legacy);
@@ -434,13 +538,18 @@ async fn live_events_replay_after_an_id(store: SqlStore) {
     }
     let all = store.live_events_after("u1", 0, 100).await.unwrap();
     assert_eq!(
-        all.iter().map(|e| e.message.id.as_str()).collect::<Vec<_>>(),
+        all.iter()
+            .map(|e| e.message.id.as_str())
+            .collect::<Vec<_>>(),
         ["m0", "m1", "m2"]
     );
     let after = store.live_events_after("u1", all[0].id, 100).await.unwrap();
     assert_eq!(after.len(), 2);
     assert_eq!(after[0].message.id, "m1");
-    assert_eq!(store.live_events_after("u2", 0, 100).await.unwrap().len(), 3);
+    assert_eq!(
+        store.live_events_after("u2", 0, 100).await.unwrap().len(),
+        3
+    );
 }
 
 async fn rules_episodes_and_digests(store: SqlStore) {
@@ -475,22 +584,39 @@ async fn rules_episodes_and_digests(store: SqlStore) {
         deliveries: vec![delivery(&sub, Some("r1:r1:1:open:sub1"), t0())],
     };
     store
-        .record_episode(Some(("r1", r#"{"open":"r1:1"}"#)), &EpisodeChange::Open(episode.clone()), &notice)
+        .record_episode(
+            Some(("r1", r#"{"open":"r1:1"}"#)),
+            &EpisodeChange::Open(episode.clone()),
+            &notice,
+        )
         .await
         .unwrap();
     // The same transition again (a crash before the evaluator saw it commit) sends nothing new.
     store
-        .record_episode(Some(("r1", r#"{"open":"r1:1"}"#)), &EpisodeChange::Open(episode.clone()), &notice)
+        .record_episode(
+            Some(("r1", r#"{"open":"r1:1"}"#)),
+            &EpisodeChange::Open(episode.clone()),
+            &notice,
+        )
         .await
         .unwrap();
     assert_eq!(store.open_episodes().await.unwrap(), vec![episode.clone()]);
-    assert_eq!(store.rule("r1").await.unwrap().unwrap().state, r#"{"open":"r1:1"}"#);
+    assert_eq!(
+        store.rule("r1").await.unwrap().unwrap().state,
+        r#"{"open":"r1:1"}"#
+    );
     assert_eq!(store.delivery_counts().await.unwrap().pending, 1);
     store
         .record_episode(
             Some(("r1", "{}")),
-            &EpisodeChange::Close { id: "r1:1".into(), closed_at: t0() + Duration::hours(3) },
-            &EpisodeNotice::DigestLine { rule_id: "r1".into(), line: "cleared".into() },
+            &EpisodeChange::Close {
+                id: "r1:1".into(),
+                closed_at: t0() + Duration::hours(3),
+            },
+            &EpisodeNotice::DigestLine {
+                rule_id: "r1".into(),
+                line: "cleared".into(),
+            },
         )
         .await
         .unwrap();
@@ -516,7 +642,10 @@ async fn rules_episodes_and_digests(store: SqlStore) {
     rule.channels = vec![];
     assert!(store.update_rule(&rule).await.unwrap());
     assert!(store.active_rules().await.unwrap().is_empty());
-    assert_eq!(store.rules_of("u1").await.unwrap()[0].channels, Vec::<String>::new());
+    assert_eq!(
+        store.rules_of("u1").await.unwrap()[0].channels,
+        Vec::<String>::new()
+    );
     assert!(store.delete_rule("r1").await.unwrap());
     assert!(store.rule("r1").await.unwrap().is_none());
 }

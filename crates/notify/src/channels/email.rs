@@ -135,7 +135,10 @@ impl Mailer {
                 .header(ListUnsubscribePost);
             text.push_str(&format!("\n\n--\nUnsubscribe: {url}\n"));
             html = html.map(|h| {
-                format!("{h}\n<hr><p><a href=\"{}\">Unsubscribe</a></p>", escape(url))
+                format!(
+                    "{h}\n<hr><p><a href=\"{}\">Unsubscribe</a></p>",
+                    escape(url)
+                )
             });
         }
         let html = html.unwrap_or_else(|| format!("<pre>{}</pre>", escape(&text)));
@@ -194,30 +197,57 @@ mod tests {
     #[test]
     fn subscription_mail_has_both_parts_and_one_click_unsubscribe() {
         let from: Mailbox = "EcoCityHub <alerts@city.example>".parse().unwrap();
-        let raw = String::from_utf8(Mailer::build(&from, &mail(true)).unwrap().formatted()).unwrap();
-        assert!(raw.contains("List-Unsubscribe: <https://city.example/unsubscribe/tok>"), "{raw}");
+        let raw =
+            String::from_utf8(Mailer::build(&from, &mail(true)).unwrap().formatted()).unwrap();
+        assert!(
+            raw.contains("List-Unsubscribe: <https://city.example/unsubscribe/tok>"),
+            "{raw}"
+        );
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
         assert!(raw.contains("Message-ID: <msg_1@city.example>"));
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("text/plain") && raw.contains("text/html"));
         let plain = Mailer::build(&from, &mail(false)).unwrap().formatted();
-        assert!(!String::from_utf8(plain).unwrap().contains("List-Unsubscribe"));
+        assert!(!String::from_utf8(plain)
+            .unwrap()
+            .contains("List-Unsubscribe"));
     }
 
     /// (The SMTP pool starts a task, so building a mailer needs a runtime.)
     #[tokio::test]
     async fn configuration_is_checked() {
-        assert!(matches!(Mailer::from_config(&MailConfig::default()), Ok(Mailer::Log)));
-        let no_from = MailConfig { smtp_url: Some("smtp://127.0.0.1:2525".into()), from: None };
-        assert!(matches!(Mailer::from_config(&no_from), Err(MailConfigError::NoFrom)));
-        let bad = MailConfig { smtp_url: Some("gopher://x".into()), from: Some("a@b.org".into()) };
-        assert!(matches!(Mailer::from_config(&bad), Err(MailConfigError::Url(_))));
+        assert!(matches!(
+            Mailer::from_config(&MailConfig::default()),
+            Ok(Mailer::Log)
+        ));
+        let no_from = MailConfig {
+            smtp_url: Some("smtp://127.0.0.1:2525".into()),
+            from: None,
+        };
+        assert!(matches!(
+            Mailer::from_config(&no_from),
+            Err(MailConfigError::NoFrom)
+        ));
+        let bad = MailConfig {
+            smtp_url: Some("gopher://x".into()),
+            from: Some("a@b.org".into()),
+        };
+        assert!(matches!(
+            Mailer::from_config(&bad),
+            Err(MailConfigError::Url(_))
+        ));
         let ok = MailConfig {
             smtp_url: Some("smtps://user:pass@smtp.example.org".into()),
             from: Some("EcoCityHub <a@b.org>".into()),
         };
         assert!(Mailer::from_config(&ok).unwrap().is_smtp());
-        let bad_from = MailConfig { from: Some("not an address".into()), ..ok };
-        assert!(matches!(Mailer::from_config(&bad_from), Err(MailConfigError::From(_))));
+        let bad_from = MailConfig {
+            from: Some("not an address".into()),
+            ..ok
+        };
+        assert!(matches!(
+            Mailer::from_config(&bad_from),
+            Err(MailConfigError::From(_))
+        ));
     }
 }

@@ -53,17 +53,22 @@ impl Channels {
         match Protocol::parse(&d.protocol) {
             Some(Protocol::Email) => self.mail.send(&self.mail_for(d, &message)).await,
             Some(Protocol::Webhook) => {
-                let sub = d
-                    .subscription
-                    .as_ref()
-                    .ok_or_else(|| SendError::Permanent("a webhook needs its subscription".into()))?;
+                let sub = d.subscription.as_ref().ok_or_else(|| {
+                    SendError::Permanent("a webhook needs its subscription".into())
+                })?;
                 let now = Utc::now();
                 let mut secrets: Vec<&str> = sub.secret.as_deref().into_iter().collect();
                 if sub.previous_secret_until.is_some_and(|until| until > now) {
                     secrets.extend(sub.previous_secret.as_deref());
                 }
                 self.webhooks
-                    .send(&d.endpoint, &secrets, &message.id, d.message.payload.as_bytes(), now)
+                    .send(
+                        &d.endpoint,
+                        &secrets,
+                        &message.id,
+                        d.message.payload.as_bytes(),
+                        now,
+                    )
                     .await
             }
             Some(Protocol::WebPush) => {
@@ -75,8 +80,11 @@ impl Channels {
                     .subscription
                     .as_ref()
                     .and_then(|s| s.endpoint_keys.as_deref())
-                    .ok_or_else(|| SendError::Permanent("a push subscription without keys".into()))?;
-                push.send(&d.endpoint, keys, d.message.payload.as_bytes()).await
+                    .ok_or_else(|| {
+                        SendError::Permanent("a push subscription without keys".into())
+                    })?;
+                push.send(&d.endpoint, keys, d.message.payload.as_bytes())
+                    .await
             }
             Some(Protocol::Live) => {
                 let user = d

@@ -68,7 +68,8 @@ impl VapidKeys {
             .decode(b64)
             .map_err(|e| PushKeyError::BadKey(e.to_string()))?;
         Ok(VapidKeys {
-            pair: ES256KeyPair::from_bytes(&raw).map_err(|e| PushKeyError::BadKey(e.to_string()))?,
+            pair: ES256KeyPair::from_bytes(&raw)
+                .map_err(|e| PushKeyError::BadKey(e.to_string()))?,
         })
     }
 
@@ -82,7 +83,9 @@ impl VapidKeys {
             return VapidKeys::from_private(&stored);
         }
         let fresh = VapidKeys::generate();
-        let kept = store.init_setting(VAPID_SETTING, &fresh.private_b64()).await?;
+        let kept = store
+            .init_setting(VAPID_SETTING, &fresh.private_b64())
+            .await?;
         VapidKeys::from_private(&kept)
     }
 
@@ -157,7 +160,10 @@ impl PushSender {
         for (name, value) in &parts.headers {
             post = post.header(name.as_str(), value.as_bytes());
         }
-        let response = post.send().await.map_err(|e| SendError::Retry(e.to_string()))?;
+        let response = post
+            .send()
+            .await
+            .map_err(|e| SendError::Retry(e.to_string()))?;
         classify_status(response.status().as_u16())
     }
 }
@@ -190,7 +196,10 @@ mod tests {
 
     #[test]
     fn subscription_keys_are_checked() {
-        let bad = SubscriptionKeys { p256dh: "AAAA".into(), auth: "AAAA".into() };
+        let bad = SubscriptionKeys {
+            p256dh: "AAAA".into(),
+            auth: "AAAA".into(),
+        };
         assert!(bad.decode().is_err());
         let k = VapidKeys::generate();
         let good = SubscriptionKeys {
@@ -198,7 +207,10 @@ mod tests {
             auth: URL_SAFE_NO_PAD.encode([7u8; 16]),
         };
         assert!(good.decode().is_ok());
-        let short = SubscriptionKeys { auth: URL_SAFE_NO_PAD.encode([7u8; 8]), ..good };
+        let short = SubscriptionKeys {
+            auth: URL_SAFE_NO_PAD.encode([7u8; 8]),
+            ..good
+        };
         assert!(short.decode().is_err());
         assert!(matches!(classify_status(410), Err(SendError::Gone(_))));
         assert!(matches!(classify_status(404), Err(SendError::Gone(_))));
