@@ -427,7 +427,7 @@ impl RuleEngine {
         Ok((
             change,
             EpisodeNotice::Message {
-                message: message.to_row("topic", &message.topic),
+                message: Box::new(message.to_row("topic", &message.topic)),
                 deliveries,
             },
         ))
@@ -484,7 +484,7 @@ impl RuleEngine {
                     .and_then(|q| q.release(spec.tz().ok()?, Utc::now()));
                 let subs = self.channels_of(&row).await?;
                 EpisodeNotice::Message {
-                    message: message.to_row("topic", &message.topic),
+                    message: Box::new(message.to_row("topic", &message.topic)),
                     deliveries: deliveries_for(&message, &subs, &id_text, not_before),
                 }
             };
@@ -727,7 +727,7 @@ impl RuleEngine {
                 None,
                 &change,
                 &EpisodeNotice::Message {
-                    message: message.to_row("topic", &topic.id),
+                    message: Box::new(message.to_row("topic", &topic.id)),
                     deliveries,
                 },
             )

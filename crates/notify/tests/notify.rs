@@ -768,7 +768,11 @@ async fn a_rule_opens_one_episode_sends_once_and_clears() {
         radius_km: 2.0,
     });
     engine
-        .check_rule("u1", &station_rule, &[live.subscription.id.clone()])
+        .check_rule(
+            "u1",
+            &station_rule,
+            std::slice::from_ref(&live.subscription.id),
+        )
         .await
         .unwrap();
     assert!(engine

@@ -236,7 +236,7 @@ pub enum EpisodeChange {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EpisodeNotice {
     Message {
-        message: MessageRow,
+        message: Box<MessageRow>,
         deliveries: Vec<NewDelivery>,
     },
     DigestLine {

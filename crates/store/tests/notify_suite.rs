@@ -197,11 +197,20 @@ async fn publish_keeps_ids_and_drops_repeated_keys(store: SqlStore) {
     store.insert_subscription(&sub).await.unwrap();
     let m = message("m1", "station:s1");
     let d = delivery(&sub, Some("rule1:ep1:sub1"), t0());
-    assert_eq!(store.publish(&m, &[d.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        store.publish(&m, std::slice::from_ref(&d)).await.unwrap(),
+        1
+    );
     // The rule fires again for the same episode: same key, nothing new.
     let mut again = message("m2", "station:s1");
     again.subject = "again".into();
-    assert_eq!(store.publish(&again, &[d.clone()]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .publish(&again, std::slice::from_ref(&d))
+            .await
+            .unwrap(),
+        0
+    );
     // The same message id again keeps the first message.
     assert_eq!(
         store
@@ -580,7 +589,7 @@ async fn rules_episodes_and_digests(store: SqlStore) {
         detail: r#"{"aqi":160}"#.into(),
     };
     let notice = EpisodeNotice::Message {
-        message: message("r1:1:open", "station:s1"),
+        message: Box::new(message("r1:1:open", "station:s1")),
         deliveries: vec![delivery(&sub, Some("r1:r1:1:open:sub1"), t0())],
     };
     store
