@@ -50,12 +50,13 @@ async fn main() {
         .await
         .expect("rules");
     println!(
-        "ingest with {} rules: {:.0} readings/s vs {:.0} without ({:+.1} %), evaluation {:.3} ms per batch of {}",
+        "ingest with {} rules: {:.0} readings/s vs {:.0} without ({:+.1} %), evaluation {:.3} ms per batch of {} ({:.1} % of the time)",
         cost.rules,
         cost.throughput_with,
         cost.throughput_without,
         -cost.slowdown * 100.0,
         cost.evaluation_per_batch.as_secs_f64() * 1e3,
-        cost.batch_size
+        cost.batch_size,
+        cost.evaluation_share * 100.0
     );
 }

@@ -41,6 +41,8 @@ struct LoadedRule {
     row: AlertRuleRow,
     spec: RuleSpec,
     state: RuleState,
+    /// The stations it watches (an area's, found once at load).
+    stations: Vec<String>,
 }
 
 /// One station's recent hourly means per pollutant and its newest daily means.
@@ -139,7 +141,8 @@ struct EngineState {
     /// Station id → the rules that watch it.
     by_station: HashMap<String, Vec<String>>,
     stations: HashMap<String, Station>,
-    daily_series: BTreeSet<(String, Parameter)>,
+    /// Station id → its series of daily means.
+    daily_series: HashMap<String, BTreeSet<Parameter>>,
     windows: HashMap<String, StationWindow>,
     current: HashMap<String, StationIndex>,
 }
@@ -220,19 +223,32 @@ impl RuleEngine {
                 continue;
             };
             let state: RuleState = serde_json::from_str(&row.state).unwrap_or_default();
-            for station in stations_of(&spec, &stations) {
-                by_station.entry(station).or_default().push(row.id.clone());
+            let watched = stations_of(&spec, &stations);
+            for station in &watched {
+                by_station
+                    .entry(station.clone())
+                    .or_default()
+                    .push(row.id.clone());
             }
-            rules.insert(row.id.clone(), LoadedRule { row, spec, state });
+            rules.insert(
+                row.id.clone(),
+                LoadedRule {
+                    row,
+                    spec,
+                    state,
+                    stations: watched,
+                },
+            );
         }
-        let daily_series: BTreeSet<(String, Parameter)> = self
-            .store
-            .series()
-            .await?
-            .into_iter()
-            .filter(|s| s.period_seconds.is_some_and(|p| p >= 86_400))
-            .map(|s| (s.station.as_str().to_string(), s.parameter))
-            .collect();
+        let mut daily_series: HashMap<String, BTreeSet<Parameter>> = HashMap::new();
+        for s in self.store.series().await? {
+            if s.period_seconds.is_some_and(|p| p >= 86_400) {
+                daily_series
+                    .entry(s.station.as_str().to_string())
+                    .or_default()
+                    .insert(s.parameter);
+            }
+        }
         let mut state = self.state.lock().await;
         let unprimed: Vec<String> = by_station
             .keys()
@@ -296,14 +312,21 @@ impl RuleEngine {
             stats.watched_readings += 1;
             let daily = state
                 .daily_series
-                .contains(&(station.to_string(), r.parameter));
-            state.windows.entry(station.to_string()).or_default().add(
-                r.parameter,
-                r.time.timestamp(),
-                r.value,
-                daily,
-            );
-            touched.insert(station.to_string());
+                .get(station)
+                .is_some_and(|d| d.contains(&r.parameter));
+            let (ts, value) = (r.time.timestamp(), r.value);
+            match state.windows.get_mut(station) {
+                Some(w) => w.add(r.parameter, ts, value, daily),
+                None => state.windows.entry(station.to_string()).or_default().add(
+                    r.parameter,
+                    ts,
+                    value,
+                    daily,
+                ),
+            }
+            if !touched.contains(station) {
+                touched.insert(station.to_string());
+            }
         }
         let mut rule_ids: BTreeSet<String> = BTreeSet::new();
         for station in &touched {
@@ -332,17 +355,22 @@ impl RuleEngine {
             return Ok(false);
         }
         // An area's value is its worst station's.
-        let obs = stations_of(&rule.spec, &state.stations)
+        let obs = rule
+            .stations
             .iter()
             .filter_map(|s| state.current.get(s)?.observe(rule.spec.measure))
             .max_by_key(|o| (o.aqi, o.ts));
         let Some(obs) = obs else { return Ok(false) };
         let (next, event) = rules::step(&rule.spec, &rule.state, &obs);
-        let persisted_changed =
-            serde_json::to_value(&next).ok() != serde_json::to_value(&rule.state).ok();
+        if event.is_none() && next.same_stored(&rule.state) {
+            if let Some(rule) = state.rules.get_mut(id) {
+                rule.state = next;
+            }
+            return Ok(false);
+        }
         let row = rule.row.clone();
         let spec = rule.spec.clone();
-        if persisted_changed || event.is_some() {
+        {
             let state_json = serde_json::to_string(&next).expect("plain struct");
             let (change, notice) = match event {
                 Some(e) => self.episode_notice(&row, &spec, &e).await?,

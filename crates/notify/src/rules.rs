@@ -257,6 +257,17 @@ pub struct RuleState {
     pub last_ts: Option<i64>,
 }
 
+impl RuleState {
+    /// Whether the stored part (all but `last_ts`) is the same: nothing to write.
+    pub fn same_stored(&self, other: &RuleState) -> bool {
+        self.above_since == other.above_since
+            && self.below_since == other.below_since
+            && self.episode == other.episode
+            && self.last_notified_open == other.last_notified_open
+            && self.forecast_days == other.forecast_days
+    }
+}
+
 /// What an observation did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RuleEvent {
