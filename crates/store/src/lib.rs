@@ -7,9 +7,11 @@
 
 pub mod identity;
 pub mod ml;
+pub mod observe;
 mod sql;
 mod sql_identity;
 mod sql_ml;
+mod sql_observe;
 pub mod testing;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ use ecocityhub_domain::{Parameter, QualityFlag, Reading, Station, StationId};
 
 pub use identity::IdentityStore;
 pub use ml::MlStore;
+pub use observe::ObserveStore;
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
@@ -80,9 +83,10 @@ pub struct DeviceKey {
 }
 
 /// Everything the platform stores: stations, readings and device keys here, users and tokens
-/// through [`IdentityStore`], models and training jobs through [`MlStore`].
+/// through [`IdentityStore`], models and training jobs through [`MlStore`], metrics rollups,
+/// alarms and the audit trail through [`ObserveStore`].
 #[async_trait]
-pub trait Store: IdentityStore + MlStore + Send + Sync + 'static {
+pub trait Store: IdentityStore + MlStore + ObserveStore + Send + Sync + 'static {
     /// Which backend this is, for logs and health checks.
     fn backend(&self) -> Backend;
 
