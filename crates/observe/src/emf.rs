@@ -188,3 +188,96 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::Exposition;
+
+    const UNITS: &[&str] = &[
+        "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+        "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
+        "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second",
+        "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second",
+        "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+    ];
+
+    /// The rules of EMF's specification a document must follow.
+    fn check_emf_shape(line: &str) -> Value {
+        let doc: Value = serde_json::from_str(line).expect("one JSON object per line");
+        let root = doc.as_object().expect("the root is an object");
+        let aws = root["_aws"].as_object().expect("_aws metadata");
+        assert!(aws["Timestamp"].as_i64().unwrap() > 1_600_000_000_000, "Timestamp in ms");
+        let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics array");
+        assert!(!directives.is_empty());
+        for d in directives {
+            let ns = d["Namespace"].as_str().expect("Namespace");
+            assert!(!ns.is_empty() && ns.len() <= 255);
+            for set in d["Dimensions"].as_array().expect("Dimensions") {
+                let keys = set.as_array().expect("a DimensionSet is an array");
+                assert!(keys.len() <= 30);
+                for k in keys {
+                    let v = root[k.as_str().unwrap()].as_str().expect("dimension values are strings at the root");
+                    assert!(!v.trim().is_empty() && v.len() <= 1024);
+                }
+            }
+            let metrics = d["Metrics"].as_array().expect("Metrics");
+            assert!(!metrics.is_empty() && metrics.len() <= 100);
+            for m in metrics {
+                let name = m["Name"].as_str().expect("Name");
+                assert!(UNITS.contains(&m["Unit"].as_str().unwrap()), "{m}");
+                assert!([1, 60].contains(&m["StorageResolution"].as_i64().unwrap()));
+                match &root[name] {
+                    Value::Number(_) => {}
+                    Value::Array(values) => {
+                        assert!(!values.is_empty() && values.len() <= MAX_VALUES);
+                        assert!(values.iter().all(Value::is_number));
+                    }
+                    other => panic!("{name} has no numeric value at the root: {other}"),
+                }
+            }
+        }
+        doc
+    }
+
+    #[test]
+    fn drained_metrics_become_documents_of_the_documented_shape() {
+        let (telemetry, recorder) = Telemetry::build(Exposition::Emf { namespace: "EcoCityHub".into() });
+        metrics::with_local_recorder(&recorder, || {
+            let labels = [("method", "GET"), ("route", "/api/v1/latest"), ("status_class", "2xx")];
+            metrics::counter!(names::HTTP_REQUESTS.name, &labels).increment(250);
+            for i in 0..250 {
+                metrics::histogram!(names::HTTP_DURATION.name, &labels).record(0.001 * (1 + i % 7) as f64);
+            }
+            metrics::gauge!(names::QUEUE_DEPTH.name, "queue" => "outbox").set(4.0);
+            metrics::counter!(names::READINGS.name, "outcome" => "accepted", "reason" => "").increment(3);
+        });
+        let mut out = Vec::new();
+        let n = flush(&telemetry, "ecocityhub", &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let docs: Vec<Value> = text.lines().map(check_emf_shape).collect();
+        assert_eq!(docs.len(), n);
+        // 250 durations: three documents for the HTTP label set (100 + 100 + 50 values).
+        let http: Vec<&Value> = docs.iter().filter(|d| d["route"] == "/api/v1/latest").collect();
+        assert_eq!(http.len(), 3);
+        let total: usize = http
+            .iter()
+            .map(|d| d[names::HTTP_DURATION.name].as_array().unwrap().len())
+            .sum();
+        assert_eq!(total, 250);
+        assert_eq!(http[0][names::HTTP_REQUESTS.name], 250.0);
+        assert_eq!(
+            http[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            serde_json::json!(["Service", "method", "route", "status_class"])
+        );
+        let queue = docs.iter().find(|d| d["queue"] == "outbox").unwrap();
+        assert_eq!(queue[names::QUEUE_DEPTH.name], 4.0);
+        assert_eq!(queue["Service"], "ecocityhub");
+        let readings = docs.iter().find(|d| d["outcome"] == "accepted").unwrap();
+        assert_eq!(readings["reason"], "-", "a blank dimension value is replaced");
+        // Drained: the next flush has only the gauges (process figures and the queue).
+        let mut again = Vec::new();
+        flush(&telemetry, "ecocityhub", &mut again).unwrap();
+        assert!(!String::from_utf8(again).unwrap().contains("http_requests"));
+    }
+}
