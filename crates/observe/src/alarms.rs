@@ -694,7 +694,7 @@ impl AlarmEngine {
     }
 
     /// The datapoints of the last N observed periods ending by `end` (epoch seconds, the end of
-    /// the last minute whose rollups are written).
+    /// the last minute whose rollups are written), looking back N periods plus at least an hour.
     pub async fn datapoints(
         &self,
         def: &AlarmDefinition,
@@ -702,7 +702,9 @@ impl AlarmEngine {
     ) -> Result<Vec<(i64, Option<f64>)>> {
         let period = def.period_seconds;
         let to = align(end, period);
-        let span = (2 * i64::from(def.evaluation_periods) * period).min(MAX_EVALUATION_SPAN);
+        // Far enough back to find N observed periods after an hour of downtime.
+        let window = i64::from(def.evaluation_periods) * period;
+        let span = (window + window.max(3600)).min(MAX_EVALUATION_SPAN);
         let from = to - span;
         let now = end;
         let counter =
