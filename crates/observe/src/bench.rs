@@ -39,7 +39,7 @@ pub fn sample_event(i: usize) -> AuditEvent {
     e.request_id = Some(crate::http::RequestId::generate().to_string());
     e.source_ip_address = Some("127.0.0.1".into());
     e.user_agent = Some("ecocityhub-bench".into());
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         e = e.failed("forbidden", "the policies deny this");
     }
     e

@@ -195,11 +195,33 @@ mod tests {
     use crate::recorder::Exposition;
 
     const UNITS: &[&str] = &[
-        "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
-        "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
-        "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second",
-        "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second",
-        "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
     ];
 
     /// The rules of EMF's specification a document must follow.
@@ -207,8 +229,13 @@ mod tests {
         let doc: Value = serde_json::from_str(line).expect("one JSON object per line");
         let root = doc.as_object().expect("the root is an object");
         let aws = root["_aws"].as_object().expect("_aws metadata");
-        assert!(aws["Timestamp"].as_i64().unwrap() > 1_600_000_000_000, "Timestamp in ms");
-        let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics array");
+        assert!(
+            aws["Timestamp"].as_i64().unwrap() > 1_600_000_000_000,
+            "Timestamp in ms"
+        );
+        let directives = aws["CloudWatchMetrics"]
+            .as_array()
+            .expect("CloudWatchMetrics array");
         assert!(!directives.is_empty());
         for d in directives {
             let ns = d["Namespace"].as_str().expect("Namespace");
@@ -217,7 +244,9 @@ mod tests {
                 let keys = set.as_array().expect("a DimensionSet is an array");
                 assert!(keys.len() <= 30);
                 for k in keys {
-                    let v = root[k.as_str().unwrap()].as_str().expect("dimension values are strings at the root");
+                    let v = root[k.as_str().unwrap()]
+                        .as_str()
+                        .expect("dimension values are strings at the root");
                     assert!(!v.trim().is_empty() && v.len() <= 1024);
                 }
             }
@@ -242,15 +271,23 @@ mod tests {
 
     #[test]
     fn drained_metrics_become_documents_of_the_documented_shape() {
-        let (telemetry, recorder) = Telemetry::build(Exposition::Emf { namespace: "EcoCityHub".into() });
+        let (telemetry, recorder) = Telemetry::build(Exposition::Emf {
+            namespace: "EcoCityHub".into(),
+        });
         metrics::with_local_recorder(&recorder, || {
-            let labels = [("method", "GET"), ("route", "/api/v1/latest"), ("status_class", "2xx")];
+            let labels = [
+                ("method", "GET"),
+                ("route", "/api/v1/latest"),
+                ("status_class", "2xx"),
+            ];
             metrics::counter!(names::HTTP_REQUESTS.name, &labels).increment(250);
             for i in 0..250 {
-                metrics::histogram!(names::HTTP_DURATION.name, &labels).record(0.001 * (1 + i % 7) as f64);
+                metrics::histogram!(names::HTTP_DURATION.name, &labels)
+                    .record(0.001 * (1 + i % 7) as f64);
             }
             metrics::gauge!(names::QUEUE_DEPTH.name, "queue" => "outbox").set(4.0);
-            metrics::counter!(names::READINGS.name, "outcome" => "accepted", "reason" => "").increment(3);
+            metrics::counter!(names::READINGS.name, "outcome" => "accepted", "reason" => "")
+                .increment(3);
         });
         let mut out = Vec::new();
         let n = flush(&telemetry, "ecocityhub", &mut out).unwrap();
@@ -258,7 +295,10 @@ mod tests {
         let docs: Vec<Value> = text.lines().map(check_emf_shape).collect();
         assert_eq!(docs.len(), n);
         // 250 durations: three documents for the HTTP label set (100 + 100 + 50 values).
-        let http: Vec<&Value> = docs.iter().filter(|d| d["route"] == "/api/v1/latest").collect();
+        let http: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["route"] == "/api/v1/latest")
+            .collect();
         assert_eq!(http.len(), 3);
         let total: usize = http
             .iter()
@@ -274,7 +314,10 @@ mod tests {
         assert_eq!(queue[names::QUEUE_DEPTH.name], 4.0);
         assert_eq!(queue["Service"], "ecocityhub");
         let readings = docs.iter().find(|d| d["outcome"] == "accepted").unwrap();
-        assert_eq!(readings["reason"], "-", "a blank dimension value is replaced");
+        assert_eq!(
+            readings["reason"], "-",
+            "a blank dimension value is replaced"
+        );
         // Drained: the next flush has only the gauges (process figures and the queue).
         let mut again = Vec::new();
         flush(&telemetry, "ecocityhub", &mut again).unwrap();

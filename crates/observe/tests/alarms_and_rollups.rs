@@ -50,9 +50,17 @@ fn counter(name: &str, labels: &[(&str, &str)], n: u64) -> Drained {
 /// A minute of traffic: `total` requests of which `errors` answered 5xx.
 fn traffic(total: u64, errors: u64) -> Vec<Drained> {
     let route = ("route", "/api/v1/latest");
-    let mut d = vec![counter(names::HTTP_REQUESTS.name, &[route, ("status_class", "2xx")], total - errors)];
+    let mut d = vec![counter(
+        names::HTTP_REQUESTS.name,
+        &[route, ("status_class", "2xx")],
+        total - errors,
+    )];
     if errors > 0 {
-        d.push(counter(names::HTTP_REQUESTS.name, &[route, ("status_class", "5xx")], errors));
+        d.push(counter(
+            names::HTTP_REQUESTS.name,
+            &[route, ("status_class", "5xx")],
+            errors,
+        ));
     }
     d
 }
@@ -115,25 +123,61 @@ async fn the_5xx_alarm_survives_a_restart_without_flapping(store: SqlStore) {
     let minute = |i: i64| base + 60 * i;
     let mut writer = s.writer();
     let engine = s.engine().await;
-    assert_eq!(s.state(&engine, "http-5xx-rate").await, AlarmState::InsufficientData);
+    assert_eq!(
+        s.state(&engine, "http-5xx-rate").await,
+        AlarmState::InsufficientData
+    );
     for i in 0..5 {
         writer.write(minute(i), traffic(100, 10)).await.unwrap();
     }
     let changes = engine.evaluate(minute(5), at(minute(5))).await.unwrap();
-    let names: Vec<(&str, &str)> = changes.iter().map(|c| (c.name.as_str(), c.new_state.as_str())).collect();
+    let names: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c.name.as_str(), c.new_state.as_str()))
+        .collect();
     // The 5xx rate breached; the other built-ins decided OK on "notBreaching" minutes.
     assert!(names.contains(&("http-5xx-rate", "ALARM")), "{names:?}");
     assert_eq!(engine.deliver(at(minute(5))).await.unwrap(), changes.len());
-    let event = s.sink.events.lock().unwrap().iter().find(|e| e.alarm_name == "http-5xx-rate").cloned().unwrap();
-    assert_eq!((event.old_state_value.as_str(), event.new_state_value.as_str()), ("INSUFFICIENT_DATA", "ALARM"));
-    assert!(event.new_state_reason.contains("5 out of the last 5 datapoints"), "{}", event.new_state_reason);
-    assert_eq!(event.trigger.divided_by.as_deref(), Some(names::HTTP_REQUESTS.name));
+    let event = s
+        .sink
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e.alarm_name == "http-5xx-rate")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            event.old_state_value.as_str(),
+            event.new_state_value.as_str()
+        ),
+        ("INSUFFICIENT_DATA", "ALARM")
+    );
+    assert!(
+        event
+            .new_state_reason
+            .contains("5 out of the last 5 datapoints"),
+        "{}",
+        event.new_state_reason
+    );
+    assert_eq!(
+        event.trigger.divided_by.as_deref(),
+        Some(names::HTTP_REQUESTS.name)
+    );
 
     // Restart: a new process (new writer, new engine), ten minutes down.
     drop((writer, engine));
     let mut writer = s.writer();
     let engine = s.engine().await;
-    assert!(engine.evaluate(minute(15), at(minute(15))).await.unwrap().is_empty(), "no change on restart");
+    assert!(
+        engine
+            .evaluate(minute(15), at(minute(15)))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no change on restart"
+    );
     assert_eq!(s.state(&engine, "http-5xx-rate").await, AlarmState::Alarm);
     writer.write(minute(15), traffic(100, 10)).await.unwrap();
     for i in 16..=18 {
@@ -149,7 +193,10 @@ async fn the_5xx_alarm_survives_a_restart_without_flapping(store: SqlStore) {
         }
     }
     assert_eq!(seen, [(19, "OK".to_string())]);
-    let history = engine.history(Some("http-5xx-rate"), None, 10).await.unwrap();
+    let history = engine
+        .history(Some("http-5xx-rate"), None, 10)
+        .await
+        .unwrap();
     let states: Vec<&str> = history.iter().rev().map(|h| h.new_state.as_str()).collect();
     assert_eq!(states, ["ALARM", "OK"], "one change each way, no flap");
 }
@@ -168,9 +215,17 @@ async fn a_refused_notification_is_offered_again(store: SqlStore) {
     assert!(s.sink.events.lock().unwrap().is_empty());
     *s.sink.refuse.lock().unwrap() = false;
     assert_eq!(engine.deliver(Utc::now()).await.unwrap(), changes.len());
-    assert_eq!(engine.deliver(Utc::now()).await.unwrap(), 0, "delivered once");
+    assert_eq!(
+        engine.deliver(Utc::now()).await.unwrap(),
+        0,
+        "delivered once"
+    );
     // Re-evaluating the same minute changes nothing.
-    assert!(engine.evaluate(t0() + 300, Utc::now()).await.unwrap().is_empty());
+    assert!(engine
+        .evaluate(t0() + 300, Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn rollups_keep_statistics_across_writers_and_resolutions(store: SqlStore) {
@@ -199,36 +254,75 @@ async fn rollups_keep_statistics_across_writers_and_resolutions(store: SqlStore)
     let now = Utc::now().timestamp();
     // One 20-minute period, from minute rows and from 10-minute rows.
     for step in [1200, 600] {
-        let points = rollups.series(&q, Statistic::SampleCount, t0(), t0() + 1200, step, now).await.unwrap();
+        let points = rollups
+            .series(&q, Statistic::SampleCount, t0(), t0() + 1200, step, now)
+            .await
+            .unwrap();
         let total: f64 = points.iter().filter_map(|p| p.value).sum();
         assert_eq!(total, 2000.0, "step {step}");
     }
-    let p = rollups.periods(&q, t0(), t0() + 1200, 1200, now).await.unwrap();
+    let p = rollups
+        .periods(&q, t0(), t0() + 1200, 1200, now)
+        .await
+        .unwrap();
     assert_eq!(p.len(), 1);
     assert!(p[0].observed);
-    let (got, want) = (p[0].stats.quantile(0.99).unwrap(), all.quantile(0.99).unwrap());
+    let (got, want) = (
+        p[0].stats.quantile(0.99).unwrap(),
+        all.quantile(0.99).unwrap(),
+    );
     assert_eq!(got, want, "merging rows loses nothing");
     assert!((p[0].stats.sum - all.sum).abs() < 1e-9);
     assert_eq!(rollups.resolution_for(1200, t0(), now), 600);
     assert_eq!(rollups.resolution_for(60, t0(), now), 60);
     // Per route.
-    let by = rollups.series_by(&q, "route", Statistic::Maximum, t0(), t0() + 600, 600, now).await.unwrap();
-    assert_eq!(by.keys().map(String::as_str).collect::<Vec<_>>(), ["/a", "/b"]);
+    let by = rollups
+        .series_by(&q, "route", Statistic::Maximum, t0(), t0() + 600, 600, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        by.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["/a", "/b"]
+    );
     assert!(by["/a"][0].value.unwrap() < by["/b"][0].value.unwrap());
     // Dimension filters.
     let only_b = q.clone().with("route", "/b");
-    let points = rollups.series(&only_b, Statistic::SampleCount, t0(), t0() + 600, 600, now).await.unwrap();
+    let points = rollups
+        .series(&only_b, Statistic::SampleCount, t0(), t0() + 600, 600, now)
+        .await
+        .unwrap();
     assert_eq!(points[0].value, Some(500.0));
     // A dashboard view: a week by hour has 168 points, the hour of our data observed.
-    let week = rollups.view(&q, Statistic::Percentile(99.0), View::Week, now).await.unwrap();
+    let week = rollups
+        .view(&q, Statistic::Percentile(99.0), View::Week, now)
+        .await
+        .unwrap();
     assert_eq!(week.len(), 168);
     assert!(week.iter().any(|p| p.value.is_some()));
-    assert!(rollups.series_names(t0()).await.unwrap().iter().any(|(m, l)| m == names::HTTP_DURATION.name && l["route"] == "/a"));
+    assert!(rollups
+        .series_names(t0())
+        .await
+        .unwrap()
+        .iter()
+        .any(|(m, l)| m == names::HTTP_DURATION.name && l["route"] == "/a"));
     // Expiry two days on drops the minute rows but keeps the hours.
     a.expire(now + 3 * 86_400).await.unwrap();
-    let minute = rollups.series(&q, Statistic::SampleCount, t0(), t0() + 600, 60, now).await.unwrap();
+    let minute = rollups
+        .series(&q, Statistic::SampleCount, t0(), t0() + 600, 60, now)
+        .await
+        .unwrap();
     assert!(minute.iter().all(|p| p.value.is_none()));
-    let hour = rollups.series(&q, Statistic::SampleCount, align(t0(), 3600), align(t0(), 3600) + 7200, 3600, now).await.unwrap();
+    let hour = rollups
+        .series(
+            &q,
+            Statistic::SampleCount,
+            align(t0(), 3600),
+            align(t0(), 3600) + 7200,
+            3600,
+            now,
+        )
+        .await
+        .unwrap();
     assert_eq!(hour.iter().filter_map(|p| p.value).sum::<f64>(), 2000.0);
 }
 
@@ -236,7 +330,10 @@ async fn a_ratio_with_no_errors_is_zero_and_without_traffic_is_missing(store: Sq
     let s = Setup::new(store);
     let mut writer = s.writer();
     let engine = s.engine().await;
-    let def = builtin_alarms().into_iter().find(|a| a.name == "http-5xx-rate").unwrap();
+    let def = builtin_alarms()
+        .into_iter()
+        .find(|a| a.name == "http-5xx-rate")
+        .unwrap();
     writer.write(t0(), traffic(100, 0)).await.unwrap();
     writer.write(t0() + 60, Vec::new()).await.unwrap();
     let points = engine.datapoints(&def, t0() + 120).await.unwrap();
@@ -246,11 +343,23 @@ async fn a_ratio_with_no_errors_is_zero_and_without_traffic_is_missing(store: Sq
 async fn silent_stations_are_counted(store: SqlStore) {
     let now = Utc::now();
     let station = |id: &str, active: bool| {
-        let mut s = Station::new(StationId::parse(id).unwrap(), id, GeoPoint::new(51.5, 0.0).unwrap(), None, "UTC").unwrap();
+        let mut s = Station::new(
+            StationId::parse(id).unwrap(),
+            id,
+            GeoPoint::new(51.5, 0.0).unwrap(),
+            None,
+            "UTC",
+        )
+        .unwrap();
         s.active = active;
         s
     };
-    for (id, active, age_hours) in [("fresh", true, 1), ("silent", true, 3), ("retired", true, 24 * 40), ("off", false, 3)] {
+    for (id, active, age_hours) in [
+        ("fresh", true, 1),
+        ("silent", true, 3),
+        ("retired", true, 24 * 40),
+        ("off", false, 3),
+    ] {
         store.upsert_station(&station(id, active)).await.unwrap();
         store
             .insert_readings(&[Reading {
@@ -263,7 +372,9 @@ async fn silent_stations_are_counted(store: SqlStore) {
             .await
             .unwrap();
     }
-    let silent = stations::silent_stations(&store, now, 7200, 30 * 86_400).await.unwrap();
+    let silent = stations::silent_stations(&store, now, 7200, 30 * 86_400)
+        .await
+        .unwrap();
     assert_eq!(silent, [StationId::parse("silent").unwrap()]);
 }
 
@@ -272,7 +383,9 @@ async fn the_observer_runs_a_minute_and_signs_on_shutdown(store: SqlStore) {
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobs::in_memory());
     // One global recorder for the test binary (both backends' runs share it).
     static INSTALLED: std::sync::OnceLock<Telemetry> = std::sync::OnceLock::new();
-    let telemetry = INSTALLED.get_or_init(|| Telemetry::install(Exposition::Prometheus).unwrap()).clone();
+    let telemetry = INSTALLED
+        .get_or_init(|| Telemetry::install(Exposition::Prometheus).unwrap())
+        .clone();
     let config = ObserveConfig {
         metrics_bind: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
@@ -281,19 +394,38 @@ async fn the_observer_runs_a_minute_and_signs_on_shutdown(store: SqlStore) {
     options.backup_age = Some(Arc::new(|| Some(std::time::Duration::from_secs(30 * 3600))));
     let observer = Observer::start(options).await.unwrap();
     let addr = observer.metrics_addr().unwrap();
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("ecocityhub_process_uptime_seconds"), "{text}");
-    let event = ecocityhub_observe::audit::AuditEvent::new("cli", "RotateKeys", ecocityhub_observe::audit::UserIdentity::cli());
+    let event = ecocityhub_observe::audit::AuditEvent::new(
+        "cli",
+        "RotateKeys",
+        ecocityhub_observe::audit::UserIdentity::cli(),
+    );
     observer.audit().record(event).await.unwrap();
     observer.tick(Utc::now()).await;
     let alarms = observer.alarms().alarms().await.unwrap();
     assert_eq!(alarms.len(), 6);
     let store_o: Arc<dyn ObserveStore> = store.clone();
-    let heartbeat = store_o.rollups(names::HEARTBEAT.name, 60, 0, i64::MAX).await.unwrap();
+    let heartbeat = store_o
+        .rollups(names::HEARTBEAT.name, 60, 0, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(heartbeat.len(), 1);
     observer.shutdown().await.unwrap();
-    assert!(reqwest::get(format!("http://{addr}/metrics")).await.is_err(), "the listener is closed");
-    let report = ecocityhub_observe::audit::verify(store_o.clone(), blobs, &Default::default()).await.unwrap();
+    assert!(
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .is_err(),
+        "the listener is closed"
+    );
+    let report = ecocityhub_observe::audit::verify(store_o.clone(), blobs, &Default::default())
+        .await
+        .unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
     assert_eq!((report.records_checked, report.uncovered_records), (1, 0));
     assert!(report.digests_checked >= 2, "one at start, one on shutdown");

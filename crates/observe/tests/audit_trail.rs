@@ -29,10 +29,14 @@ struct Trail {
 
 fn event(i: usize) -> AuditEvent {
     let user = format!("user-{}", i % 3);
-    let name = if i % 5 == 0 { "SignIn" } else { "UpdateUser" };
-    let e = AuditEvent::new("api", name, UserIdentity::user(&user, &["admin"], Credential::AccessToken))
-        .parameters(json!({"target": i, "password": "Secr3t-passw0rd!"}));
-    if i % 4 == 0 {
+    let name = if i.is_multiple_of(5) { "SignIn" } else { "UpdateUser" };
+    let e = AuditEvent::new(
+        "api",
+        name,
+        UserIdentity::user(&user, &["admin"], Credential::AccessToken),
+    )
+    .parameters(json!({"target": i, "password": "Secr3t-passw0rd!"}));
+    if i.is_multiple_of(4) {
         e.failed("forbidden", "denied")
     } else {
         e.response(json!({"ok": true}))
@@ -43,7 +47,9 @@ async fn trail(store: SqlStore, url: &str) -> Trail {
     let store: Arc<dyn ObserveStore> = Arc::new(store);
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobs::in_memory());
     let key = AuditKey::in_store(store.as_ref()).await.unwrap();
-    let digester = Digester::open(store.clone(), blobs.clone(), key).await.unwrap();
+    let digester = Digester::open(store.clone(), blobs.clone(), key)
+        .await
+        .unwrap();
     let audit = Audit::start(store.clone());
     let mut i = 0;
     for (count, digest) in [(20, true), (30, true), (10, false)] {
@@ -75,9 +81,13 @@ async fn trail(store: SqlStore, url: &str) -> Trail {
 
 impl Trail {
     async fn verify(&self) -> VerifyReport {
-        verify(self.store.clone(), self.blobs.clone(), &VerifyOptions::default())
-            .await
-            .unwrap()
+        verify(
+            self.store.clone(),
+            self.blobs.clone(),
+            &VerifyOptions::default(),
+        )
+        .await
+        .unwrap()
     }
 
     async fn exec(&self, sql: &str) {
@@ -145,8 +155,14 @@ fn expect(report: &VerifyReport, kind: ProblemKind, subject: Subject) {
 async fn an_intact_trail_verifies(t: Trail) {
     let r = t.verify().await;
     assert!(r.is_intact(), "{:?}", r.problem);
-    assert_eq!((r.records_checked, r.first_seq, r.last_seq), (60, Some(1), Some(60)));
-    assert_eq!((r.digests_checked, r.covered_through, r.uncovered_records), (2, 50, 10));
+    assert_eq!(
+        (r.records_checked, r.first_seq, r.last_seq),
+        (60, Some(1), Some(60))
+    );
+    assert_eq!(
+        (r.digests_checked, r.covered_through, r.uncovered_records),
+        (2, 50, 10)
+    );
     // Digests with nothing new since the last one still chain.
     t.digester.write_digest(Utc::now()).await.unwrap();
     t.digester.write_digest(Utc::now()).await.unwrap();
@@ -183,7 +199,10 @@ async fn secrets_are_redacted_and_search_pages(t: Trail) {
             None => break,
         }
     }
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
     // Which sequence numbers those are depends on the writer's order: count them by content.
     let mut expected = 0;
     for seq in 1..=60 {
@@ -198,7 +217,14 @@ async fn secrets_are_redacted_and_search_pages(t: Trail) {
         limit: Some(100),
         ..Default::default()
     };
-    assert_eq!(search(t.store.as_ref(), &filter).await.unwrap().records.len(), 12);
+    assert_eq!(
+        search(t.store.as_ref(), &filter)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        12
+    );
     let filter = SearchFilter {
         from: Some(Utc::now() + Duration::hours(1)),
         ..Default::default()
@@ -288,7 +314,11 @@ async fn an_inserted_record_is_caught(t: Trail) {
     .execute(&t.sql)
     .await
     .unwrap();
-    expect(&t.verify().await, ProblemKind::Inserted, Subject::Record(40));
+    expect(
+        &t.verify().await,
+        ProblemKind::Inserted,
+        Subject::Record(40),
+    );
 }
 
 async fn reordered_records_are_caught(t: Trail) {
@@ -298,7 +328,11 @@ async fn reordered_records_are_caught(t: Trail) {
         .await;
     t.exec("UPDATE audit_records SET seq = 18 WHERE seq = -1")
         .await;
-    expect(&t.verify().await, ProblemKind::Reordered, Subject::Record(14));
+    expect(
+        &t.verify().await,
+        ProblemKind::Reordered,
+        Subject::Record(14),
+    );
 }
 
 async fn a_deleted_digest_is_caught(t: Trail) {
@@ -337,19 +371,29 @@ async fn a_digest_signed_with_another_key_is_caught(t: Trail) {
     let strict = VerifyOptions {
         trusted_keys: vec![other.public_pem()],
     };
-    let r = verify(t.store.clone(), t.blobs.clone(), &strict).await.unwrap();
+    let r = verify(t.store.clone(), t.blobs.clone(), &strict)
+        .await
+        .unwrap();
     expect(&r, ProblemKind::Unsigned, Subject::Digest(1));
 }
 
 async fn expired_records_leave_a_verifiable_chain(t: Trail) {
     // Digests 1 and 2 count as old: everything they cover expires.
     let cutoff = Utc::now() + Duration::seconds(1);
-    let expiry = t.digester.expire(cutoff, Utc::now()).await.unwrap().unwrap();
+    let expiry = t
+        .digester
+        .expire(cutoff, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((expiry.through_seq, expiry.deleted), (50, 50));
     assert_eq!(t.digester.expire(cutoff, Utc::now()).await.unwrap(), None);
     let r = t.verify().await;
     assert!(r.is_intact(), "{:?}", r.problem);
-    assert_eq!((r.expired_through, r.records_checked, r.first_seq), (Some(50), 10, Some(51)));
+    assert_eq!(
+        (r.expired_through, r.records_checked, r.first_seq),
+        (Some(50), 10, Some(51))
+    );
     // New records and digests go on from there.
     let audit = Audit::start(t.store.clone());
     audit.record(event(99)).await.unwrap();
@@ -363,7 +407,11 @@ async fn expired_records_leave_a_verifiable_chain(t: Trail) {
 
 async fn an_edited_checkpoint_is_caught(t: Trail) {
     let cutoff = Utc::now() + Duration::seconds(1);
-    t.digester.expire(cutoff, Utc::now()).await.unwrap().unwrap();
+    t.digester
+        .expire(cutoff, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
     t.exec("UPDATE audit_checkpoint SET body = replace(body, '\"throughSequence\":50', '\"throughSequence\":49')")
         .await;
     expect(&t.verify().await, ProblemKind::Edited, Subject::Checkpoint);

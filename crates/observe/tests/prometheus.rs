@@ -19,7 +19,10 @@ use tower::ServiceExt;
 const HOW: &str = "apt-get install -y --no-install-recommends prometheus (scripts/test does)";
 
 fn has(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn rules_dir() -> PathBuf {
@@ -28,11 +31,22 @@ fn rules_dir() -> PathBuf {
 
 #[test]
 fn the_shipped_rules_pass_promtool() {
-    if !require_that(has("promtool"), "promtool (Debian's prometheus package)", HOW) {
+    if !require_that(
+        has("promtool"),
+        "promtool (Debian's prometheus package)",
+        HOW,
+    ) {
         return;
     }
-    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]] {
-        let out = Command::new("promtool").args(args).current_dir(rules_dir()).output().unwrap();
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(rules_dir())
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "promtool {args:?}: {}{}",
@@ -54,7 +68,10 @@ async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Option<Val
 }
 
 /// Polls `check` until it returns `Some`, for at most `limit`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(limit: Duration, mut check: impl FnMut() -> F) -> Option<T> {
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> Option<T> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if let Some(v) = check().await {
@@ -71,11 +88,16 @@ async fn prometheus_scrapes_the_listener_and_an_alert_fires() {
         return;
     }
     let telemetry = Telemetry::install(Exposition::Prometheus).unwrap();
-    let metrics = serve_metrics("127.0.0.1:0".parse().unwrap(), telemetry.clone()).await.unwrap();
+    let metrics = serve_metrics("127.0.0.1:0".parse().unwrap(), telemetry.clone())
+        .await
+        .unwrap();
 
     let app = Router::new()
         .route("/stations/{id}", get(|| async { "ok" }))
-        .route("/boom", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "no") }))
+        .route(
+            "/boom",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "no") }),
+        )
         .layer(HttpMetricsLayer)
         .layer(RequestIdLayer);
     for path in ["/stations/a", "/stations/b", "/stations/c", "/boom"] {
@@ -114,25 +136,49 @@ async fn prometheus_scrapes_the_listener_and_an_alert_fires() {
     let count = eventually(Duration::from_secs(30), || {
         let (client, base) = (client.clone(), base.clone());
         async move {
-            let v = query(&client, &base, "sum(ecocityhub_http_requests_total{route=\"/stations/{id}\"})").await?;
+            let v = query(
+                &client,
+                &base,
+                "sum(ecocityhub_http_requests_total{route=\"/stations/{id}\"})",
+            )
+            .await?;
             let value = v["data"]["result"][0]["value"][1].as_str()?.to_string();
             Some(value)
         }
     })
     .await
     .expect("Prometheus scraped the listener");
-    assert_eq!(count, "3", "three requests to the route template, none by raw path");
-    let up = query(&client, &base, "up{job=\"ecocityhub\"}").await.unwrap();
-    assert_eq!(up["data"]["result"][0]["value"][1], "1");
-    let raw = query(&client, &base, "count(ecocityhub_http_requests_total{route=\"/stations/a\"})")
+    assert_eq!(
+        count, "3",
+        "three requests to the route template, none by raw path"
+    );
+    let up = query(&client, &base, "up{job=\"ecocityhub\"}")
         .await
         .unwrap();
-    assert!(raw["data"]["result"].as_array().unwrap().is_empty(), "{raw}");
+    assert_eq!(up["data"]["result"][0]["value"][1], "1");
+    let raw = query(
+        &client,
+        &base,
+        "count(ecocityhub_http_requests_total{route=\"/stations/a\"})",
+    )
+    .await
+    .unwrap();
+    assert!(
+        raw["data"]["result"].as_array().unwrap().is_empty(),
+        "{raw}"
+    );
 
     let firing = eventually(Duration::from_secs(30), || {
         let (client, base) = (client.clone(), base.clone());
         async move {
-            let v: Value = client.get(format!("{base}/api/v1/alerts")).send().await.ok()?.json().await.ok()?;
+            let v: Value = client
+                .get(format!("{base}/api/v1/alerts"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             v["data"]["alerts"]
                 .as_array()?
                 .iter()

@@ -164,15 +164,13 @@ impl SqlStore {
 
 /// Checks that `rows` continue the chain at `head` (the sealer's contract).
 fn check_sealed(head: &AuditHead, rows: &[AuditRow]) -> Result<()> {
-    let mut expected = head.seq + 1;
-    for r in rows {
+    for (expected, r) in (head.seq + 1..).zip(rows) {
         if r.seq != expected {
             return Err(StoreError::Corrupt(format!(
                 "audit batch out of order: sequence {} where {expected} was due",
                 r.seq
             )));
         }
-        expected += 1;
     }
     Ok(())
 }

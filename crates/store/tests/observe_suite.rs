@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use ecocityhub_store::observe::{
-    AlarmDefinitionRow, AlarmHistoryRow, AlarmStateRow, AuditCheckpointRow, AuditDigestRow, AuditHead,
-    AuditOutcome, AuditQuery, AuditRow, ObserveStore, RollupRow, AUDIT_GENESIS_HASH,
+    AlarmDefinitionRow, AlarmHistoryRow, AlarmStateRow, AuditCheckpointRow, AuditDigestRow,
+    AuditHead, AuditOutcome, AuditQuery, AuditRow, ObserveStore, RollupRow, AUDIT_GENESIS_HASH,
 };
 use ecocityhub_store::{testing, SqlStore, StoreError};
 
@@ -15,7 +15,14 @@ fn t(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_764_000_000 + s, 0).unwrap()
 }
 
-fn rollup(metric: &str, labels: &str, resolution: i64, ts: i64, source: &str, sum: f64) -> RollupRow {
+fn rollup(
+    metric: &str,
+    labels: &str,
+    resolution: i64,
+    ts: i64,
+    source: &str,
+    sum: f64,
+) -> RollupRow {
     RollupRow {
         metric: metric.into(),
         labels: labels.into(),
@@ -42,12 +49,23 @@ async fn rollups_replace_by_key_and_expire(store: SqlStore) {
         rollup("m", "{}", 60, 0, "a", 1.5),
     ];
     store.put_rollups(&rows).await.unwrap();
-    store.put_rollups(&[rollup("m", "{}", 60, 60, "a", 2.5)]).await.unwrap();
+    store
+        .put_rollups(&[rollup("m", "{}", 60, 60, "a", 2.5)])
+        .await
+        .unwrap();
     let got = store.rollups("m", 60, 0, 120).await.unwrap();
-    let sums: Vec<(i64, &str, &str, f64)> = got.iter().map(|r| (r.ts, r.labels.as_str(), r.source.as_str(), r.sum)).collect();
+    let sums: Vec<(i64, &str, &str, f64)> = got
+        .iter()
+        .map(|r| (r.ts, r.labels.as_str(), r.source.as_str(), r.sum))
+        .collect();
     assert_eq!(
         sums,
-        [(0, "{}", "a", 1.5), (60, r#"{"route":"/x"}"#, "a", 3.0), (60, "{}", "a", 2.5), (60, "{}", "b", 4.0)]
+        [
+            (0, "{}", "a", 1.5),
+            (60, r#"{"route":"/x"}"#, "a", 3.0),
+            (60, "{}", "a", 2.5),
+            (60, "{}", "b", 4.0)
+        ]
     );
     assert_eq!(got[0].sketch, "3:1");
     assert_eq!(store.rollups("m", 60, 60, 61).await.unwrap().len(), 3);
@@ -56,7 +74,11 @@ async fn rollups_replace_by_key_and_expire(store: SqlStore) {
     assert_eq!(series.len(), 3, "{series:?}");
     assert_eq!(store.expire_rollups(60, 60).await.unwrap(), 1);
     assert_eq!(store.rollups("m", 60, 0, 120).await.unwrap().len(), 3);
-    assert_eq!(store.rollups("m", 600, 0, 600).await.unwrap().len(), 1, "other resolutions stay");
+    assert_eq!(
+        store.rollups("m", 600, 0, 600).await.unwrap().len(),
+        1,
+        "other resolutions stay"
+    );
 }
 
 async fn alarms_definitions_states_and_history(store: SqlStore) {
@@ -66,11 +88,25 @@ async fn alarms_definitions_states_and_history(store: SqlStore) {
         origin: origin.into(),
         updated_at: t(0),
     };
-    store.put_alarm_definition(&def("b", "builtin")).await.unwrap();
-    store.put_alarm_definition(&def("a", "config")).await.unwrap();
-    store.put_alarm_definition(&def("b", "admin")).await.unwrap();
+    store
+        .put_alarm_definition(&def("b", "builtin"))
+        .await
+        .unwrap();
+    store
+        .put_alarm_definition(&def("a", "config"))
+        .await
+        .unwrap();
+    store
+        .put_alarm_definition(&def("b", "admin"))
+        .await
+        .unwrap();
     let defs = store.alarm_definitions().await.unwrap();
-    assert_eq!(defs.iter().map(|d| (d.name.as_str(), d.origin.as_str())).collect::<Vec<_>>(), [("a", "config"), ("b", "admin")]);
+    assert_eq!(
+        defs.iter()
+            .map(|d| (d.name.as_str(), d.origin.as_str()))
+            .collect::<Vec<_>>(),
+        [("a", "config"), ("b", "admin")]
+    );
 
     let state = |s: &str, through: i64| AlarmStateRow {
         name: "a".into(),
@@ -90,30 +126,88 @@ async fn alarms_definitions_states_and_history(store: SqlStore) {
         reason_data: "{}".into(),
         notified_at: None,
     };
-    assert_eq!(store.save_alarm_state(&state("INSUFFICIENT_DATA", 60), None).await.unwrap(), None);
-    let first = store.save_alarm_state(&state("ALARM", 120), Some(&change("INSUFFICIENT_DATA", "ALARM", 120))).await.unwrap().unwrap();
-    let second = store.save_alarm_state(&state("OK", 180), Some(&change("ALARM", "OK", 180))).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .save_alarm_state(&state("INSUFFICIENT_DATA", 60), None)
+            .await
+            .unwrap(),
+        None
+    );
+    let first = store
+        .save_alarm_state(
+            &state("ALARM", 120),
+            Some(&change("INSUFFICIENT_DATA", "ALARM", 120)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .save_alarm_state(&state("OK", 180), Some(&change("ALARM", "OK", 180)))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(second > first);
     let states = store.alarm_states().await.unwrap();
-    assert_eq!((states[0].state.as_str(), states[0].evaluated_through), ("OK", Some(180)));
+    assert_eq!(
+        (states[0].state.as_str(), states[0].evaluated_through),
+        ("OK", Some(180))
+    );
 
     let history = store.alarm_history(Some("a"), None, 10).await.unwrap();
-    assert_eq!(history.iter().map(|h| h.new_state.as_str()).collect::<Vec<_>>(), ["OK", "ALARM"]);
-    assert_eq!(store.alarm_history(None, Some(second), 10).await.unwrap().len(), 1);
-    assert!(store.alarm_history(Some("b"), None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| h.new_state.as_str())
+            .collect::<Vec<_>>(),
+        ["OK", "ALARM"]
+    );
+    assert_eq!(
+        store
+            .alarm_history(None, Some(second), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .alarm_history(Some("b"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     let pending = store.unnotified_alarm_changes(10).await.unwrap();
-    assert_eq!(pending.iter().map(|h| h.id).collect::<Vec<_>>(), [first, second]);
+    assert_eq!(
+        pending.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [first, second]
+    );
     store.mark_alarm_notified(first, t(200)).await.unwrap();
-    assert_eq!(store.unnotified_alarm_changes(10).await.unwrap()[0].id, second);
+    assert_eq!(
+        store.unnotified_alarm_changes(10).await.unwrap()[0].id,
+        second
+    );
 
     assert!(store.delete_alarm_definition("a").await.unwrap());
     assert!(!store.delete_alarm_definition("a").await.unwrap());
     assert!(store.alarm_states().await.unwrap().is_empty());
-    assert_eq!(store.alarm_history(Some("a"), None, 10).await.unwrap().len(), 2, "history stays");
+    assert_eq!(
+        store
+            .alarm_history(Some("a"), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "history stays"
+    );
 }
 
-fn audit_row(seq: i64, prev: &str, user: Option<&str>, name: &str, error: Option<&str>, ms: i64) -> AuditRow {
+fn audit_row(
+    seq: i64,
+    prev: &str,
+    user: Option<&str>,
+    name: &str,
+    error: Option<&str>,
+    ms: i64,
+) -> AuditRow {
     AuditRow {
         seq,
         event_id: format!("e{seq}"),
@@ -150,23 +244,48 @@ fn sealer(n: i64) -> impl FnMut(&AuditHead) -> Vec<AuditRow> + Send {
 }
 
 async fn audit_rows_append_in_order_and_search(store: SqlStore) {
-    assert_eq!(store.audit_head().await.unwrap(), AuditHead { seq: 0, hash: AUDIT_GENESIS_HASH.into() });
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        AuditHead {
+            seq: 0,
+            hash: AUDIT_GENESIS_HASH.into()
+        }
+    );
     assert_eq!(store.audit_bounds().await.unwrap(), None);
     let head = store.append_audit(&mut sealer(5)).await.unwrap();
-    assert_eq!(head, AuditHead { seq: 5, hash: "h5".into() });
+    assert_eq!(
+        head,
+        AuditHead {
+            seq: 5,
+            hash: "h5".into()
+        }
+    );
     let head = store.append_audit(&mut sealer(7)).await.unwrap();
     assert_eq!(head.seq, 12);
     assert_eq!(store.audit_head().await.unwrap(), head);
     assert_eq!(store.audit_bounds().await.unwrap(), Some((1, 12, 12)));
     let rows = store.audit_records(4, 3).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 5, 6]);
-    assert_eq!(rows[2].prev_hash, "h5", "the second batch continues the chain");
-    assert_eq!(rows[0], audit_row(4, "h3", Some("u2"), "SignIn", None, 4000));
+    assert_eq!(
+        rows[2].prev_hash, "h5",
+        "the second batch continues the chain"
+    );
+    assert_eq!(
+        rows[0],
+        audit_row(4, "h3", Some("u2"), "SignIn", None, 4000)
+    );
     assert_eq!(store.audit_record(12).await.unwrap().unwrap().hash, "h12");
     assert_eq!(store.audit_record(13).await.unwrap(), None);
 
     // An empty batch changes nothing; a batch out of order is refused whole.
-    assert_eq!(store.append_audit(&mut |_: &AuditHead| Vec::new()).await.unwrap().seq, 12);
+    assert_eq!(
+        store
+            .append_audit(&mut |_: &AuditHead| Vec::new())
+            .await
+            .unwrap()
+            .seq,
+        12
+    );
     let err = store
         .append_audit(&mut |h: &AuditHead| vec![audit_row(h.seq + 2, &h.hash, None, "X", None, 0)])
         .await
@@ -176,19 +295,71 @@ async fn audit_rows_append_in_order_and_search(store: SqlStore) {
 
     let search = |q: AuditQuery| {
         let store = &store;
-        async move { store.search_audit(&q).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>() }
+        async move {
+            store
+                .search_audit(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        }
     };
-    let q = |limit| AuditQuery { limit, ..Default::default() };
+    let q = |limit| AuditQuery {
+        limit,
+        ..Default::default()
+    };
     assert_eq!(search(q(3)).await, [12, 11, 10]);
-    assert_eq!(search(AuditQuery { before_seq: Some(10), ..q(3) }).await, [9, 8, 7]);
-    assert_eq!(search(AuditQuery { user_id: Some("u2".into()), ..q(100) }).await, [12, 10, 8, 6, 4, 2]);
-    assert_eq!(search(AuditQuery { event_name: Some("SignIn".into()), ..q(100) }).await, [12, 8, 4]);
-    assert_eq!(search(AuditQuery { outcome: Some(AuditOutcome::Error), ..q(100) }).await, [12, 9, 6, 3]);
     assert_eq!(
-        search(AuditQuery { outcome: Some(AuditOutcome::Success), user_id: Some("u1".into()), ..q(100) }).await,
+        search(AuditQuery {
+            before_seq: Some(10),
+            ..q(3)
+        })
+        .await,
+        [9, 8, 7]
+    );
+    assert_eq!(
+        search(AuditQuery {
+            user_id: Some("u2".into()),
+            ..q(100)
+        })
+        .await,
+        [12, 10, 8, 6, 4, 2]
+    );
+    assert_eq!(
+        search(AuditQuery {
+            event_name: Some("SignIn".into()),
+            ..q(100)
+        })
+        .await,
+        [12, 8, 4]
+    );
+    assert_eq!(
+        search(AuditQuery {
+            outcome: Some(AuditOutcome::Error),
+            ..q(100)
+        })
+        .await,
+        [12, 9, 6, 3]
+    );
+    assert_eq!(
+        search(AuditQuery {
+            outcome: Some(AuditOutcome::Success),
+            user_id: Some("u1".into()),
+            ..q(100)
+        })
+        .await,
         [11, 7, 5, 1]
     );
-    assert_eq!(search(AuditQuery { from: Some(3000), to: Some(6000), ..q(100) }).await, [5, 4, 3]);
+    assert_eq!(
+        search(AuditQuery {
+            from: Some(3000),
+            to: Some(6000),
+            ..q(100)
+        })
+        .await,
+        [5, 4, 3]
+    );
     assert_eq!(
         search(AuditQuery {
             event_source: Some("api".into()),
@@ -201,7 +372,12 @@ async fn audit_rows_append_in_order_and_search(store: SqlStore) {
         .await,
         [6]
     );
-    assert!(search(AuditQuery { event_source: Some("cli".into()), ..q(100) }).await.is_empty());
+    assert!(search(AuditQuery {
+        event_source: Some("cli".into()),
+        ..q(100)
+    })
+    .await
+    .is_empty());
 }
 
 async fn concurrent_appenders_take_turns(store: SqlStore) {
@@ -223,7 +399,11 @@ async fn concurrent_appenders_take_turns(store: SqlStore) {
     assert_eq!(rows.len(), 240);
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r.seq, i as i64 + 1);
-        let prev = if i == 0 { AUDIT_GENESIS_HASH.to_string() } else { rows[i - 1].hash.clone() };
+        let prev = if i == 0 {
+            AUDIT_GENESIS_HASH.to_string()
+        } else {
+            rows[i - 1].hash.clone()
+        };
         assert_eq!(r.prev_hash, prev, "record {} continues the chain", r.seq);
     }
 }
@@ -255,10 +435,12 @@ async fn digests_checkpoint_and_values(store: SqlStore) {
     assert_eq!((all[0].written_at, all[1].written_at), (Some(t(10)), None));
     assert_eq!(all[1].body, r#"{"last":6}"#);
     let wrong = store
-        .create_audit_digest(&mut |c: &ecocityhub_store::observe::DigestContext| AuditDigestRow {
-            number: c.number + 1,
-            ..d2.clone()
-        })
+        .create_audit_digest(
+            &mut |c: &ecocityhub_store::observe::DigestContext| AuditDigestRow {
+                number: c.number + 1,
+                ..d2.clone()
+            },
+        )
         .await;
     assert!(wrong.is_err(), "a digest must take the number it is given");
     assert_eq!(store.audit_digests().await.unwrap().len(), 2);
@@ -277,12 +459,30 @@ async fn digests_checkpoint_and_values(store: SqlStore) {
     assert_eq!(store.append_audit(&mut sealer(1)).await.unwrap().seq, 7);
 
     assert_eq!(store.observe_value("k").await.unwrap(), None);
-    assert_eq!(store.put_observe_value_if_absent("k", "first").await.unwrap(), "first");
-    assert_eq!(store.put_observe_value_if_absent("k", "second").await.unwrap(), "first");
-    assert_eq!(store.observe_value("k").await.unwrap().as_deref(), Some("first"));
+    assert_eq!(
+        store
+            .put_observe_value_if_absent("k", "first")
+            .await
+            .unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store
+            .put_observe_value_if_absent("k", "second")
+            .await
+            .unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.observe_value("k").await.unwrap().as_deref(),
+        Some("first")
+    );
 
     let pool = store.pool_status();
-    assert!(pool.max >= 1 && pool.size <= pool.max && pool.idle <= pool.size, "{pool:?}");
+    assert!(
+        pool.max >= 1 && pool.size <= pool.max && pool.idle <= pool.size,
+        "{pool:?}"
+    );
 }
 
 macro_rules! both_backends {
