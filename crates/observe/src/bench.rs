@@ -171,8 +171,13 @@ pub async fn layer_overhead(requests: usize, clients: usize) -> Result<LayerOver
     let _ = Telemetry::install(Exposition::Prometheus);
     let handler = || Router::new().route("/stations/{id}", get(|| async { "ok" }));
     let (bare, t1) = served(handler()).await?;
-    let (metrics, t2) = served(handler().layer(HttpMetricsLayer)).await?;
-    let (both, t3) = served(handler().layer(HttpMetricsLayer).layer(RequestIdLayer)).await?;
+    let (metrics, t2) = served(handler().layer(HttpMetricsLayer::new())).await?;
+    let (both, t3) = served(
+        handler()
+            .layer(HttpMetricsLayer::new())
+            .layer(RequestIdLayer),
+    )
+    .await?;
     hammer(&bare, requests / 10, clients).await?; // warm-up
     let mut best = [0.0f64; 3];
     for _ in 0..2 {

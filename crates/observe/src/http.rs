@@ -5,17 +5,19 @@
 //!
 //! ```ignore
 //! let app = router
-//!     .layer(HttpMetricsLayer)   // Router::layer: sees axum's MatchedPath
+//!     .layer(HttpMetricsLayer::new())   // Router::layer: sees axum's MatchedPath
 //!     .layer(RequestIdLayer);    // outermost, so every log line of the request carries the id
 //! ```
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response};
 use futures::future::BoxFuture;
+use metrics::{Counter, Gauge, Histogram};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -164,20 +166,93 @@ where
 
 /// Counts and times requests per route template (axum's `MatchedPath`; `unmatched` for the
 /// fallback, never the raw path), method and status class. Apply it with `Router::layer`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpMetricsLayer;
+///
+/// The metric handles are looked up once per (route, method, status class) and kept by the
+/// layer, on the recorder installed when its first request came (install the telemetry before
+/// serving).
+#[derive(Debug, Clone, Default)]
+pub struct HttpMetricsLayer {
+    handles: Arc<Handles>,
+}
+
+impl HttpMetricsLayer {
+    pub fn new() -> HttpMetricsLayer {
+        HttpMetricsLayer::default()
+    }
+}
+
+type Series = ((&'static str, &'static str), Counter, Histogram);
+
+#[derive(Default)]
+struct Handles {
+    in_flight: OnceLock<Gauge>,
+    by_route: RwLock<HashMap<Box<str>, Vec<Series>>>,
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handles")
+    }
+}
+
+impl Handles {
+    fn in_flight(&self) -> &Gauge {
+        self.in_flight
+            .get_or_init(|| metrics::gauge!(HTTP_IN_FLIGHT.name))
+    }
+
+    fn record(&self, route: &str, method: &'static str, class: &'static str, seconds: f64) {
+        let key = (method, class);
+        let found = |series: &Vec<Series>| {
+            series
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .map(|(_, c, h)| (c.clone(), h.clone()))
+        };
+        let cached = self
+            .by_route
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+            .and_then(found);
+        let (counter, histogram) = cached.unwrap_or_else(|| {
+            let labels = [
+                ("method", method.to_string()),
+                ("route", route.to_string()),
+                ("status_class", class.to_string()),
+            ];
+            let made = (
+                metrics::counter!(HTTP_REQUESTS.name, &labels),
+                metrics::histogram!(HTTP_DURATION.name, &labels),
+            );
+            self.by_route
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(route.into())
+                .or_default()
+                .push((key, made.0.clone(), made.1.clone()));
+            made
+        });
+        counter.increment(1);
+        histogram.record(seconds);
+    }
+}
 
 impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetricsService { inner }
+        HttpMetricsService {
+            inner,
+            handles: self.handles.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpMetricsService<S> {
     inner: S,
+    handles: Arc<Handles>,
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -219,29 +294,20 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
-            Some(p) => p.as_str().into(),
-            None => "unmatched".into(),
-        };
+        let route = req.extensions().get::<MatchedPath>().cloned();
         let method = method_label(req.method());
-        let in_flight = metrics::gauge!(HTTP_IN_FLIGHT.name);
-        in_flight.increment(1.0);
+        let handles = self.handles.clone();
+        handles.in_flight().increment(1.0);
         let future = self.inner.call(req);
         Box::pin(async move {
             let result = future.await;
-            in_flight.decrement(1.0);
+            handles.in_flight().decrement(1.0);
             let class = match &result {
                 Ok(r) => status_class(r.status().as_u16()),
                 Err(_) => "5xx",
             };
-            let labels = [
-                ("method", method.to_string()),
-                ("route", route.to_string()),
-                ("status_class", class.to_string()),
-            ];
-            metrics::counter!(HTTP_REQUESTS.name, &labels).increment(1);
-            metrics::histogram!(HTTP_DURATION.name, &labels)
-                .record(started.elapsed().as_secs_f64());
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            handles.record(route, method, class, started.elapsed().as_secs_f64());
             result
         })
     }
@@ -335,7 +401,7 @@ mod tests {
                 "/boom",
                 get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "no") }),
             )
-            .layer(HttpMetricsLayer);
+            .layer(HttpMetricsLayer::new());
         let _guard = metrics::set_default_local_recorder(&recorder);
         for path in [
             "/stations/a",

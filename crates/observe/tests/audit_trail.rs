@@ -29,7 +29,11 @@ struct Trail {
 
 fn event(i: usize) -> AuditEvent {
     let user = format!("user-{}", i % 3);
-    let name = if i.is_multiple_of(5) { "SignIn" } else { "UpdateUser" };
+    let name = if i.is_multiple_of(5) {
+        "SignIn"
+    } else {
+        "UpdateUser"
+    };
     let e = AuditEvent::new(
         "api",
         name,

@@ -98,7 +98,7 @@ async fn prometheus_scrapes_the_listener_and_an_alert_fires() {
             "/boom",
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "no") }),
         )
-        .layer(HttpMetricsLayer)
+        .layer(HttpMetricsLayer::new())
         .layer(RequestIdLayer);
     for path in ["/stations/a", "/stations/b", "/stations/c", "/boom"] {
         app.clone()

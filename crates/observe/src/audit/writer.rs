@@ -93,8 +93,8 @@ impl Audit {
     pub async fn close(&self) {
         let task = self.task.lock().await.take();
         if let Some(task) = task {
-            // Closing: a zero-capacity permit loop is not needed; dropping every sender ends
-            // the receiver, so ask it to stop through a marker instead.
+            // Clones of this handle keep the channel open, so the writer is told to stop by a
+            // marker; it then closes the channel and writes what is queued.
             let (done, _) = oneshot::channel();
             let _ = self
                 .queue
