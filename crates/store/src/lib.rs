@@ -7,11 +7,19 @@
 
 pub mod identity;
 pub mod ml;
+<<<<<<< HEAD
 pub mod notify;
 mod sql;
 mod sql_identity;
 mod sql_ml;
 mod sql_notify;
+=======
+pub mod observe;
+mod sql;
+mod sql_identity;
+mod sql_ml;
+mod sql_observe;
+>>>>>>> observe
 pub mod testing;
 
 use async_trait::async_trait;
@@ -20,7 +28,11 @@ use ecocityhub_domain::{Parameter, QualityFlag, Reading, Station, StationId};
 
 pub use identity::IdentityStore;
 pub use ml::MlStore;
+<<<<<<< HEAD
 pub use notify::NotifyStore;
+=======
+pub use observe::ObserveStore;
+>>>>>>> observe
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
@@ -100,10 +112,17 @@ pub struct DeviceKey {
 }
 
 /// Everything the platform stores: stations, readings and device keys here, users and tokens
+<<<<<<< HEAD
 /// through [`IdentityStore`], models and training jobs through [`MlStore`], notifications
 /// through [`NotifyStore`].
 #[async_trait]
 pub trait Store: IdentityStore + MlStore + NotifyStore + Send + Sync + 'static {
+=======
+/// through [`IdentityStore`], models and training jobs through [`MlStore`], metrics rollups,
+/// alarms and the audit trail through [`ObserveStore`].
+#[async_trait]
+pub trait Store: IdentityStore + MlStore + ObserveStore + Send + Sync + 'static {
+>>>>>>> observe
     /// Which backend this is, for logs and health checks.
     fn backend(&self) -> Backend;
 
