@@ -642,7 +642,69 @@ where
         }
         cache.entries.invalidate(&key).await;
     }
+    if route.is_none() {
+        // No policy: stored when the origin says public, but concurrent requests are not held
+        // back for a route that may well be personal or slow.
+        return fill_alone(&cache, inner, request, primary, key, names).await;
+    }
     miss(&cache, inner, request, primary, key, names, route).await
+}
+
+/// A miss of a route without a policy: one origin call per request, the answer stored when
+/// it may be.
+async fn fill_alone<S>(
+    cache: &Arc<Inner>,
+    inner: S,
+    request: Request,
+    primary: Arc<str>,
+    key: Arc<str>,
+    names: Arc<Vec<HeaderName>>,
+) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let template = Template::of(&request);
+    let conditions = ConditionalRequest::of(&request);
+    let epoch = cache.epoch.load(Ordering::SeqCst);
+    cache.count(&cache.counters.misses, "miss");
+    match fetch(cache, inner, &template, None, epoch).await {
+        Admission::Stored(entry) => {
+            store(cache, &primary, key, &names, &template, entry.clone()).await;
+            answer(cache, &entry, &request, "miss")
+        }
+        Admission::Passed { response, remember } => {
+            if remember {
+                cache.pass.insert(primary, ());
+            }
+            finish(cache, response, conditions).await
+        }
+    }
+}
+
+/// Inserts `entry` under `key` when its Vary is the one assumed there, else under the key of
+/// the Vary it has.
+async fn store(
+    cache: &Inner,
+    primary: &Arc<str>,
+    key: Arc<str>,
+    names: &[HeaderName],
+    template: &Template,
+    entry: Arc<Entry>,
+) {
+    if same_names(&entry, names) {
+        cache.entries.insert(key, entry).await;
+    } else {
+        store_learnt(cache, primary, template, entry).await;
+    }
+}
+
+/// Inserts `entry` under the key of its own Vary, and remembers that Vary for its route.
+async fn store_learnt(cache: &Inner, primary: &Arc<str>, template: &Template, entry: Arc<Entry>) {
+    let learnt: Vec<HeaderName> = entry.vary.iter().map(|v| v.0.clone()).collect();
+    let real = full_key(primary, &learnt, &template.headers);
+    cache.vary.insert(primary.clone(), Arc::new(learnt));
+    cache.entries.insert(real, entry).await;
 }
 
 /// Fetches a missing entry once for all concurrent requests of its key.
@@ -674,10 +736,7 @@ where
                 Admission::Stored(entry) if same_names(&entry, &names) => Ok(entry),
                 Admission::Stored(entry) => {
                     // Its Vary differs from what was assumed: keep it under its real key.
-                    let learnt: Vec<HeaderName> = entry.vary.iter().map(|v| v.0.clone()).collect();
-                    let real = full_key(&primary, &learnt, &template.headers);
-                    cache.vary.insert(primary.clone(), Arc::new(learnt));
-                    cache.entries.insert(real, entry.clone()).await;
+                    store_learnt(&cache, &primary, &template, entry.clone()).await;
                     *own.lock().expect("not poisoned") = Some(entry_response(&entry, "miss"));
                     Err(())
                 }
