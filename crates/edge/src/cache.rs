@@ -338,7 +338,10 @@ fn plan<'a>(inner: &'a Inner, request: &Request) -> Plan<'a> {
         };
     }
     if route.is_none() && !inner.config.store_origin_public {
-        return Plan::Pass { route: None, public };
+        return Plan::Pass {
+            route: None,
+            public,
+        };
     }
     let host = headers
         .get(header::HOST)
@@ -492,9 +495,9 @@ fn none_match(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool {
     };
     let ours = etag.to_str().unwrap_or("");
     let ours = ours.strip_prefix("W/").unwrap_or(ours);
-    text.split(',').map(str::trim).any(|t| {
-        t == "*" || t.strip_prefix("W/").unwrap_or(t) == ours
-    })
+    text.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == ours)
 }
 
 /// A `304` carrying the fields RFC 9110 asks for (and any cookie of the full answer).
@@ -551,7 +554,10 @@ fn broken_origin(e: axum::Error) -> Response {
 enum Admission {
     Stored(Arc<Entry>),
     /// Not storable; `remember`: the route itself is uncacheable for now.
-    Passed { response: Response, remember: bool },
+    Passed {
+        response: Response,
+        remember: bool,
+    },
 }
 
 /// The layer; build it from an [`EdgeCache`].
@@ -756,9 +762,9 @@ where
             if !ran {
                 cache.count(&cache.counters.hits, "hit");
             }
-            answer(&cache, &entry, &request, if ran { "miss" } else { "hit" })
+            answer(cache, &entry, &request, if ran { "miss" } else { "hit" })
         }
-        Ok(_) => pass(&cache, inner, request, route.map(|r| r.0)).await,
+        Ok(_) => pass(cache, inner, request, route.map(|r| r.0)).await,
         Err(_) => {
             let mine = own.lock().expect("not poisoned").take();
             match mine {
@@ -766,7 +772,7 @@ where
                     let conditions = ConditionalRequest::of(&request);
                     finish(cache, response, conditions).await
                 }
-                None => pass(&cache, inner, request, route.map(|r| r.0)).await,
+                None => pass(cache, inner, request, route.map(|r| r.0)).await,
             }
         }
     }
@@ -797,15 +803,20 @@ where
     let headers = response.headers();
     let d = directives(headers);
     let lifetime = d.s_maxage.or(d.max_age).unwrap_or(0);
-    let vary_all = headers
-        .get_all(header::VARY)
-        .iter()
-        .any(|v| v.as_bytes().split(|b| *b == b',').any(|p| p.trim_ascii() == b"*"));
+    let vary_all = headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|p| p.trim_ascii() == b"*")
+    });
     let streamed = response
         .extensions()
         .get::<OriginBody>()
         .map(|o| o.exact_len.is_none())
-        .unwrap_or_else(|| http_body::Body::size_hint(response.body()).exact().is_none());
+        .unwrap_or_else(|| {
+            http_body::Body::size_hint(response.body())
+                .exact()
+                .is_none()
+        });
     let route_uncacheable = d.no_store
         || d.private
         || d.no_cache
@@ -866,7 +877,10 @@ where
     }))
 }
 
-fn vary_values(response: &HeaderMap, request: &HeaderMap) -> Vec<(HeaderName, Option<HeaderValue>)> {
+fn vary_values(
+    response: &HeaderMap,
+    request: &HeaderMap,
+) -> Vec<(HeaderName, Option<HeaderValue>)> {
     let mut out: Vec<(HeaderName, Option<HeaderValue>)> = Vec::new();
     for value in response.get_all(header::VARY) {
         let Ok(text) = value.to_str() else { continue };
@@ -1044,8 +1058,14 @@ mod tests {
         );
         let d = directives(&h);
         assert!(d.public && !d.private && !d.no_store);
-        assert_eq!((d.max_age, d.s_maxage, d.swr), (Some(0), Some(15), Some(30)));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+        assert_eq!(
+            (d.max_age, d.s_maxage, d.swr),
+            (Some(0), Some(15), Some(30))
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
         let d = directives(&h);
         assert!(d.private && d.no_cache);
     }
@@ -1074,7 +1094,10 @@ mod tests {
     #[test]
     fn origin_tags_are_taken_off() {
         let mut h = HeaderMap::new();
-        h.insert(CACHE_TAGS_HEADER, HeaderValue::from_static("station:a latest,x"));
+        h.insert(
+            CACHE_TAGS_HEADER,
+            HeaderValue::from_static("station:a latest,x"),
+        );
         assert_eq!(take_tags(&mut h), vec!["station:a", "latest", "x"]);
         assert!(!h.contains_key(CACHE_TAGS_HEADER));
     }
@@ -1088,7 +1111,10 @@ mod tests {
         let all = axum::body::to_bytes(rest, usize::MAX).await.unwrap();
         assert_eq!(all.len(), 1000);
         assert_eq!(all[999], 9);
-        let small = collect_limited(Body::from("abc"), 250).await.unwrap().unwrap();
+        let small = collect_limited(Body::from("abc"), 250)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(small, "abc");
     }
 }

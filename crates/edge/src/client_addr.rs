@@ -191,8 +191,7 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let client = self.resolver.resolve(&request);
-        if let (Some(ip), AddrSource::Forwarded | AddrSource::Lambda) = (client.ip, client.source)
-        {
+        if let (Some(ip), AddrSource::Forwarded | AddrSource::Lambda) = (client.ip, client.source) {
             request
                 .extensions_mut()
                 .insert(ConnectInfo(SocketAddr::new(ip, 0)));
@@ -214,7 +213,8 @@ mod tests {
         }
         let mut r = r.body(Body::empty()).unwrap();
         if let Some(p) = peer {
-            r.extensions_mut().insert(ConnectInfo(p.parse::<SocketAddr>().unwrap()));
+            r.extensions_mut()
+                .insert(ConnectInfo(p.parse::<SocketAddr>().unwrap()));
         }
         r
     }
@@ -263,7 +263,10 @@ mod tests {
             Some("10.0.0.5:5000"),
             &[("cloudfront-viewer-address", "198.51.100.10:46532")],
         );
-        assert_eq!(resolver(&["10.0.0.0/8"]).resolve(&r).ip, ip("198.51.100.10"));
+        assert_eq!(
+            resolver(&["10.0.0.0/8"]).resolve(&r).ip,
+            ip("198.51.100.10")
+        );
     }
 
     #[test]

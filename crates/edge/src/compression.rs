@@ -141,7 +141,12 @@ pub fn is_compressible(content_type: Option<&HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let Some((kind, sub)) = mime.split_once('/') else {
         return false;
     };
@@ -238,7 +243,9 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         use futures::TryFutureExt;
-        self.inner.call(request).map_ok(mark_origin_body as fn(_) -> _)
+        self.inner
+            .call(request)
+            .map_ok(mark_origin_body as fn(_) -> _)
     }
 }
 
@@ -297,7 +304,12 @@ mod tests {
         for t in yes {
             assert!(is_compressible(Some(&HeaderValue::from_static(t))), "{t}");
         }
-        for t in ["image/png", "image/webp", "application/octet-stream", "text/event-stream"] {
+        for t in [
+            "image/png",
+            "image/webp",
+            "application/octet-stream",
+            "text/event-stream",
+        ] {
             assert!(!is_compressible(Some(&HeaderValue::from_static(t))), "{t}");
         }
         assert!(!is_compressible(None));

@@ -143,7 +143,14 @@ pub enum RateKey {
     Credential,
 }
 
-fn rule(name: &str, methods: &[&str], paths: &[&str], limit: u32, secs: u64, key: RateKey) -> RateRule {
+fn rule(
+    name: &str,
+    methods: &[&str],
+    paths: &[&str],
+    limit: u32,
+    secs: u64,
+    key: RateKey,
+) -> RateRule {
     RateRule {
         name: name.into(),
         paths: paths.iter().map(|p| p.to_string()).collect(),
@@ -289,15 +296,30 @@ pub fn default_cache_routes() -> Vec<CacheRoute> {
     vec![
         route("/api/v1/latest", 15, 30, &["latest", "stations"]),
         route("/api/v1/stations", 60, 60, &["stations"]),
-        route("/api/v1/stations/{id}", 60, 60, &["stations", "station:{id}"]),
+        route(
+            "/api/v1/stations/{id}",
+            60,
+            60,
+            &["stations", "station:{id}"],
+        ),
         route("/api/v1/stations/{id}/readings", 60, 60, &["station:{id}"]),
         route("/api/v1/stations/{id}/anomalies", 60, 60, &["station:{id}"]),
-        route("/api/v1/stations/{id}/forecast", 300, 300, &["forecast:{id}"]),
+        route(
+            "/api/v1/stations/{id}/forecast",
+            300,
+            300,
+            &["forecast:{id}"],
+        ),
         route("/api/v1/parameters", 3600, 3600, &["parameters"]),
         route("/api/v1/ml/models", 60, 60, &["models"]),
         route("/api/v1/ml/models/{id}", 60, 60, &["models"]),
         route("/api/v1/ml/models/{id}/report", 300, 300, &["models"]),
-        route("/api/v1/ml/models/{id}/report/{file}", 300, 300, &["models"]),
+        route(
+            "/api/v1/ml/models/{id}/report/{file}",
+            300,
+            300,
+            &["models"],
+        ),
         route("/api/openapi.json", 3600, 3600, &["openapi"]),
         page("/", 15, 30, &["latest", "stations"]),
         page(
@@ -481,8 +503,8 @@ mod tests {
         assert_eq!(c.client_addr.trusted_proxies.len(), 1);
         let e = toml::from_str::<EdgeConfig>("[server]\nheader_read_timout = 1\n").unwrap_err();
         assert!(e.to_string().contains("header_read_timout"), "{e}");
-        let e = toml::from_str::<EdgeConfig>("[server]\nheader_read_timeout = \"soon\"\n")
-            .unwrap_err();
+        let e =
+            toml::from_str::<EdgeConfig>("[server]\nheader_read_timeout = \"soon\"\n").unwrap_err();
         assert!(e.to_string().contains("not a duration"), "{e}");
     }
 
@@ -491,7 +513,10 @@ mod tests {
         let c = EdgeConfig::default();
         let text = toml::to_string(&c).unwrap();
         let back: EdgeConfig = toml::from_str(&text).unwrap();
-        assert_eq!(back.shield.rate_limits.rules.len(), c.shield.rate_limits.rules.len());
+        assert_eq!(
+            back.shield.rate_limits.rules.len(),
+            c.shield.rate_limits.rules.len()
+        );
         assert_eq!(back.cache.routes[0].s_maxage, Duration::from_secs(15));
     }
 }

@@ -42,7 +42,11 @@ mod tests {
 
     #[tokio::test]
     async fn problems_have_the_api_shape() {
-        let r = problem(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "slow down");
+        let r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "slow down",
+        );
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();

@@ -81,8 +81,7 @@ impl CompiledRule {
             rule: rule.name.clone(),
             reason: reason.to_string(),
         };
-        if rule.name.is_empty() || !rule.name.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
-        {
+        if rule.name.is_empty() || !rule.name.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
             return Err(invalid("the name must be printable ASCII without quotes"));
         }
         let limit = NonZeroU32::new(rule.limit).ok_or_else(|| invalid("limit must be above 0"))?;
@@ -122,8 +121,10 @@ impl CompiledRule {
             limit: rule.limit,
             window: rule.window,
             emission,
-            limiter: governor::RateLimiter::<u128, DashMapStateStore<u128>, DefaultClock>::dashmap(quota)
-                .with_middleware::<StateInformationMiddleware>(),
+            limiter: governor::RateLimiter::<u128, DashMapStateStore<u128>, DefaultClock>::dashmap(
+                quota,
+            )
+            .with_middleware::<StateInformationMiddleware>(),
             checks: AtomicU64::new(0),
             saturated: AtomicBool::new(false),
         })
@@ -172,14 +173,11 @@ impl Decision {
             return;
         }
         let policy = join(self.outcomes.iter().map(|o| o.policy.clone()));
-        let state = join(self.outcomes.iter().map(|o| {
-            format!(
-                "\"{}\";r={};t={}",
-                o.rule,
-                o.remaining,
-                ceil_secs(o.reset)
-            )
-        }));
+        let state = join(
+            self.outcomes
+                .iter()
+                .map(|o| format!("\"{}\";r={};t={}", o.rule, o.remaining, ceil_secs(o.reset))),
+        );
         for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name, v);
@@ -229,10 +227,7 @@ impl RateLimiter {
     /// Counts `request` in every rule that applies to it.
     pub fn check(&self, request: &Request) -> Decision {
         self.trim_now_and_then();
-        let ip = request
-            .extensions()
-            .get::<ClientAddr>()
-            .and_then(|c| c.ip);
+        let ip = request.extensions().get::<ClientAddr>().and_then(|c| c.ip);
         if ip.is_some_and(|ip| self.exempt.iter().any(|n| n.contains(&ip))) {
             return Decision {
                 outcomes: Vec::new(),
@@ -241,7 +236,11 @@ impl RateLimiter {
         let path = request.uri().path();
         let mut credential = None;
         let mut outcomes = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.applies(request.method(), path)) {
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.applies(request.method(), path))
+        {
             let key = match rule.key {
                 RateKey::Ip => match ip {
                     Some(ip) => ip_key(ip),
@@ -296,7 +295,11 @@ impl RateLimiter {
 
     /// `key`, or the overflow key while the rule tracks too many clients.
     fn bounded_key(&self, rule: &CompiledRule, key: u128) -> u128 {
-        if rule.checks.fetch_add(1, Ordering::Relaxed) % SIZE_CHECK_EVERY == 0 {
+        if rule
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SIZE_CHECK_EVERY)
+        {
             let mut full = rule.limiter.len() >= self.max_keys;
             if full {
                 rule.limiter.retain_recent();
@@ -522,18 +525,30 @@ mod tests {
         let d = l.check(&request("192.0.2.1", "/api/x", &[]));
         assert!(!d.allowed());
         let wait = d.retry_after().unwrap();
-        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         // Another address, another method or path: not counted together.
         assert!(l.check(&request("192.0.2.2", "/api/x", &[])).allowed());
-        assert!(l.check(&request("192.0.2.1", "/other", &[])).outcomes.is_empty());
+        assert!(l
+            .check(&request("192.0.2.1", "/other", &[]))
+            .outcomes
+            .is_empty());
     }
 
     #[test]
     fn ipv6_clients_are_counted_per_64() {
         let l = RateLimiter::new(&config(1, RateKey::Ip), &[]).unwrap();
-        assert!(l.check(&request("2001:db8:1:2::1", "/api/x", &[])).allowed());
-        assert!(!l.check(&request("2001:db8:1:2::ffff", "/api/x", &[])).allowed());
-        assert!(l.check(&request("2001:db8:1:3::1", "/api/x", &[])).allowed());
+        assert!(l
+            .check(&request("2001:db8:1:2::1", "/api/x", &[]))
+            .allowed());
+        assert!(!l
+            .check(&request("2001:db8:1:2::ffff", "/api/x", &[]))
+            .allowed());
+        assert!(l
+            .check(&request("2001:db8:1:3::1", "/api/x", &[]))
+            .allowed());
     }
 
     #[test]
@@ -545,7 +560,10 @@ mod tests {
         // A forged secret with the same public prefix has its own bucket.
         let forged = [("x-api-key", "ech_abc_forged")];
         assert!(l.check(&request("192.0.2.1", "/api/x", &forged)).allowed());
-        assert!(l.check(&request("192.0.2.1", "/api/x", &[])).outcomes.is_empty());
+        assert!(l
+            .check(&request("192.0.2.1", "/api/x", &[]))
+            .outcomes
+            .is_empty());
         let cookie = [("cookie", "ecch-csrf=a; s=token1")];
         assert!(l.check(&request("192.0.2.1", "/api/x", &cookie)).allowed());
         assert!(!l.check(&request("192.0.2.1", "/api/x", &cookie)).allowed());
@@ -571,7 +589,10 @@ mod tests {
             l.check(&request(&ip, "/api/x", &[]));
         }
         let tracked = l.tracked()[0].1;
-        assert!(tracked <= 100 + SIZE_CHECK_EVERY as usize + 1, "{tracked} keys");
+        assert!(
+            tracked <= 100 + SIZE_CHECK_EVERY as usize + 1,
+            "{tracked} keys"
+        );
     }
 
     #[test]

@@ -83,7 +83,14 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    accept_loop(listener, app, Arc::new(Settings::new(config)), None, shutdown).await
+    accept_loop(
+        listener,
+        app,
+        Arc::new(Settings::new(config)),
+        None,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `app` over TLS with `tls`'s certificate (reloaded when its files change), HTTP/2
@@ -128,12 +135,18 @@ pub async fn serve_redirect<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    let app = Router::new().fallback(move |request: Request| async move {
-        redirect_to_https(&request, https_port)
-    });
+    let app = Router::new()
+        .fallback(move |request: Request| async move { redirect_to_https(&request, https_port) });
     let mut config = config.clone();
     config.http2 = false;
-    accept_loop(listener, app, Arc::new(Settings::new(&config)), None, shutdown).await
+    accept_loop(
+        listener,
+        app,
+        Arc::new(Settings::new(&config)),
+        None,
+        shutdown,
+    )
+    .await
 }
 
 fn redirect_to_https(request: &Request, https_port: u16) -> Response {
@@ -252,7 +265,15 @@ async fn connection(
                 Ok(Ok(stream)) => {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
                     let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                    http(TokioIo::new(stream), protocol, peer, app, &settings, watcher).await;
+                    http(
+                        TokioIo::new(stream),
+                        protocol,
+                        peer,
+                        app,
+                        &settings,
+                        watcher,
+                    )
+                    .await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -157,9 +157,13 @@ impl Tls {
             loop {
                 every.tick().await;
                 match tls.reload_if_changed() {
-                    Ok(true) => tracing::info!(cert = %tls.cert_path.display(), "TLS certificate reloaded"),
+                    Ok(true) => {
+                        tracing::info!(cert = %tls.cert_path.display(), "TLS certificate reloaded")
+                    }
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "the TLS certificate files changed but cannot be used; still serving the previous certificate"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the TLS certificate files changed but cannot be used; still serving the previous certificate")
+                    }
                 }
             }
         })
@@ -276,7 +280,8 @@ fn self_signed(hosts: &[String], dir: &Path) -> Result<(PathBuf, PathBuf), TlsEr
         hosts: hosts.to_vec(),
         reason,
     };
-    let mut params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| fail(e.to_string()))?;
+    let mut params =
+        rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| fail(e.to_string()))?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "EcoCityHub (self-signed)");

@@ -61,8 +61,14 @@ async fn a_public_get_is_fetched_once_then_served_with_policy_etag_and_age() {
     let first = s.get("/api/v1/latest").await;
     assert_eq!(first.status(), 200);
     assert_eq!(cache_status(&first), "miss");
-    let cc = first.headers()["cache-control"].to_str().unwrap().to_string();
-    assert_eq!(cc, "public, max-age=0, s-maxage=60, stale-while-revalidate=30");
+    let cc = first.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        cc,
+        "public, max-age=0, s-maxage=60, stale-while-revalidate=30"
+    );
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
     assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
     let body = first.text().await.unwrap();
@@ -75,9 +81,17 @@ async fn a_public_get_is_fetched_once_then_served_with_policy_etag_and_age() {
     assert_eq!(Calls::get(&s.calls.latest), 1);
 
     // HEAD is answered from the same entry.
-    let head = s.http.head(s.server.url("/api/v1/latest")).send().await.unwrap();
+    let head = s
+        .http
+        .head(s.server.url("/api/v1/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), 200);
-    assert_eq!(head.headers()["content-length"], body.len().to_string().as_str());
+    assert_eq!(
+        head.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
     assert_eq!(Calls::get(&s.calls.latest), 1);
 }
 
@@ -86,7 +100,9 @@ async fn if_none_match_gets_304_from_the_cache_and_from_the_origin() {
     let s = Site::start(no_limits()).await;
     let etag = s.get("/api/v1/latest").await.headers()["etag"].clone();
     let etag = etag.to_str().unwrap();
-    let r = s.get_with("/api/v1/latest", &[("if-none-match", etag)]).await;
+    let r = s
+        .get_with("/api/v1/latest", &[("if-none-match", etag)])
+        .await;
     assert_eq!(r.status(), 304);
     assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
     assert!(r.headers().contains_key("cache-control"));
@@ -121,7 +137,10 @@ async fn answers_that_vary_are_kept_apart() {
     let d = s.get_with("/vary", &csv).await;
     assert_eq!(cache_status(&d), "hit");
     assert_eq!(d.text().await.unwrap(), b);
-    assert!(Calls::get(&s.calls.vary) <= 3, "learning the Vary costs at most one more call");
+    assert!(
+        Calls::get(&s.calls.vary) <= 3,
+        "learning the Vary costs at most one more call"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +162,9 @@ async fn requests_with_credentials_or_a_session_are_neither_served_from_nor_stor
     let anonymous = s.get("/api/v1/stations/s1").await;
     assert_eq!(cache_status(&anonymous), "miss");
     // The CSRF cookie alone is not a session.
-    let csrf_only = s.get_with("/api/v1/stations/s1", &[("cookie", "ecch-csrf=t")]).await;
+    let csrf_only = s
+        .get_with("/api/v1/stations/s1", &[("cookie", "ecch-csrf=t")])
+        .await;
     assert_eq!(cache_status(&csrf_only), "hit");
     // And with a session, the cached copy is not served either.
     let r = s
@@ -174,7 +195,10 @@ async fn answers_that_set_a_cookie_are_not_stored_and_private_ones_are_not_eithe
 async fn a_page_marked_private_by_default_is_cached_when_its_policy_overrides_it() {
     let s = Site::start(no_limits()).await;
     let first = s.get("/").await;
-    assert_eq!(first.headers()["cache-control"], "public, max-age=0, s-maxage=60");
+    assert_eq!(
+        first.headers()["cache-control"],
+        "public, max-age=0, s-maxage=60"
+    );
     let second = s.get("/").await;
     assert_eq!(cache_status(&second), "hit");
     assert_eq!(Calls::get(&s.calls.page), 1);
@@ -183,7 +207,11 @@ async fn a_page_marked_private_by_default_is_cached_when_its_policy_overrides_it
 #[tokio::test]
 async fn invalidating_a_tag_drops_exactly_the_entries_that_carry_it() {
     let s = Site::start(no_limits()).await;
-    for path in ["/api/v1/stations/london_1", "/api/v1/stations/paris_2", "/tagged"] {
+    for path in [
+        "/api/v1/stations/london_1",
+        "/api/v1/stations/paris_2",
+        "/tagged",
+    ] {
         s.get(path).await;
         assert_eq!(cache_status(&s.get(path).await), "hit", "{path}");
     }
@@ -192,7 +220,10 @@ async fn invalidating_a_tag_drops_exactly_the_entries_that_carry_it() {
     assert_eq!(cache_status(&london), "miss");
     let v: serde_json::Value = london.json().await.unwrap();
     assert_eq!(v["id"], "london_1");
-    assert_eq!(cache_status(&s.get("/api/v1/stations/paris_2").await), "hit");
+    assert_eq!(
+        cache_status(&s.get("/api/v1/stations/paris_2").await),
+        "hit"
+    );
     assert_eq!(cache_status(&s.get("/tagged").await), "hit");
 
     // Tags the origin sent are used and never shown.
@@ -205,7 +236,10 @@ async fn invalidating_a_tag_drops_exactly_the_entries_that_carry_it() {
 
     // A tag shared by every station page drops them all.
     s.cache.invalidate_tags(&["stations"]);
-    assert_eq!(cache_status(&s.get("/api/v1/stations/paris_2").await), "miss");
+    assert_eq!(
+        cache_status(&s.get("/api/v1/stations/paris_2").await),
+        "miss"
+    );
 }
 
 #[tokio::test]
@@ -221,7 +255,11 @@ async fn an_invalidation_during_the_origin_call_is_not_lost() {
     s.cache.invalidate_tags(&["slow"]);
     assert_eq!(filling.await.unwrap(), 200);
     let next = s.get("/slow").await;
-    assert_eq!(cache_status(&next), "miss", "the entry made before the change is dropped");
+    assert_eq!(
+        cache_status(&next),
+        "miss",
+        "the entry made before the change is dropped"
+    );
     assert_eq!(cache_status(&s.get("/slow").await), "hit");
 }
 
@@ -243,7 +281,11 @@ async fn fifty_concurrent_misses_make_one_origin_call() {
         assert_eq!(status, 200);
         bodies.push(body);
     }
-    assert_eq!(Calls::get(&s.calls.slow), 1, "one origin call for 50 misses");
+    assert_eq!(
+        Calls::get(&s.calls.slow),
+        1,
+        "one origin call for 50 misses"
+    );
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
 }
 
@@ -260,7 +302,9 @@ async fn a_stale_entry_is_served_at_once_and_refreshed_by_one_call() {
     );
     let s = Site::start(config).await;
     let v = |r: reqwest::Response| async move {
-        r.json::<serde_json::Value>().await.unwrap()["version"].as_u64().unwrap()
+        r.json::<serde_json::Value>().await.unwrap()["version"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!(v(s.get("/api/v1/stations/a").await).await, 0);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -280,7 +324,11 @@ async fn a_stale_entry_is_served_at_once_and_refreshed_by_one_call() {
     let fresh = s.get("/api/v1/stations/a").await;
     assert_eq!(cache_status(&fresh), "hit");
     assert_eq!(v(fresh).await, 1);
-    assert_eq!(Calls::get(&s.calls.station), 2, "one refresh for two stale answers");
+    assert_eq!(
+        Calls::get(&s.calls.station),
+        2,
+        "one refresh for two stale answers"
+    );
 }
 
 #[tokio::test]

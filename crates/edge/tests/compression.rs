@@ -13,7 +13,9 @@ async fn start() -> (Server, Arc<Calls>) {
     let mut config = test_config();
     config.shield.rate_limits.enabled = false;
     let calls = Arc::new(Calls::default());
-    let app = Edge::new(config.clone()).unwrap().wrap(origin(calls.clone()));
+    let app = Edge::new(config.clone())
+        .unwrap()
+        .wrap(origin(calls.clone()));
     (Server::start(app, &config.server).await, calls)
 }
 
@@ -21,10 +23,14 @@ fn decode(encoding: &str, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match encoding {
         "gzip" => {
-            flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+            flate2::read::GzDecoder::new(bytes)
+                .read_to_end(&mut out)
+                .unwrap();
         }
         "br" => {
-            brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out).unwrap();
+            brotli::Decompressor::new(bytes, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
         }
         "zstd" => out = zstd::decode_all(bytes).unwrap(),
         "identity" => out = bytes.to_vec(),
@@ -73,7 +79,11 @@ async fn json_goes_out_in_the_best_encoding_the_client_takes() {
         assert!(vary.contains("accept-encoding"), "{vary}");
         assert_eq!(decode(&encoding, &body), plain, "{accept:?}");
         if expected != "identity" {
-            assert!(body.len() * 3 < plain.len(), "{expected}: {} bytes", body.len());
+            assert!(
+                body.len() * 3 < plain.len(),
+                "{expected}: {} bytes",
+                body.len()
+            );
         }
     }
     // One origin call per encoding, whatever the spelling of the header.
@@ -104,5 +114,8 @@ async fn images_and_small_answers_are_sent_as_they_are() {
     assert!(!vary.contains("accept-encoding"));
     assert_eq!(body.len(), 5_000);
     let (encoding, _, body) = fetch(&server, "/healthz", Some("gzip")).await;
-    assert_eq!((encoding.as_str(), body.as_slice()), ("identity", b"ok".as_slice()));
+    assert_eq!(
+        (encoding.as_str(), body.as_slice()),
+        ("identity", b"ok".as_slice())
+    );
 }

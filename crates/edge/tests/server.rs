@@ -24,7 +24,9 @@ fn quick_timeouts() -> ServerConfig {
 async fn start(config: ServerConfig) -> Server {
     let mut edge = EdgeConfig::default();
     edge.shield.rate_limits.enabled = false;
-    let app = Edge::new(edge).unwrap().wrap(origin(Arc::new(Calls::default())));
+    let app = Edge::new(edge)
+        .unwrap()
+        .wrap(origin(Arc::new(Calls::default())));
     Server::start(app, &config).await
 }
 
@@ -73,7 +75,10 @@ async fn three_hundred_slow_loris_connections_neither_stop_answers_nor_stay_open
         }
     }
     assert_eq!(open, 0, "{open} slow connections still open");
-    assert_eq!(c.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(server.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -96,7 +101,10 @@ async fn a_body_that_trickles_is_cut_off_at_the_deadline() {
         }
     })
     .await;
-    assert!(read.is_ok(), "the connection stayed open past the body deadline");
+    assert!(
+        read.is_ok(),
+        "the connection stayed open past the body deadline"
+    );
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     // A body that arrives in time is read.
@@ -134,5 +142,8 @@ async fn shutdown_lets_requests_in_flight_finish_and_takes_no_new_ones() {
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().starts_with('['));
-    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }

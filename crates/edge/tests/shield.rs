@@ -56,7 +56,10 @@ async fn a_flood_from_one_address_is_limited_while_another_client_is_served() {
     }
     let flood = flood.await.unwrap();
 
-    assert!(others.iter().all(|s| *s == 200), "the other client: {others:?}");
+    assert!(
+        others.iter().all(|s| *s == 200),
+        "the other client: {others:?}"
+    );
     let ok = flood.iter().filter(|r| r.status() == 200).count();
     let limited: Vec<_> = flood.iter().filter(|r| r.status() == 429).collect();
     assert_eq!(ok + limited.len(), 200);
@@ -79,7 +82,14 @@ async fn a_flood_from_one_address_is_limited_while_another_client_is_served() {
         "{state}"
     );
 
-    let body: serde_json::Value = flooder.get(&url).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = flooder
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["code"], "too_many_requests");
     assert_eq!(body["status"], 429);
 }
@@ -110,7 +120,11 @@ async fn spoofed_forwarded_headers_change_nothing_by_default() {
             .unwrap();
         statuses.push(r.status().as_u16());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 6, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        6,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +190,11 @@ async fn past_the_concurrency_cap_requests_are_refused_at_once() {
     for _ in 0..16 {
         refused.push(c.get(server.url("/work")).send().await.unwrap());
     }
-    assert_eq!(in_flight.load(Ordering::SeqCst), 4, "none of them reached the handler");
+    assert_eq!(
+        in_flight.load(Ordering::SeqCst),
+        4,
+        "none of them reached the handler"
+    );
     for r in &refused {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
@@ -186,5 +204,8 @@ async fn past_the_concurrency_cap_requests_are_refused_at_once() {
     for b in busy {
         assert_eq!(b.await.unwrap().unwrap().status(), 200);
     }
-    assert_eq!(c.get(server.url("/work")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(server.url("/work")).send().await.unwrap().status(),
+        200
+    );
 }

@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 fn app() -> axum::Router {
     let mut config = EdgeConfig::default();
     config.shield.rate_limits.enabled = false;
-    Edge::new(config).unwrap().wrap(origin(Arc::new(Calls::default())))
+    Edge::new(config)
+        .unwrap()
+        .wrap(origin(Arc::new(Calls::default())))
 }
 
 /// An HTTPS server on 127.0.0.1:0; stops when the sender is dropped.
@@ -123,7 +125,15 @@ async fn a_replaced_certificate_file_is_served_without_a_restart() {
     let (addr, _stop) = https(&tls, true).await;
     let old_client = trusting(first.certificate_path());
     let new_client = trusting(second.certificate_path());
-    assert_eq!(old_client.get(url(addr, "/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        old_client
+            .get(url(addr, "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert!(new_client.get(url(addr, "/healthz")).send().await.is_err());
 
     // Replace the files (key first, as a deploy script might; the half-new pair is refused).
@@ -137,7 +147,10 @@ async fn a_replaced_certificate_file_is_served_without_a_restart() {
         if fresh.get(url(addr, "/healthz")).send().await.is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "the new certificate was not served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(trusting(first.certificate_path())
@@ -163,7 +176,10 @@ async fn plain_http_is_redirected_to_https_and_gets_no_hsts() {
         .build()
         .unwrap();
     let r = client
-        .get(format!("http://localhost:{}/stations/a?range=week", addr.port()))
+        .get(format!(
+            "http://localhost:{}/stations/a?range=week",
+            addr.port()
+        ))
         .send()
         .await
         .unwrap();

@@ -63,7 +63,12 @@ pub fn origin(calls: Arc<Calls>) -> Router {
     let c = calls.clone();
     let latest = get(move || {
         c.latest.fetch_add(1, Ordering::SeqCst);
-        async move { ([(header::CONTENT_TYPE, "application/json")], json_body(20_000)) }
+        async move {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                json_body(20_000),
+            )
+        }
     });
     let c = calls.clone();
     let station = get(move |Path(id): Path<String>| {
@@ -75,18 +80,31 @@ pub fn origin(calls: Arc<Calls>) -> Router {
         c.slow.fetch_add(1, Ordering::SeqCst);
         async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            ([(header::CONTENT_TYPE, "application/json")], json_body(2_000))
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                json_body(2_000),
+            )
         }
     });
     let c = calls.clone();
     let private = get(move || {
         c.private.fetch_add(1, Ordering::SeqCst);
-        async move { ([(header::CACHE_CONTROL, "private, max-age=60")], json_body(1_000)) }
+        async move {
+            (
+                [(header::CACHE_CONTROL, "private, max-age=60")],
+                json_body(1_000),
+            )
+        }
     });
     let c = calls.clone();
     let cookie = get(move || {
         c.cookie.fetch_add(1, Ordering::SeqCst);
-        async move { ([(header::SET_COOKIE, "ecch-csrf=abc; Path=/")], json_body(1_000)) }
+        async move {
+            (
+                [(header::SET_COOKIE, "ecch-csrf=abc; Path=/")],
+                json_body(1_000),
+            )
+        }
     });
     let c = calls.clone();
     let vary = get(move |headers: HeaderMap| {
@@ -130,7 +148,10 @@ pub fn origin(calls: Arc<Calls>) -> Router {
                     (header::CACHE_CONTROL, "no-cache, private"),
                     (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 ],
-                format!("<!doctype html><title>home</title>{}", "<p>hello</p>".repeat(100)),
+                format!(
+                    "<!doctype html><title>home</title>{}",
+                    "<p>hello</p>".repeat(100)
+                ),
             )
         }
     });
@@ -155,16 +176,26 @@ pub fn origin(calls: Arc<Calls>) -> Router {
         .route("/csv", csv)
         .route("/", page)
         .route("/sized/{n}", sized)
-        .route("/image", get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0u8; 5_000]) }))
+        .route(
+            "/image",
+            get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0u8; 5_000]) }),
+        )
         .route("/echo-ip", get(echo_ip))
-        .route("/upload", post(|body: Bytes| async move { format!("{} bytes", body.len()) }))
+        .route(
+            "/upload",
+            post(|body: Bytes| async move { format!("{} bytes", body.len()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
 }
 
 /// CSV rows sent as a stream, as the readings export does.
 pub fn csv_stream(rows: usize) -> Response {
     let lines = futures::stream::iter((0..rows).map(|i| {
-        Ok::<_, std::io::Error>(Bytes::from(format!("2026-01-01T00:{:02}:00Z,london_1,pm25,{}.5\n", i % 60, i % 50)))
+        Ok::<_, std::io::Error>(Bytes::from(format!(
+            "2026-01-01T00:{:02}:00Z,london_1,pm25,{}.5\n",
+            i % 60,
+            i % 50
+        )))
     }));
     (
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
