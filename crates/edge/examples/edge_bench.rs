@@ -14,6 +14,34 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "small") {
+        let mut variants = Vec::new();
+        let base = EdgeConfig::default();
+        variants.push(("all", base.clone()));
+        let mut c = base.clone();
+        c.enabled = false;
+        variants.push(("disabled", c));
+        let mut c = base.clone();
+        c.cache.enabled = false;
+        variants.push(("no cache", c));
+        let mut c = base.clone();
+        c.shield.rate_limits.enabled = false;
+        variants.push(("no limits", c));
+        let mut c = base.clone();
+        c.compression.enabled = false;
+        variants.push(("no compression", c));
+        for (name, config) in variants {
+            let (app, _) = synthetic_latest(20);
+            let c = compare_with_and_without_edge(app, config, "/api/v1/latest", None, 64, 60_000)
+                .await
+                .expect("bench");
+            println!(
+                "{name}: direct {:.0} req/s, edge {:.0} req/s",
+                c.direct.requests_per_second, c.edge.requests_per_second
+            );
+        }
+        return;
+    }
     let (_, body) = synthetic_latest(2000);
     println!("latest view: {} bytes", body.len());
     for level in [1, 4, 6, 9] {

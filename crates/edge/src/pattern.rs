@@ -59,34 +59,35 @@ impl PathPattern {
         Ok(PathPattern { segments })
     }
 
-    /// The captured `{name}` segments when `path` matches, in order.
+    /// The captured `{name}` segments when `path` matches, in order (no allocation unless
+    /// something is captured: every request is matched against every rule).
     pub fn captures<'p>(&self, path: &'p str) -> Option<Vec<(&str, &'p str)>> {
         let rest = path.strip_prefix('/')?;
-        let mut parts = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect::<Vec<_>>()
-        };
         // A trailing slash does not make another resource here.
-        if parts.len() > 1 && parts.last() == Some(&"") {
-            parts.pop();
-        }
+        let rest = match rest.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => rest,
+        };
+        let mut parts = (!rest.is_empty())
+            .then(|| rest.split('/'))
+            .into_iter()
+            .flatten();
         let mut captured = Vec::new();
-        for (i, segment) in self.segments.iter().enumerate() {
+        for segment in &self.segments {
             match segment {
                 Segment::Rest => return Some(captured),
                 Segment::Literal(l) => {
-                    if parts.get(i) != Some(&l.as_str()) {
+                    if parts.next() != Some(l.as_str()) {
                         return None;
                     }
                 }
-                Segment::Param(name) => match parts.get(i) {
-                    Some(v) if !v.is_empty() => captured.push((name.as_str(), *v)),
+                Segment::Param(name) => match parts.next() {
+                    Some(v) if !v.is_empty() => captured.push((name.as_str(), v)),
                     _ => return None,
                 },
             }
         }
-        (parts.len() == self.segments.len()).then_some(captured)
+        parts.next().is_none().then_some(captured)
     }
 
     pub fn matches(&self, path: &str) -> bool {
