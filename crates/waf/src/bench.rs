@@ -1,0 +1,1 @@
+//! Benchmarks (no timed tests): inspection cost per request, and corpus check time.

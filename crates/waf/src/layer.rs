@@ -1,0 +1,3 @@
+//! The tower layer.
+pub struct WafLayer;
+pub struct WafService;
