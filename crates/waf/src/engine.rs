@@ -160,7 +160,9 @@ impl Waf {
         let mut sigs = signatures::load(signatures::OWN_RULES, "signatures.toml")?;
         sigs.extend(signatures::load(signatures::CRS_RULES, "crs.toml")?);
         let paranoia = waf.config.paranoia;
-        for sig in sigs.into_iter().filter(|s| s.paranoia <= paranoia) {
+        let named = |id: &str| waf.config.rules.get(id).is_some_and(|a| *a != Action::Off);
+        let wanted: Vec<Signature> = sigs.into_iter().filter(|s| s.paranoia <= paranoia || named(&s.id)).collect();
+        for sig in wanted {
             let idx = waf.add_rule(&sig.id.clone(), "");
             waf.signatures.push((idx, sig));
         }
@@ -350,7 +352,7 @@ impl Run<'_> {
         }
         let decoded = transform::fold_fullwidth(&transform::apply(Transform::UrlDecodeUni, &field.value)).replace('\0', "");
         let normal = transform::normal_form(&field.value);
-        let forms = Forms { raw: &field.value, decoded: &decoded, normal: &normal };
+        let forms = Forms { decoded: &decoded, normal: &normal };
         for (rule, d) in &waf.detectors {
             if d.locs & field.loc.bit() == 0 || (field.loc == Loc::Header && !d.headers.is_empty() && !d.headers.contains(&field.name.as_str())) {
                 continue;

@@ -17,6 +17,10 @@ OUT = "rules/crs.toml"
 FILES = ["REQUEST-913", "REQUEST-921", "REQUEST-930", "REQUEST-931", "REQUEST-932",
          "REQUEST-933", "REQUEST-934", "REQUEST-941", "REQUEST-942", "REQUEST-943",
          "REQUEST-944"]
+# Rules whose patterns can match values made only of word characters and `.:+,@-`
+# (class names, magic numbers, base64): they also run on such values.
+INERT = {"913100", "913101", "913102", "942220", "944100", "944110", "944130", "944200",
+         "944210", "944240", "944250", "944300", "934100", "933150", "933151"}
 GROUP = {"913": "bad-inputs", "921": "protocol", "930": "lfi", "931": "rfi", "932": "rce",
          "933": "php", "934": "node", "941": "xss", "942": "sqli", "943": "session",
          "944": "java"}
@@ -108,6 +112,8 @@ def convert(rule, data_used):
     out = {"id": f"{GROUP[rid[:3]]}-{rid}", "crs": int(rid), "paranoia": pl,
            "targets": inc, "exclude": exc,
            "transforms": [t for t in re.findall(r"\bt:(\w+)", act) if t != "none"]}
+    if rid in INERT:
+        out["inert"] = True
     m = re.match(r"@(\w+)\s?(.*)$", op, re.S)
     name, arg = (m.group(1), m.group(2)) if m else ("rx", op)
     if name == "rx":
@@ -156,12 +162,14 @@ def main():
                 "# Do not edit by hand; edit rules/signatures.toml for this crate's own rules.\n\n")
         for r in kept:
             f.write("[[rule]]\n")
-            for k in ("id", "crs", "paranoia", "targets", "exclude", "transforms", "rx", "pm",
-                      "pm_file", "require"):
+            for k in ("id", "crs", "paranoia", "inert", "targets", "exclude", "transforms", "rx",
+                      "pm", "pm_file", "require"):
                 if k not in r:
                     continue
                 v = r[k]
-                if isinstance(v, list):
+                if isinstance(v, bool):
+                    f.write(f"{k} = {'true' if v else 'false'}\n")
+                elif isinstance(v, list):
                     f.write(f"{k} = [{', '.join(toml_str(x) for x in v)}]\n")
                 elif isinstance(v, int):
                     f.write(f"{k} = {v}\n")
