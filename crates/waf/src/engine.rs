@@ -163,7 +163,7 @@ impl Waf {
         let named = |id: &str| waf.config.rules.get(id).is_some_and(|a| *a != Action::Off);
         let wanted: Vec<Signature> = sigs.into_iter().filter(|s| s.paranoia <= paranoia || named(&s.id)).collect();
         for sig in wanted {
-            let idx = waf.add_rule(&sig.id.clone(), "");
+            let idx = waf.add_rule(&sig.id.clone(), &sig.description.clone());
             waf.signatures.push((idx, sig));
         }
         waf.group_chains();
@@ -222,8 +222,21 @@ impl Waf {
         self.samples.list()
     }
 
-    pub(crate) fn record_sample(&self, req: &InspectedRequest, verdict: &Verdict) {
-        self.samples.record(req, verdict);
+    /// Inspects one request and records the outcome: a `ecocityhub_waf_matches_total`
+    /// counter per matching rule and action, a log line and a sample per block.
+    pub fn inspect_recorded(&self, req: &InspectedRequest) -> Verdict {
+        let verdict = self.inspect(req);
+        for m in &verdict.matches {
+            metrics::counter!("ecocityhub_waf_matches_total", "rule" => m.rule.clone(), "action" => m.action.as_str()).increment(1);
+        }
+        if let Some(m) = verdict.blocking_rule() {
+            tracing::warn!(rule = %m.rule, location = %m.location, method = %req.method, path = %req.raw_path(), "waf blocked a request");
+            self.samples.record(req, &verdict);
+        } else if !verdict.matches.is_empty() {
+            let rules: Vec<&str> = verdict.matches.iter().map(|m| m.rule.as_str()).collect();
+            tracing::info!(rules = ?rules, method = %req.method, path = %req.raw_path(), "waf counted a request");
+        }
+        verdict
     }
 
     /// Inspects one request.

@@ -92,6 +92,7 @@ enum Matcher {
 /// A compiled signature.
 pub struct Signature {
     pub id: String,
+    pub description: String,
     pub paranoia: u8,
     locs: u32,
     all_headers: bool,
@@ -281,6 +282,11 @@ impl Signature {
             matcher,
             require,
             runs_on_inert: spec.inert || is_pm,
+            description: match (spec.description, spec.crs) {
+                (Some(d), _) => d,
+                (None, Some(crs)) => format!("OWASP Core Rule Set 3.3.4, rule {crs}"),
+                (None, None) => String::new(),
+            },
             id: spec.id,
         })
     }
