@@ -26,6 +26,8 @@ pub struct Detector {
     pub locs: u32,
     /// Header names it reads when `locs` has `Loc::Header`; empty for all headers.
     pub headers: &'static [&'static str],
+    /// Also runs on values made only of word characters and `.:+,@-` (`__proto__`).
+    pub inert: bool,
     pub check: fn(&Forms) -> bool,
 }
 
@@ -47,6 +49,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "SQL injection: libinjection's tokeniser finds an injection fingerprint and the value has SQL grammar (a keyword, a quoted boolean, a comment after a quote)",
         locs: USER_INPUT | HEADERS | PATH,
         headers: FREE_HEADERS,
+        inert: false,
         check: |f| sqli(f.decoded),
     },
     Detector {
@@ -54,6 +57,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "Cross-site scripting found by libinjection's HTML5 tokeniser",
         locs: USER_INPUT | HEADERS | PATH,
         headers: FREE_HEADERS,
+        inert: false,
         check: |f| xss(f.decoded) || (f.normal != f.decoded && xss(f.normal)),
     },
     Detector {
@@ -61,6 +65,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A Unix command in shell syntax: after a separator (; | & newline $( `) or at the start, followed by shell-like arguments",
         locs: USER_INPUT | HEADERS,
         headers: FREE_HEADERS,
+        inert: false,
         check: |f| shell_command(f.decoded),
     },
     Detector {
@@ -68,6 +73,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A Log4Shell-style lookup (${jndi:…}, ${env:…}, nested ${lower:…} obfuscation) or Java expression-language injection",
         locs: USER_INPUT | HEADERS | PATH | BODY,
         headers: &[],
+        inert: false,
         check: |f| lookup(f.normal),
     },
     Detector {
@@ -75,6 +81,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "Node.js code (require(), child_process, process.env, console.*, serialised functions) or prototype pollution (__proto__, constructor.prototype)",
         locs: USER_INPUT | HEADERS | BODY,
         headers: FREE_HEADERS,
+        inert: true,
         check: |f| node(f.normal),
     },
     Detector {
@@ -82,6 +89,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A URL whose host is loopback, private, link-local or a cloud metadata address, in any notation (decimal, hex, octal, IPv6-mapped, enclosed letters)",
         locs: ARGS | COOKIES,
         headers: &[],
+        inert: false,
         check: |f| ssrf(f.normal),
     },
     Detector {
@@ -89,6 +97,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A URL with a scheme servers are tricked into fetching (gopher, dict, file, ldap, jar, netdoc, expect, php filters)",
         locs: ARGS | COOKIES,
         headers: &[],
+        inert: false,
         check: |f| dangerous_scheme(f.normal),
     },
     Detector {
@@ -96,6 +105,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "MongoDB query operators ($where, $ne, $regex…) or shell calls (db.collection.find(…))",
         locs: USER_INPUT | PATH,
         headers: &[],
+        inert: false,
         check: |f| nosql(f.normal),
     },
     Detector {
@@ -103,6 +113,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "An LDAP filter being closed and reopened: )(, (|(, (&(, *)(",
         locs: USER_INPUT,
         headers: &[],
+        inert: false,
         check: |f| ldap(f.normal),
     },
     Detector {
@@ -110,6 +121,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A template expression that computes ({{7*7}}, ${…}, #{…}, <%= %>, {% %})",
         locs: USER_INPUT | PATH | HEADERS,
         headers: FREE_HEADERS,
+        inert: false,
         check: |f| template(f.normal),
     },
     Detector {
@@ -117,6 +129,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A server-side include directive (<!--#exec …-->)",
         locs: USER_INPUT | HEADERS | BODY,
         headers: FREE_HEADERS,
+        inert: false,
         check: |f| SSI.is_match(f.normal.as_bytes()),
     },
     Detector {
@@ -124,6 +137,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "An XML document type with entities (external entities, XXE), also UTF-7 encoded",
         locs: BODY | ARGS,
         headers: &[],
+        inert: false,
         check: |f| XXE.is_match(f.normal.as_bytes()) || XXE_UTF7.is_match(f.normal.as_bytes()),
     },
     Detector {
@@ -131,6 +145,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A line break followed by an SMTP or IMAP command (mail header and command injection)",
         locs: USER_INPUT,
         headers: &[],
+        inert: false,
         check: |f| MAIL.is_match(f.normal.as_bytes()),
     },
     Detector {
@@ -138,6 +153,7 @@ pub const DETECTORS: &[Detector] = &[
         description: "A GraphQL introspection query (__schema, __type): EcoCityHub serves no GraphQL",
         locs: ARGS | BODY,
         headers: &[],
+        inert: false,
         check: |f| GRAPHQL.is_match(f.normal.as_bytes()),
     },
 ];

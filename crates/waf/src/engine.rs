@@ -360,14 +360,11 @@ impl Run<'_> {
                 }
             }
         }
-        if inert {
-            return;
-        }
         let decoded = transform::fold_fullwidth(&transform::apply(Transform::UrlDecodeUni, &field.value)).replace('\0', "");
         let normal = transform::normal_form(&field.value);
         let forms = Forms { decoded: &decoded, normal: &normal };
         for (rule, d) in &waf.detectors {
-            if d.locs & field.loc.bit() == 0 || (field.loc == Loc::Header && !d.headers.is_empty() && !d.headers.contains(&field.name.as_str())) {
+            if (inert && !d.inert) || d.locs & field.loc.bit() == 0 || (field.loc == Loc::Header && !d.headers.is_empty() && !d.headers.contains(&field.name.as_str())) {
                 continue;
             }
             if self.wants(*rule) && !self.excluded(*rule, field) && (d.check)(&forms) {

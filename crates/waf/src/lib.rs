@@ -22,6 +22,8 @@ mod request;
 mod samples;
 mod signatures;
 mod transform;
+#[cfg(test)]
+mod tests;
 
 pub use config::{Action, Exclusion, Limits, Oversize, WafConfig};
 pub use engine::{RuleInfo, RuleMatch, Verdict, Waf};

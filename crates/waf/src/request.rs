@@ -210,8 +210,11 @@ pub fn parse(req: &InspectedRequest, body_limit: usize) -> Parsed {
     let body = &req.body[..req.body.len().min(body_limit)];
     if !body.is_empty() {
         let text = String::from_utf8_lossy(body).into_owned();
-        parse_body(&mut p, req, &text);
-        p.push(Loc::Body, "", text);
+        // A body parsed into fields is inspected as those fields (so that exclusions of
+        // one field hold); any other body is inspected whole.
+        if !parse_body(&mut p, req, &text) {
+            p.push(Loc::Body, "", text);
+        }
     }
     p
 }
@@ -246,24 +249,28 @@ fn parse_cookies(p: &mut Parsed, header: &str) {
     }
 }
 
-fn parse_body(p: &mut Parsed, req: &InspectedRequest, text: &str) {
+/// Parses the body by its media type; false when the type is not one that is parsed.
+fn parse_body(p: &mut Parsed, req: &InspectedRequest, text: &str) -> bool {
     let ct = req.header_value("content-type").unwrap_or("").to_owned();
     let media = req.media_type().unwrap_or_default();
     if media == "application/x-www-form-urlencoded" {
         parse_urlencoded(p, text.trim_end_matches(['\r', '\n']), Loc::BodyArgName, Loc::BodyArg);
     } else if media.starts_with("multipart/") {
         parse_multipart(p, &ct, text);
-    } else if media.ends_with("json") || media.ends_with("+json") {
-        parse_json_text(p, text);
     } else if media.contains("ndjson") || media.contains("jsonl") || media.contains("json-seq") {
         for line in text.lines() {
             parse_json_text(p, line);
         }
+    } else if media.ends_with("json") {
+        parse_json_text(p, text);
     } else if media.ends_with("xml") {
         parse_xml(p, text);
     } else if media == "text/csv" {
         parse_csv(p, text);
+    } else {
+        return false;
     }
+    true
 }
 
 fn parse_json_text(p: &mut Parsed, text: &str) {
@@ -440,7 +447,10 @@ fn parse_xml(p: &mut Parsed, text: &str) {
             return;
         };
         let tag = &rest[1..gt];
-        if !tag.starts_with('!') && !tag.starts_with('?') {
+        if tag.starts_with("!DOCTYPE") || tag.starts_with("!doctype") || tag.starts_with("!ENTITY") || tag.starts_with("!entity") {
+            // Document type declarations are where external entities (XXE) are declared.
+            p.push(Loc::Xml, "doctype", &rest[..=gt]);
+        } else if !tag.starts_with('!') && !tag.starts_with('?') {
             for value in attribute_values(tag) {
                 push_xml_text(p, &value);
             }
