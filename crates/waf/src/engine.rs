@@ -275,14 +275,19 @@ fn excerpt(s: &str) -> String {
     out
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     pub fn config(&self) -> &WafConfig {
         &self.waf.config
     }
 
     fn excluded(&self, rule: usize, field: &Field) -> bool {
         let info = &self.waf.rules[rule];
-        self.excl.iter().any(|e| e.covers_rule(info) && e.covers_field(field))
+        self.excl.iter().any(|e| e.covers_field(field) && e.covers_rule(info))
+    }
+
+    /// The exclusions of this route that name `field` (usually none).
+    fn field_exclusions(&self, field: &Field) -> Vec<&'a CompiledExclusion> {
+        self.excl.iter().copied().filter(|e| e.covers_field(field)).collect()
     }
 
     fn wants(&self, rule: usize) -> bool {
@@ -330,15 +335,22 @@ impl Run<'_> {
     fn fields(&mut self) {
         let parsed = parse(self.req, self.waf.config.body_limit);
         protocol::check_parsed(self, &parsed);
+        // A value seen before at the same kind of place, with no exclusion naming it,
+        // was already inspected without a match (a batch of readings repeats its units).
+        let mut seen: std::collections::HashSet<(Loc, &str)> = std::collections::HashSet::new();
         for field in &parsed.fields {
             if self.done.is_some() {
                 return;
             }
-            self.field(field);
+            let excl = self.field_exclusions(field);
+            if excl.is_empty() && !seen.insert((field.loc, field.value.as_str())) {
+                continue;
+            }
+            self.field(field, &excl);
         }
     }
 
-    fn field(&mut self, field: &Field) {
+    fn field(&mut self, field: &Field, excl: &[&CompiledExclusion]) {
         if field.value.is_empty() {
             return;
         }
@@ -348,7 +360,7 @@ impl Run<'_> {
             let mut transformed: Option<String> = None;
             for &sig_idx in members {
                 let (rule, sig) = &waf.signatures[sig_idx];
-                if (inert && !sig.runs_on_inert) || !sig.applies_to(field) || !self.wants(*rule) || self.excluded(*rule, field) {
+                if (inert && !sig.runs_on_inert) || !sig.applies_to(field) || !self.wants(*rule) || excl.iter().any(|e| e.covers_rule(&waf.rules[*rule])) {
                     continue;
                 }
                 let value = transformed.get_or_insert_with(|| transform::apply_all(transforms, &field.value));
@@ -360,6 +372,9 @@ impl Run<'_> {
                 }
             }
         }
+        if inert && !field.value.contains("__") && !field.value.contains("prototype") {
+            return;
+        }
         let decoded = transform::fold_fullwidth(&transform::apply(Transform::UrlDecodeUni, &field.value)).replace('\0', "");
         let normal = transform::normal_form(&field.value);
         let forms = Forms { decoded: &decoded, normal: &normal };
@@ -367,7 +382,7 @@ impl Run<'_> {
             if (inert && !d.inert) || d.locs & field.loc.bit() == 0 || (field.loc == Loc::Header && !d.headers.is_empty() && !d.headers.contains(&field.name.as_str())) {
                 continue;
             }
-            if self.wants(*rule) && !self.excluded(*rule, field) && (d.check)(&forms) {
+            if self.wants(*rule) && !excl.iter().any(|e| e.covers_rule(&waf.rules[*rule])) && (d.check)(&forms) {
                 self.record(*rule, field);
                 if self.done.is_some() {
                     return;
