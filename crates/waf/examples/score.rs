@@ -12,13 +12,25 @@ fn main() {
     };
     let waf = Waf::new(WafConfig::default()).expect("default rules compile");
     let file = std::fs::File::open(&args[1]).expect("corpus file");
-    let (report, outcomes) = replay(&waf, std::io::BufReader::new(file), split).expect("corpus parses");
+    let (report, outcomes) =
+        replay(&waf, std::io::BufReader::new(file), split).expect("corpus parses");
     println!("{}", report.table());
-    println!("attacks blocked by rule: {:?}", report.attacks_blocked_by_rule);
-    println!("benign blocked by rule: {:?}", report.benign_blocked_by_rule);
+    println!(
+        "attacks blocked by rule: {:?}",
+        report.attacks_blocked_by_rule
+    );
+    println!(
+        "benign blocked by rule: {:?}",
+        report.benign_blocked_by_rule
+    );
     if args.iter().any(|a| a == "--misses") {
         for o in outcomes.iter().filter(|o| o.attack != o.blocked) {
-            println!("{} {} {:?}", if o.attack { "MISS" } else { "FP" }, o.id, o.rule);
+            println!(
+                "{} {} {:?}",
+                if o.attack { "MISS" } else { "FP" },
+                o.id,
+                o.rule
+            );
         }
     }
 }

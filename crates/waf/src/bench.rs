@@ -78,7 +78,10 @@ pub fn json_readings(bytes: usize) -> InspectedRequest {
     body.push(']');
     let len = body.len().to_string();
     InspectedRequest::new("POST", "/api/v1/readings")
-        .header("Authorization", "Bearer ech_dk_3f9a1c2b.q8Zt7RkLmN2pXv4sYw6uAe1oBc5dHf0g")
+        .header(
+            "Authorization",
+            "Bearer ech_dk_3f9a1c2b.q8Zt7RkLmN2pXv4sYw6uAe1oBc5dHf0g",
+        )
         .header("Content-Type", "application/json")
         .header("Content-Length", &len)
         .header("User-Agent", "ecocityhub-sensor/1.4")
@@ -138,7 +141,13 @@ mod tests {
         let waf = Waf::new(WafConfig::default()).unwrap();
         for req in [typical_get(), api_get(), json_readings(16 * 1024)] {
             let v = waf.inspect(&req);
-            assert!(!v.is_blocked(), "{} {}: {:?}", req.method, req.uri, v.matches);
+            assert!(
+                !v.is_blocked(),
+                "{} {}: {:?}",
+                req.method,
+                req.uri,
+                v.matches
+            );
         }
         let json = json_readings(16 * 1024);
         assert!(json.body.len() > 15 * 1024 && json.body.len() <= 16 * 1024);

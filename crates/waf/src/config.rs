@@ -147,17 +147,28 @@ impl WafConfig {
 
 fn shipped_table() -> &'static toml::Table {
     static TABLE: OnceLock<toml::Table> = OnceLock::new();
-    TABLE.get_or_init(|| DEFAULT_TOML.parse().expect("default.toml is valid TOML (tested)"))
+    TABLE.get_or_init(|| {
+        DEFAULT_TOML
+            .parse()
+            .expect("default.toml is valid TOML (tested)")
+    })
 }
 
 fn shipped_config() -> &'static WafConfig {
     static CONFIG: OnceLock<WafConfig> = OnceLock::new();
-    CONFIG.get_or_init(|| toml::from_str(DEFAULT_TOML).expect("default.toml is a valid configuration (tested)"))
+    CONFIG.get_or_init(|| {
+        toml::from_str(DEFAULT_TOML).expect("default.toml is a valid configuration (tested)")
+    })
 }
 
 fn shipped_value<T: serde::de::DeserializeOwned>(key: &str) -> T {
-    let value = shipped_table().get(key).unwrap_or_else(|| panic!("default.toml sets `{key}` (tested)"));
-    value.clone().try_into().unwrap_or_else(|e| panic!("default.toml: `{key}`: {e}"))
+    let value = shipped_table()
+        .get(key)
+        .unwrap_or_else(|| panic!("default.toml sets `{key}` (tested)"));
+    value
+        .clone()
+        .try_into()
+        .unwrap_or_else(|e| panic!("default.toml: `{key}`: {e}"))
 }
 
 macro_rules! shipped_fields {
@@ -207,7 +218,8 @@ mod tests {
 
     #[test]
     fn an_override_changes_only_what_it_names() {
-        let c = WafConfig::from_toml("body_limit = 1024\n[rules]\nsqli-libinjection = \"count\"\n").unwrap();
+        let c = WafConfig::from_toml("body_limit = 1024\n[rules]\nsqli-libinjection = \"count\"\n")
+            .unwrap();
         assert_eq!(c.body_limit, 1024);
         assert_eq!(c.rules.get("sqli-libinjection"), Some(&Action::Count));
         let d = WafConfig::default();

@@ -13,7 +13,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("line {line}: {reason}")]
     Line { line: usize, reason: String },
 }
@@ -30,7 +33,9 @@ pub enum Split {
 
 impl Split {
     fn keeps(self, id: &str) -> bool {
-        let hash = id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let hash = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         match self {
             Split::All => true,
             Split::Development => hash % 2 == 0,
@@ -72,12 +77,23 @@ impl Record {
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect();
-        let has = |hs: &[(String, String)], n: &str| hs.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        let has =
+            |hs: &[(String, String)], n: &str| hs.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
         if self.autocomplete_headers != Some(false) && !self.body.is_empty() {
             if !has(&headers, "content-type") {
-                headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+                headers.push((
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ));
             }
             if !has(&headers, "content-length") && !has(&headers, "transfer-encoding") {
                 headers.push(("Content-Length".into(), self.body.len().to_string()));
@@ -113,7 +129,11 @@ impl Tally {
 
     /// Blocked share in percent (0 when empty).
     pub fn percent(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { 100.0 * self.blocked as f64 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            100.0 * self.blocked as f64 / self.total as f64
+        }
     }
 }
 
@@ -176,17 +196,32 @@ impl CorpusReport {
             (false, true) => self.benign_strong.add(blocked),
             (false, false) => self.benign_weak.add(blocked),
         }
-        self.by_category.entry(r.category.clone()).or_default().add(r, blocked);
-        self.by_source.entry(r.source.clone()).or_default().add(r, blocked);
+        self.by_category
+            .entry(r.category.clone())
+            .or_default()
+            .add(r, blocked);
+        self.by_source
+            .entry(r.source.clone())
+            .or_default()
+            .add(r, blocked);
         if r.source == "owasp-crs" {
-            let pl = r.crs_paranoia_level.map_or("none".to_owned(), |p| format!("PL{p}"));
+            let pl = r
+                .crs_paranoia_level
+                .map_or("none".to_owned(), |p| format!("PL{p}"));
             self.by_crs_paranoia.entry(pl).or_default().add(r, blocked);
         }
         if let Some(p) = &r.placement {
-            self.by_placement.entry(p.clone()).or_default().add(r, blocked);
+            self.by_placement
+                .entry(p.clone())
+                .or_default()
+                .add(r, blocked);
         }
         if let Some(rule) = &outcome.rule {
-            let book = if r.attack { &mut self.attacks_blocked_by_rule } else { &mut self.benign_blocked_by_rule };
+            let book = if r.attack {
+                &mut self.attacks_blocked_by_rule
+            } else {
+                &mut self.benign_blocked_by_rule
+            };
             *book.entry(rule.clone()).or_default() += 1;
         }
     }
@@ -194,13 +229,39 @@ impl CorpusReport {
     /// A plain-text table: one line per slice with attacks blocked and benign blocked.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let cell = |t: &Tally| if t.total == 0 { format!("{:>17}", "-") } else { format!("{:>6}/{:<6}{:>5.1}%", t.blocked, t.total, t.percent()) };
-        let header = format!("{:<22}{:>19}{:>19}{:>19}\n", "", "attacks blocked", "strong benign", "weak benign");
-        let line = |name: &str, b: &Breakdown| format!("{:<22}{:>19}{:>19}{:>19}\n", name, cell(&b.attacks), cell(&b.benign_strong), cell(&b.benign_weak));
-        let total = Breakdown { attacks: self.attacks, benign_strong: self.benign_strong, benign_weak: self.benign_weak };
+        let cell = |t: &Tally| {
+            if t.total == 0 {
+                format!("{:>17}", "-")
+            } else {
+                format!("{:>6}/{:<6}{:>5.1}%", t.blocked, t.total, t.percent())
+            }
+        };
+        let header = format!(
+            "{:<22}{:>19}{:>19}{:>19}\n",
+            "", "attacks blocked", "strong benign", "weak benign"
+        );
+        let line = |name: &str, b: &Breakdown| {
+            format!(
+                "{:<22}{:>19}{:>19}{:>19}\n",
+                name,
+                cell(&b.attacks),
+                cell(&b.benign_strong),
+                cell(&b.benign_weak)
+            )
+        };
+        let total = Breakdown {
+            attacks: self.attacks,
+            benign_strong: self.benign_strong,
+            benign_weak: self.benign_weak,
+        };
         out.push_str(&header);
         out.push_str(&line("all", &total));
-        for (title, map) in [("category", &self.by_category), ("source", &self.by_source), ("CRS paranoia", &self.by_crs_paranoia), ("GoTestWAF placement", &self.by_placement)] {
+        for (title, map) in [
+            ("category", &self.by_category),
+            ("source", &self.by_source),
+            ("CRS paranoia", &self.by_crs_paranoia),
+            ("GoTestWAF placement", &self.by_placement),
+        ] {
             out.push_str(&format!("\nby {title}\n"));
             for (name, b) in map {
                 out.push_str(&line(&format!("  {name}"), b));
@@ -211,15 +272,28 @@ impl CorpusReport {
 }
 
 /// Replays every record of `reader` (JSON Lines) that `split` keeps.
-pub fn replay(waf: &Waf, reader: impl BufRead, split: Split) -> Result<(CorpusReport, Vec<Outcome>), CorpusError> {
-    let mut report = CorpusReport { split: Some(split), ..CorpusReport::default() };
+pub fn replay(
+    waf: &Waf,
+    reader: impl BufRead,
+    split: Split,
+) -> Result<(CorpusReport, Vec<Outcome>), CorpusError> {
+    let mut report = CorpusReport {
+        split: Some(split),
+        ..CorpusReport::default()
+    };
     let mut outcomes = Vec::new();
     for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| CorpusError::Line { line: n + 1, reason: e.to_string() })?;
+        let line = line.map_err(|e| CorpusError::Line {
+            line: n + 1,
+            reason: e.to_string(),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(&line).map_err(|e| CorpusError::Line { line: n + 1, reason: e.to_string() })?;
+        let record: Record = serde_json::from_str(&line).map_err(|e| CorpusError::Line {
+            line: n + 1,
+            reason: e.to_string(),
+        })?;
         if !split.keeps(&record.id) {
             continue;
         }
@@ -240,6 +314,9 @@ pub fn replay(waf: &Waf, reader: impl BufRead, split: Split) -> Result<(CorpusRe
 
 /// Replays a corpus file and scores it.
 pub fn check_file(waf: &Waf, path: &Path, split: Split) -> Result<CorpusReport, CorpusError> {
-    let file = std::fs::File::open(path).map_err(|source| CorpusError::Io { path: path.display().to_string(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| CorpusError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     replay(waf, std::io::BufReader::new(file), split).map(|(report, _)| report)
 }

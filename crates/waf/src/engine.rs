@@ -35,7 +35,10 @@ pub struct Verdict {
 
 impl Verdict {
     fn pass() -> Verdict {
-        Verdict { matches: Vec::new(), action: Action::Allow }
+        Verdict {
+            matches: Vec::new(),
+            action: Action::Allow,
+        }
     }
 
     pub fn is_blocked(&self) -> bool {
@@ -44,7 +47,10 @@ impl Verdict {
 
     /// The rule that blocked the request.
     pub fn blocking_rule(&self) -> Option<&RuleMatch> {
-        self.matches.iter().find(|m| m.action == Action::Block).filter(|_| self.is_blocked())
+        self.matches
+            .iter()
+            .find(|m| m.action == Action::Block)
+            .filter(|_| self.is_blocked())
     }
 }
 
@@ -83,12 +89,19 @@ impl CompiledExclusion {
     fn applies_to_route(&self, req: &InspectedRequest) -> bool {
         let path = req.raw_path();
         (self.methods.is_empty() || self.methods.iter().any(|m| *m == req.method))
-            && if self.prefix { path.starts_with(&self.path) } else { path == self.path }
+            && if self.prefix {
+                path.starts_with(&self.path)
+            } else {
+                path == self.path
+            }
     }
 
     fn covers_rule(&self, rule: &RuleInfo) -> bool {
         self.rules.iter().any(|r| {
-            r == "*" || *r == rule.id || *r == rule.group || r.strip_suffix('*').is_some_and(|p| rule.id.starts_with(p))
+            r == "*"
+                || *r == rule.id
+                || *r == rule.group
+                || r.strip_suffix('*').is_some_and(|p| rule.id.starts_with(p))
         })
     }
 
@@ -107,10 +120,22 @@ fn target_covers(target: &str, field: &Field) -> bool {
     if target == "query" {
         return matches!(field.loc, Loc::Query | Loc::QueryArg | Loc::QueryArgName);
     }
-    let Some((kind, name)) = target.split_once(':') else { return false };
-    let name_is = |n: &str| n.eq_ignore_ascii_case(name) || n.rsplit('.').next().is_some_and(|last| last.eq_ignore_ascii_case(name));
+    let Some((kind, name)) = target.split_once(':') else {
+        return false;
+    };
+    let name_is = |n: &str| {
+        n.eq_ignore_ascii_case(name)
+            || n.rsplit('.')
+                .next()
+                .is_some_and(|last| last.eq_ignore_ascii_case(name))
+    };
     match kind {
-        "arg" => matches!(field.loc, Loc::QueryArg | Loc::QueryArgName | Loc::BodyArg | Loc::BodyArgName) && name_is(&field.name),
+        "arg" => {
+            matches!(
+                field.loc,
+                Loc::QueryArg | Loc::QueryArgName | Loc::BodyArg | Loc::BodyArgName
+            ) && name_is(&field.name)
+        }
         "cookie" => matches!(field.loc, Loc::Cookie | Loc::CookieName) && name_is(&field.name),
         "header" => field.loc == Loc::Header && field.name.eq_ignore_ascii_case(name),
         _ => false,
@@ -138,7 +163,10 @@ impl Waf {
     /// Compiles the shipped rules under `config`.
     pub fn new(config: WafConfig) -> Result<Waf, WafError> {
         if !(1..=4).contains(&config.paranoia) {
-            return Err(WafError::Config(format!("paranoia must be 1 to 4, not {}", config.paranoia)));
+            return Err(WafError::Config(format!(
+                "paranoia must be 1 to 4, not {}",
+                config.paranoia
+            )));
         }
         let mut waf = Waf {
             rules: Vec::new(),
@@ -146,7 +174,10 @@ impl Waf {
             signatures: Vec::new(),
             chains: Vec::new(),
             detectors: Vec::new(),
-            exclusions: config.all_exclusions().map(CompiledExclusion::new).collect(),
+            exclusions: config
+                .all_exclusions()
+                .map(CompiledExclusion::new)
+                .collect(),
             samples: SampleBook::new(config.sample_size),
             config,
         };
@@ -161,7 +192,10 @@ impl Waf {
         sigs.extend(signatures::load(signatures::CRS_RULES, "crs.toml")?);
         let paranoia = waf.config.paranoia;
         let named = |id: &str| waf.config.rules.get(id).is_some_and(|a| *a != Action::Off);
-        let wanted: Vec<Signature> = sigs.into_iter().filter(|s| s.paranoia <= paranoia || named(&s.id)).collect();
+        let wanted: Vec<Signature> = sigs
+            .into_iter()
+            .filter(|s| s.paranoia <= paranoia || named(&s.id))
+            .collect();
         for sig in wanted {
             let idx = waf.add_rule(&sig.id.clone(), &sig.description.clone());
             waf.signatures.push((idx, sig));
@@ -180,7 +214,12 @@ impl Waf {
             .or_else(|| self.config.groups.get(&group))
             .copied()
             .unwrap_or(self.config.default_action);
-        self.rules.push(RuleInfo { id: id.to_owned(), group, action, description: description.to_owned() });
+        self.rules.push(RuleInfo {
+            id: id.to_owned(),
+            group,
+            action,
+            description: description.to_owned(),
+        });
         self.by_id.insert(id.to_owned(), self.rules.len() - 1);
         self.rules.len() - 1
     }
@@ -202,7 +241,9 @@ impl Waf {
         for id in self.config.rules.keys() {
             let known = self.by_id.contains_key(id) || signatures::known_above_paranoia(id);
             if !known {
-                return Err(WafError::Config(format!("[waf.rules] names an unknown rule `{id}`")));
+                return Err(WafError::Config(format!(
+                    "[waf.rules] names an unknown rule `{id}`"
+                )));
             }
         }
         Ok(())
@@ -244,17 +285,29 @@ impl Waf {
         if !self.config.enabled {
             return Verdict::pass();
         }
-        let mut run = Run { waf: self, req, matches: Vec::new(), done: None, excl: self.exclusions_for(req) };
+        let mut run = Run {
+            waf: self,
+            req,
+            matches: Vec::new(),
+            done: None,
+            excl: self.exclusions_for(req),
+        };
         run.request_level();
         if run.done.is_none() {
             run.fields();
         }
         let action = run.done.unwrap_or(Action::Allow);
-        Verdict { matches: run.matches, action }
+        Verdict {
+            matches: run.matches,
+            action,
+        }
     }
 
     fn exclusions_for(&self, req: &InspectedRequest) -> Vec<&CompiledExclusion> {
-        self.exclusions.iter().filter(|e| e.applies_to_route(req)).collect()
+        self.exclusions
+            .iter()
+            .filter(|e| e.applies_to_route(req))
+            .collect()
     }
 }
 
@@ -282,12 +335,18 @@ impl<'a> Run<'a> {
 
     fn excluded(&self, rule: usize, field: &Field) -> bool {
         let info = &self.waf.rules[rule];
-        self.excl.iter().any(|e| e.covers_field(field) && e.covers_rule(info))
+        self.excl
+            .iter()
+            .any(|e| e.covers_field(field) && e.covers_rule(info))
     }
 
     /// The exclusions of this route that name `field` (usually none).
     fn field_exclusions(&self, field: &Field) -> Vec<&'a CompiledExclusion> {
-        self.excl.iter().copied().filter(|e| e.covers_field(field)).collect()
+        self.excl
+            .iter()
+            .copied()
+            .filter(|e| e.covers_field(field))
+            .collect()
     }
 
     fn wants(&self, rule: usize) -> bool {
@@ -296,7 +355,9 @@ impl<'a> Run<'a> {
 
     /// Records a match of the built-in rule `id` at `field` (checking exclusions).
     pub fn report(&mut self, id: &str, field: &Field) {
-        let Some(&rule) = self.waf.by_id.get(id) else { return };
+        let Some(&rule) = self.waf.by_id.get(id) else {
+            return;
+        };
         if self.wants(rule) && !self.excluded(rule, field) {
             self.record(rule, field);
         }
@@ -305,18 +366,32 @@ impl<'a> Run<'a> {
     fn record(&mut self, rule: usize, field: &Field) {
         let info = &self.waf.rules[rule];
         let location = match (field.loc, field.name.is_empty()) {
-            (Loc::Header | Loc::Cookie | Loc::CookieName | Loc::QueryArg | Loc::BodyArg | Loc::QueryArgName | Loc::BodyArgName, false) => {
+            (
+                Loc::Header
+                | Loc::Cookie
+                | Loc::CookieName
+                | Loc::QueryArg
+                | Loc::BodyArg
+                | Loc::QueryArgName
+                | Loc::BodyArgName,
+                false,
+            ) => {
                 format!("{}:{}", field.loc.label(), field.name)
             }
             _ => field.loc.label().to_owned(),
         };
-        let sensitive = matches!(field.loc, Loc::Cookie) || (field.loc == Loc::Header && crate::samples::is_secret_header(&field.name));
+        let sensitive = matches!(field.loc, Loc::Cookie)
+            || (field.loc == Loc::Header && crate::samples::is_secret_header(&field.name));
         self.matches.push(RuleMatch {
             rule: info.id.clone(),
             group: info.group.clone(),
             action: info.action,
             location,
-            excerpt: if sensitive { "[redacted]".to_owned() } else { excerpt(&field.value) },
+            excerpt: if sensitive {
+                "[redacted]".to_owned()
+            } else {
+                excerpt(&field.value)
+            },
         });
         if matches!(info.action, Action::Block | Action::Allow) {
             self.done = Some(info.action);
@@ -327,7 +402,11 @@ impl<'a> Run<'a> {
         protocol::check_request(self);
         let oversize = self.req.body.len() > self.waf.config.body_limit || !self.req.body_complete;
         if oversize && self.waf.config.oversize == Oversize::Block {
-            let field = Field { loc: Loc::Body, name: String::new(), value: String::new() };
+            let field = Field {
+                loc: Loc::Body,
+                name: String::new(),
+                value: String::new(),
+            };
             self.report("size-body-oversize", &field);
         }
     }
@@ -360,10 +439,15 @@ impl<'a> Run<'a> {
             let mut transformed: Option<String> = None;
             for &sig_idx in members {
                 let (rule, sig) = &waf.signatures[sig_idx];
-                if (inert && !sig.runs_on_inert) || !sig.applies_to(field) || !self.wants(*rule) || excl.iter().any(|e| e.covers_rule(&waf.rules[*rule])) {
+                if (inert && !sig.runs_on_inert)
+                    || !sig.applies_to(field)
+                    || !self.wants(*rule)
+                    || excl.iter().any(|e| e.covers_rule(&waf.rules[*rule]))
+                {
                     continue;
                 }
-                let value = transformed.get_or_insert_with(|| transform::apply_all(transforms, &field.value));
+                let value = transformed
+                    .get_or_insert_with(|| transform::apply_all(transforms, &field.value));
                 if sig.matches(value) {
                     self.record(*rule, field);
                     if self.done.is_some() {
@@ -375,14 +459,27 @@ impl<'a> Run<'a> {
         if inert && !field.value.contains("__") && !field.value.contains("prototype") {
             return;
         }
-        let decoded = transform::fold_fullwidth(&transform::apply(Transform::UrlDecodeUni, &field.value)).replace('\0', "");
+        let decoded =
+            transform::fold_fullwidth(&transform::apply(Transform::UrlDecodeUni, &field.value))
+                .replace('\0', "");
         let normal = transform::normal_form(&field.value);
-        let forms = Forms { decoded: &decoded, normal: &normal };
+        let forms = Forms {
+            decoded: &decoded,
+            normal: &normal,
+        };
         for (rule, d) in &waf.detectors {
-            if (inert && !d.inert) || d.locs & field.loc.bit() == 0 || (field.loc == Loc::Header && !d.headers.is_empty() && !d.headers.contains(&field.name.as_str())) {
+            if (inert && !d.inert)
+                || d.locs & field.loc.bit() == 0
+                || (field.loc == Loc::Header
+                    && !d.headers.is_empty()
+                    && !d.headers.contains(&field.name.as_str()))
+            {
                 continue;
             }
-            if self.wants(*rule) && !excl.iter().any(|e| e.covers_rule(&waf.rules[*rule])) && (d.check)(&forms) {
+            if self.wants(*rule)
+                && !excl.iter().any(|e| e.covers_rule(&waf.rules[*rule]))
+                && (d.check)(&forms)
+            {
                 self.record(*rule, field);
                 if self.done.is_some() {
                     return;

@@ -38,7 +38,10 @@ impl WafLayer {
 impl<S> Layer<S> for WafLayer {
     type Service = WafService<S>;
     fn layer(&self, inner: S) -> WafService<S> {
-        WafService { inner, waf: self.waf.clone() }
+        WafService {
+            inner,
+            waf: self.waf.clone(),
+        }
     }
 }
 
@@ -100,7 +103,13 @@ impl Buffered {
         let mut bytes = Vec::new();
         while bytes.len() <= limit {
             match body.frame().await {
-                None => return Ok(Buffered { frames, bytes, rest: None }),
+                None => {
+                    return Ok(Buffered {
+                        frames,
+                        bytes,
+                        rest: None,
+                    })
+                }
                 Some(frame) => {
                     let frame = frame?;
                     if let Some(data) = frame.data_ref() {
@@ -111,12 +120,23 @@ impl Buffered {
                 }
             }
         }
-        let rest = if http_body::Body::is_end_stream(&body) { None } else { Some(body) };
-        Ok(Buffered { frames, bytes, rest })
+        let rest = if http_body::Body::is_end_stream(&body) {
+            None
+        } else {
+            Some(body)
+        };
+        Ok(Buffered {
+            frames,
+            bytes,
+            rest,
+        })
     }
 
     fn into_body(self) -> Body {
-        Body::new(Replayed { frames: self.frames, rest: self.rest })
+        Body::new(Replayed {
+            frames: self.frames,
+            rest: self.rest,
+        })
     }
 }
 
@@ -130,7 +150,10 @@ impl http_body::Body for Replayed {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         if let Some(frame) = self.frames.pop_front() {
             return Poll::Ready(Some(Ok(frame)));
         }
@@ -141,11 +164,20 @@ impl http_body::Body for Replayed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && self.rest.as_ref().is_none_or(http_body::Body::is_end_stream)
+        self.frames.is_empty()
+            && self
+                .rest
+                .as_ref()
+                .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        let buffered: u64 = self.frames.iter().filter_map(|f| f.data_ref()).map(|d| d.len() as u64).sum();
+        let buffered: u64 = self
+            .frames
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
         match &self.rest {
             None => http_body::SizeHint::with_exact(buffered),
             Some(rest) => {
@@ -173,7 +205,12 @@ fn inspected_request(parts: &http::request::Parts, body: &Buffered) -> Inspected
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.bytes.clone(),
         body_complete: body.rest.is_none(),
@@ -182,7 +219,10 @@ fn inspected_request(parts: &http::request::Parts, body: &Buffered) -> Inspected
 
 fn problem(status: StatusCode, body: serde_json::Value) -> Response {
     let mut res = (status, body.to_string()).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     res
 }
 

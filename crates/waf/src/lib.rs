@@ -21,9 +21,9 @@ mod protocol;
 mod request;
 mod samples;
 mod signatures;
-mod transform;
 #[cfg(test)]
 mod tests;
+mod transform;
 
 pub use config::{Action, Exclusion, Limits, Oversize, WafConfig};
 pub use engine::{RuleInfo, RuleMatch, Verdict, Waf};

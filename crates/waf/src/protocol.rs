@@ -45,11 +45,19 @@ pub const RULES: &[(&str, &str)] = &[
 ];
 
 fn request_field(value: &str) -> Field {
-    Field { loc: Loc::RequestLine, name: String::new(), value: value.to_owned() }
+    Field {
+        loc: Loc::RequestLine,
+        name: String::new(),
+        value: value.to_owned(),
+    }
 }
 
 fn header_field(name: &str, value: &str) -> Field {
-    Field { loc: Loc::Header, name: name.to_ascii_lowercase(), value: value.to_owned() }
+    Field {
+        loc: Loc::Header,
+        name: name.to_ascii_lowercase(),
+        value: value.to_owned(),
+    }
 }
 
 /// Checks of the request line and headers.
@@ -66,10 +74,20 @@ pub(crate) fn check_request(run: &mut Run) {
 fn method_and_version(run: &mut Run) {
     let req = run.req;
     let line = format!("{} {} {}", req.method, req.uri, req.version);
-    if !run.config().allowed_methods.iter().any(|m| *m == req.method) {
+    if !run
+        .config()
+        .allowed_methods
+        .iter()
+        .any(|m| *m == req.method)
+    {
         run.report("protocol-method-not-allowed", &request_field(&line));
     }
-    if !run.config().allowed_http_versions.iter().any(|v| v.eq_ignore_ascii_case(&req.version)) {
+    if !run
+        .config()
+        .allowed_http_versions
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case(&req.version))
+    {
         run.report("protocol-http-version", &request_field(&line));
     }
     let uri = &req.uri;
@@ -78,7 +96,14 @@ fn method_and_version(run: &mut Run) {
         || uri.starts_with("http://")
         || uri.starts_with("https://");
     let clean = !uri.bytes().any(|b| b <= b' ' || b == 0x7f);
-    if !target_ok || !clean || req.method.is_empty() || !req.method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_') {
+    if !target_ok
+        || !clean
+        || req.method.is_empty()
+        || !req
+            .method
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+    {
         run.report("protocol-request-line", &request_field(&line));
     }
     if uri.len() > run.config().limits.max_uri_bytes {
@@ -92,34 +117,59 @@ fn framing(run: &mut Run) {
     let te: Vec<&str> = req.header_values("transfer-encoding").collect();
     for cl in &lengths {
         if cl.is_empty() || !cl.bytes().all(|b| b.is_ascii_digit()) {
-            run.report("protocol-content-length-invalid", &header_field("content-length", cl));
+            run.report(
+                "protocol-content-length-invalid",
+                &header_field("content-length", cl),
+            );
         }
     }
     if lengths.windows(2).any(|w| w[0] != w[1]) {
-        run.report("protocol-content-length-invalid", &header_field("content-length", &lengths.join(", ")));
+        run.report(
+            "protocol-content-length-invalid",
+            &header_field("content-length", &lengths.join(", ")),
+        );
     }
     let has_body = lengths.iter().any(|l| l.trim_start_matches('0') != "") || !te.is_empty();
     if matches!(req.method.as_str(), "GET" | "HEAD") && has_body {
         let value = lengths.first().or(te.first()).copied().unwrap_or("");
-        run.report("protocol-get-with-body", &header_field("content-length", value));
+        run.report(
+            "protocol-get-with-body",
+            &header_field("content-length", value),
+        );
     }
-    if req.method == "POST" && req.version.starts_with("HTTP/1") && lengths.is_empty() && te.is_empty() {
+    if req.method == "POST"
+        && req.version.starts_with("HTTP/1")
+        && lengths.is_empty()
+        && te.is_empty()
+    {
         run.report("protocol-post-without-length", &request_field(&req.method));
     }
     if !te.is_empty() && !lengths.is_empty() {
-        run.report("protocol-smuggling", &header_field("transfer-encoding", te[0]));
+        run.report(
+            "protocol-smuggling",
+            &header_field("transfer-encoding", te[0]),
+        );
     }
     for value in &te {
         if !value.trim().eq_ignore_ascii_case("chunked") {
-            run.report("protocol-smuggling", &header_field("transfer-encoding", value));
+            run.report(
+                "protocol-smuggling",
+                &header_field("transfer-encoding", value),
+            );
         }
     }
     for value in req.header_values("connection") {
-        let opts: Vec<String> = value.split(',').map(|o| o.trim().to_ascii_lowercase()).collect();
+        let opts: Vec<String> = value
+            .split(',')
+            .map(|o| o.trim().to_ascii_lowercase())
+            .collect();
         let keep = opts.iter().filter(|o| *o == "keep-alive").count();
         let close = opts.iter().filter(|o| *o == "close").count();
         if keep + close > 1 {
-            run.report("protocol-connection-header", &header_field("connection", value));
+            run.report(
+                "protocol-connection-header",
+                &header_field("connection", value),
+            );
         }
     }
     for name in ["range", "request-range"] {
@@ -145,13 +195,18 @@ fn range_is_backwards(value: &str) -> bool {
 fn host(run: &mut Run) {
     let req = run.req;
     let hosts: Vec<&str> = req.header_values("host").collect();
-    if hosts.is_empty() && !req.version.starts_with("HTTP/2") && !req.version.starts_with("HTTP/3") {
+    if hosts.is_empty() && !req.version.starts_with("HTTP/2") && !req.version.starts_with("HTTP/3")
+    {
         run.report("protocol-host-missing", &request_field(&req.uri));
     }
     for h in hosts {
         if h.trim().is_empty() {
             run.report("protocol-host-empty", &header_field("host", h));
-        } else if h.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b':') || h.starts_with('[') {
+        } else if h
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b':')
+            || h.starts_with('[')
+        {
             run.report("protocol-host-is-ip", &header_field("host", h));
         }
     }
@@ -166,9 +221,15 @@ fn content_type(run: &mut Run) {
     let req = run.req;
     let types: Vec<&str> = req.header_values("content-type").collect();
     if types.len() > 1 {
-        run.report("protocol-content-type-multiple", &header_field("content-type", &types.join(", ")));
+        run.report(
+            "protocol-content-type-multiple",
+            &header_field("content-type", &types.join(", ")),
+        );
     }
-    let has_body = !req.body.is_empty() || req.header_values("content-length").any(|l| l.trim_start_matches('0') != "");
+    let has_body = !req.body.is_empty()
+        || req
+            .header_values("content-length")
+            .any(|l| l.trim_start_matches('0') != "");
     let Some(ct) = types.first().copied() else {
         if has_body {
             run.report("protocol-content-type-missing", &request_field(&req.uri));
@@ -181,7 +242,12 @@ fn content_type(run: &mut Run) {
     if !content_type_well_formed(&lower) {
         run.report("protocol-content-type-malformed", &field);
     }
-    if !run.config().allowed_content_types.iter().any(|t| *t == media) {
+    if !run
+        .config()
+        .allowed_content_types
+        .iter()
+        .any(|t| *t == media)
+    {
         run.report("protocol-content-type-not-allowed", &field);
     }
     let charsets: Vec<&str> = lower
@@ -191,12 +257,18 @@ fn content_type(run: &mut Run) {
         .filter_map(|p| p.trim_start().strip_prefix('='))
         .map(|c| c.trim().trim_matches(['"', '\'']))
         .collect();
-    let charset_bad = charsets.len() > 1 || lower.matches("charset").count() > 1
-        || charsets.iter().any(|c| !run.config().allowed_charsets.iter().any(|a| a == c));
+    let charset_bad = charsets.len() > 1
+        || lower.matches("charset").count() > 1
+        || charsets
+            .iter()
+            .any(|c| !run.config().allowed_charsets.iter().any(|a| a == c));
     if charset_bad {
         run.report("protocol-charset-not-allowed", &field);
     }
-    if media.starts_with("multipart/") && multipart_boundary(ct).is_none_or(|b| b.is_empty() || b.contains(['"', '\'', ',', ';'])) && media == "multipart/form-data" {
+    if media.starts_with("multipart/")
+        && multipart_boundary(ct).is_none_or(|b| b.is_empty() || b.contains(['"', '\'', ',', ';']))
+        && media == "multipart/form-data"
+    {
         run.report("protocol-multipart-malformed", &field);
     }
 }
@@ -205,7 +277,11 @@ fn content_type(run: &mut Run) {
 fn content_type_well_formed(ct: &str) -> bool {
     let mut parts = ct.split(';');
     let media = parts.next().unwrap_or("").trim();
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
     let media_ok = match media.split_once('/') {
         Some((t, s)) => token(t) && token(s),
         None => false,
@@ -217,8 +293,17 @@ fn content_type_well_formed(ct: &str) -> bool {
                 || match p.split_once('=') {
                     Some((k, v)) => {
                         token(k.trim())
-                            && (matches!(k.trim(), "boundary" | "charset" | "action" | "start" | "type" | "start-info" | "version" | "profile")
-                                || !v.trim().is_empty())
+                            && (matches!(
+                                k.trim(),
+                                "boundary"
+                                    | "charset"
+                                    | "action"
+                                    | "start"
+                                    | "type"
+                                    | "start-info"
+                                    | "version"
+                                    | "profile"
+                            ) || !v.trim().is_empty())
                             && !v.contains(['(', ')', '<', '>', '@', ',', '\\', '[', ']', '{', '}'])
                     }
                     None => false,
@@ -231,17 +316,41 @@ fn encodings(run: &mut Run) {
     if has_invalid_escape(&req.uri) {
         run.report("protocol-url-encoding", &request_field(&req.uri));
     }
-    let form = req.media_type().is_some_and(|m| m == "application/x-www-form-urlencoded");
-    let body = String::from_utf8_lossy(&req.body[..req.body.len().min(run.config().body_limit)]).into_owned();
+    let form = req
+        .media_type()
+        .is_some_and(|m| m == "application/x-www-form-urlencoded");
+    let body = String::from_utf8_lossy(&req.body[..req.body.len().min(run.config().body_limit)])
+        .into_owned();
     if form && has_invalid_escape(&body) {
-        run.report("protocol-url-encoding", &Field { loc: Loc::Body, name: String::new(), value: body.clone() });
+        run.report(
+            "protocol-url-encoding",
+            &Field {
+                loc: Loc::Body,
+                name: String::new(),
+                value: body.clone(),
+            },
+        );
     }
-    let fullwidth = |s: &str| s.as_bytes().windows(4).any(|w| (w[0] == b'%') && (w[1] | 0x20) == b'u' && (w[2] | 0x20) == b'f' && (w[3] | 0x20) == b'f');
+    let fullwidth = |s: &str| {
+        s.as_bytes().windows(4).any(|w| {
+            (w[0] == b'%')
+                && (w[1] | 0x20) == b'u'
+                && (w[2] | 0x20) == b'f'
+                && (w[3] | 0x20) == b'f'
+        })
+    };
     if fullwidth(&req.uri) {
         run.report("protocol-unicode-fullwidth", &request_field(&req.uri));
     }
     if fullwidth(&body) {
-        run.report("protocol-unicode-fullwidth", &Field { loc: Loc::Body, name: String::new(), value: body.clone() });
+        run.report(
+            "protocol-unicode-fullwidth",
+            &Field {
+                loc: Loc::Body,
+                name: String::new(),
+                value: body.clone(),
+            },
+        );
     }
     let decoded = crate::transform::apply(crate::transform::Transform::UrlDecodeUni, &req.uri);
     if decoded.contains('\0') {
@@ -258,8 +367,11 @@ fn has_invalid_escape(s: &str) -> bool {
     let b = s.as_bytes();
     (0..b.len()).any(|i| {
         b[i] == b'%'
-            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-            && !(matches!(b.get(i + 1), Some(b'u') | Some(b'U')) && b.len() >= i + 6 && b[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit))
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            && !(matches!(b.get(i + 1), Some(b'u') | Some(b'U'))
+                && b.len() >= i + 6
+                && b[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit))
     })
 }
 
@@ -270,11 +382,25 @@ fn restricted(run: &mut Run) {
     if let Some(dot) = basename.rfind('.') {
         let ext = &basename[dot..];
         if run.config().restricted_extensions.iter().any(|e| e == ext) {
-            run.report("protocol-restricted-extension", &Field { loc: Loc::Path, name: String::new(), value: path.clone() });
+            run.report(
+                "protocol-restricted-extension",
+                &Field {
+                    loc: Loc::Path,
+                    name: String::new(),
+                    value: path.clone(),
+                },
+            );
         }
     }
     if basename.contains('.') && basename.ends_with('~') {
-        run.report("protocol-backup-file", &Field { loc: Loc::Path, name: String::new(), value: path.clone() });
+        run.report(
+            "protocol-backup-file",
+            &Field {
+                loc: Loc::Path,
+                name: String::new(),
+                value: path.clone(),
+            },
+        );
     }
     for (name, value) in &req.headers {
         let lname = name.to_ascii_lowercase();
@@ -288,7 +414,10 @@ fn header_sizes(run: &mut Run) {
     let req = run.req;
     let limits = run.config().limits.clone();
     if req.headers.len() > limits.max_headers {
-        run.report("size-too-many-headers", &request_field(&req.headers.len().to_string()));
+        run.report(
+            "size-too-many-headers",
+            &request_field(&req.headers.len().to_string()),
+        );
     }
     for (name, value) in &req.headers {
         if value.len() > limits.max_header_bytes {
@@ -300,11 +429,21 @@ fn header_sizes(run: &mut Run) {
 /// Checks that need the parsed request (argument counts and sizes, multipart framing).
 pub(crate) fn check_parsed(run: &mut Run, parsed: &Parsed) {
     let limits = run.config().limits.clone();
-    let args = parsed.fields.iter().filter(|f| matches!(f.loc, Loc::QueryArg | Loc::BodyArg));
+    let args = parsed
+        .fields
+        .iter()
+        .filter(|f| matches!(f.loc, Loc::QueryArg | Loc::BodyArg));
     // Counted over the query and form fields (the hash-flooding concern of form parsers);
     // a JSON, NDJSON or CSV batch of readings has thousands of values by design.
-    let form = is_multipart(run) || run.req.media_type().is_some_and(|m| m == "application/x-www-form-urlencoded");
-    let counted = args.clone().filter(|f| f.loc == Loc::QueryArg || form).count();
+    let form = is_multipart(run)
+        || run
+            .req
+            .media_type()
+            .is_some_and(|m| m == "application/x-www-form-urlencoded");
+    let counted = args
+        .clone()
+        .filter(|f| f.loc == Loc::QueryArg || form)
+        .count();
     if counted > limits.max_args {
         run.report("size-too-many-args", &request_field("arguments"));
     }
@@ -318,17 +457,31 @@ pub(crate) fn check_parsed(run: &mut Run, parsed: &Parsed) {
     }
     for f in &parsed.fields {
         match f.loc {
-            Loc::QueryArg | Loc::BodyArg | Loc::QueryArgName | Loc::BodyArgName if f.value.contains('\0') => {
+            Loc::QueryArg | Loc::BodyArg | Loc::QueryArgName | Loc::BodyArgName
+                if f.value.contains('\0') =>
+            {
                 run.report("protocol-null-byte", f)
             }
-            Loc::FileName | Loc::FileField if f.value.contains(['"', '\'', ';', '=', '\\']) => run.report("protocol-multipart-file-name", f),
-            Loc::BodyArgName if f.value.contains(['"', '\'', ';', '=', '\\']) && is_multipart(run) => run.report("protocol-multipart-file-name", f),
-            Loc::MultipartHeader if f.name == "content-transfer-encoding" => run.report("protocol-multipart-transfer-encoding", f),
+            Loc::FileName | Loc::FileField if f.value.contains(['"', '\'', ';', '=', '\\']) => {
+                run.report("protocol-multipart-file-name", f)
+            }
+            Loc::BodyArgName
+                if f.value.contains(['"', '\'', ';', '=', '\\']) && is_multipart(run) =>
+            {
+                run.report("protocol-multipart-file-name", f)
+            }
+            Loc::MultipartHeader if f.name == "content-transfer-encoding" => {
+                run.report("protocol-multipart-transfer-encoding", f)
+            }
             _ => {}
         }
     }
     for a in &parsed.anomalies {
-        let field = Field { loc: Loc::Body, name: String::new(), value: format!("{a:?}") };
+        let field = Field {
+            loc: Loc::Body,
+            name: String::new(),
+            value: format!("{a:?}"),
+        };
         match a {
             ParseAnomaly::XmlMalformed => {}
             _ => run.report("protocol-multipart-malformed", &field),
@@ -337,5 +490,7 @@ pub(crate) fn check_parsed(run: &mut Run, parsed: &Parsed) {
 }
 
 fn is_multipart(run: &Run) -> bool {
-    run.req.media_type().is_some_and(|m| m.starts_with("multipart/"))
+    run.req
+        .media_type()
+        .is_some_and(|m| m.starts_with("multipart/"))
 }

@@ -81,7 +81,13 @@ impl InspectedRequest {
     /// The media type of the body, lower-cased, without parameters.
     pub fn media_type(&self) -> Option<String> {
         let ct = self.header_value("content-type")?;
-        Some(ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        Some(
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase(),
+        )
     }
 }
 
@@ -146,7 +152,13 @@ impl Loc {
     pub fn in_body(self) -> bool {
         matches!(
             self,
-            Loc::BodyArg | Loc::BodyArgName | Loc::Body | Loc::Xml | Loc::FileName | Loc::FileField | Loc::MultipartHeader
+            Loc::BodyArg
+                | Loc::BodyArgName
+                | Loc::Body
+                | Loc::Xml
+                | Loc::FileName
+                | Loc::FileField
+                | Loc::MultipartHeader
         )
     }
 }
@@ -179,7 +191,11 @@ pub struct Parsed {
 
 impl Parsed {
     fn push(&mut self, loc: Loc, name: impl Into<String>, value: impl Into<String>) {
-        self.fields.push(Field { loc, name: name.into(), value: value.into() });
+        self.fields.push(Field {
+            loc,
+            name: name.into(),
+            value: value.into(),
+        });
     }
 }
 
@@ -188,7 +204,11 @@ pub fn parse(req: &InspectedRequest, body_limit: usize) -> Parsed {
     let mut p = Parsed::default();
     p.push(Loc::Method, "", req.method.clone());
     p.push(Loc::Protocol, "", req.version.clone());
-    p.push(Loc::RequestLine, "", format!("{} {} {}", req.method, req.uri, req.version));
+    p.push(
+        Loc::RequestLine,
+        "",
+        format!("{} {} {}", req.method, req.uri, req.version),
+    );
     p.push(Loc::Uri, "", req.uri.clone());
     let path = percent_decode(req.raw_path());
     let basename = path.rsplit('/').next().unwrap_or("").to_owned();
@@ -254,7 +274,12 @@ fn parse_body(p: &mut Parsed, req: &InspectedRequest, text: &str) -> bool {
     let ct = req.header_value("content-type").unwrap_or("").to_owned();
     let media = req.media_type().unwrap_or_default();
     if media == "application/x-www-form-urlencoded" {
-        parse_urlencoded(p, text.trim_end_matches(['\r', '\n']), Loc::BodyArgName, Loc::BodyArg);
+        parse_urlencoded(
+            p,
+            text.trim_end_matches(['\r', '\n']),
+            Loc::BodyArgName,
+            Loc::BodyArg,
+        );
     } else if media.starts_with("multipart/") {
         parse_multipart(p, &ct, text);
     } else if media.contains("ndjson") || media.contains("jsonl") || media.contains("json-seq") {
@@ -299,7 +324,11 @@ fn walk_json(p: &mut Parsed, path: &str, v: &serde_json::Value) {
         Value::Object(map) => {
             for (k, item) in map {
                 p.push(Loc::BodyArgName, k.clone(), k.clone());
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk_json(p, &child, item);
             }
         }
@@ -320,7 +349,11 @@ fn json_strings(text: &str) -> Vec<String> {
             }
             let end = (i + 1).min(b.len());
             let lit = &text[start..end.max(start)];
-            let lit = if lit.ends_with('"') && lit.len() > 1 { lit.to_owned() } else { format!("{lit}\"") };
+            let lit = if lit.ends_with('"') && lit.len() > 1 {
+                lit.to_owned()
+            } else {
+                format!("{lit}\"")
+            };
             if let Ok(s) = serde_json::from_str::<String>(&lit) {
                 out.push(s);
             }
@@ -349,7 +382,12 @@ pub fn multipart_boundary(content_type: &str) -> Option<String> {
             return None;
         }
         let v = v.trim();
-        Some(v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v).to_owned())
+        Some(
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+                .to_owned(),
+        )
     })
 }
 
@@ -370,7 +408,10 @@ fn parse_multipart(p: &mut Parsed, content_type: &str, text: &str) {
             closed = true;
             break;
         }
-        let part = part.strip_prefix("\r\n").or_else(|| part.strip_prefix('\n')).unwrap_or(part);
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .unwrap_or(part);
         let (head, content) = split_part(part);
         let mut name = String::new();
         let mut filename = None;
@@ -379,13 +420,20 @@ fn parse_multipart(p: &mut Parsed, content_type: &str, text: &str) {
                 p.anomalies.push(ParseAnomaly::MultipartBadPartHeader);
                 continue;
             };
-            p.push(Loc::MultipartHeader, hname.trim().to_ascii_lowercase(), line.trim());
+            p.push(
+                Loc::MultipartHeader,
+                hname.trim().to_ascii_lowercase(),
+                line.trim(),
+            );
             if hname.trim().eq_ignore_ascii_case("content-disposition") {
                 name = disposition_param(hvalue, "name").unwrap_or_default();
                 filename = disposition_param(hvalue, "filename");
             }
         }
-        let content = content.strip_suffix("\r\n").or_else(|| content.strip_suffix('\n')).unwrap_or(content);
+        let content = content
+            .strip_suffix("\r\n")
+            .or_else(|| content.strip_suffix('\n'))
+            .unwrap_or(content);
         match filename {
             Some(f) => {
                 p.push(Loc::FileField, name.clone(), name.clone());
@@ -416,7 +464,9 @@ fn disposition_param(value: &str, key: &str) -> Option<String> {
     let mut rest = value;
     while let Some(i) = rest.find(';') {
         rest = rest[i + 1..].trim_start();
-        let Some((k, v)) = rest.split_once('=') else { continue };
+        let Some((k, v)) = rest.split_once('=') else {
+            continue;
+        };
         if !k.trim().eq_ignore_ascii_case(key) {
             continue;
         }
@@ -447,7 +497,11 @@ fn parse_xml(p: &mut Parsed, text: &str) {
             return;
         };
         let tag = &rest[1..gt];
-        if tag.starts_with("!DOCTYPE") || tag.starts_with("!doctype") || tag.starts_with("!ENTITY") || tag.starts_with("!entity") {
+        if tag.starts_with("!DOCTYPE")
+            || tag.starts_with("!doctype")
+            || tag.starts_with("!ENTITY")
+            || tag.starts_with("!entity")
+        {
             // Document type declarations are where external entities (XXE) are declared.
             p.push(Loc::Xml, "doctype", &rest[..=gt]);
         } else if !tag.starts_with('!') && !tag.starts_with('?') {
@@ -495,7 +549,11 @@ mod tests {
     use super::*;
 
     fn values(p: &Parsed, loc: Loc) -> Vec<(String, String)> {
-        p.fields.iter().filter(|f| f.loc == loc).map(|f| (f.name.clone(), f.value.clone())).collect()
+        p.fields
+            .iter()
+            .filter(|f| f.loc == loc)
+            .map(|f| (f.name.clone(), f.value.clone()))
+            .collect()
     }
 
     #[test]
@@ -505,17 +563,36 @@ mod tests {
         let p = parse(&req, 1024);
         assert_eq!(values(&p, Loc::Path), [("".into(), "/a b/c.php".into())]);
         assert_eq!(values(&p, Loc::Basename)[0].1, "c.php");
-        assert_eq!(values(&p, Loc::QueryArg), [("x".into(), "1 2".into()), ("y".into(), "'".into()), ("flag".into(), "".into())]);
-        assert_eq!(values(&p, Loc::Cookie), [("sid".into(), "abc".into()), ("theme".into(), "dark".into())]);
+        assert_eq!(
+            values(&p, Loc::QueryArg),
+            [
+                ("x".into(), "1 2".into()),
+                ("y".into(), "'".into()),
+                ("flag".into(), "".into())
+            ]
+        );
+        assert_eq!(
+            values(&p, Loc::Cookie),
+            [
+                ("sid".into(), "abc".into()),
+                ("theme".into(), "dark".into())
+            ]
+        );
         assert!(values(&p, Loc::Header).iter().any(|(n, _)| n == "cookie"));
     }
 
     #[test]
     fn bodies_parse_by_content_type() {
-        let json = InspectedRequest::new("POST", "/").header("Content-Type", "application/json").body(r#"{"a":{"b":["x",2]},"c":"y"}"#);
+        let json = InspectedRequest::new("POST", "/")
+            .header("Content-Type", "application/json")
+            .body(r#"{"a":{"b":["x",2]},"c":"y"}"#);
         assert_eq!(values(&parse(&json, 1024), Loc::BodyArg).len(), 3);
-        let truncated = InspectedRequest::new("POST", "/").header("Content-Type", "application/json").body(r#"{"a":"<script>","b":"tru"#);
-        assert!(values(&parse(&truncated, 1024), Loc::BodyArg).iter().any(|(_, v)| v == "<script>"));
+        let truncated = InspectedRequest::new("POST", "/")
+            .header("Content-Type", "application/json")
+            .body(r#"{"a":"<script>","b":"tru"#);
+        assert!(values(&parse(&truncated, 1024), Loc::BodyArg)
+            .iter()
+            .any(|(_, v)| v == "<script>"));
         let mp = InspectedRequest::new("POST", "/")
             .header("Content-Type", "multipart/form-data; boundary=XX")
             .body("--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nhello\r\n--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.php\"\r\n\r\n<?php\r\n--XX--\r\n");
@@ -523,14 +600,21 @@ mod tests {
         assert_eq!(values(&p, Loc::BodyArg), [("a".into(), "hello".into())]);
         assert_eq!(values(&p, Loc::FileName), [("f".into(), "x.php".into())]);
         assert!(p.anomalies.is_empty());
-        let xml = InspectedRequest::new("POST", "/").header("Content-Type", "text/xml").body("<a x='1'><b>t&lt;</b><![CDATA[c]]></a>");
-        let got: Vec<String> = values(&parse(&xml, 1024), Loc::Xml).into_iter().map(|(_, v)| v).collect();
+        let xml = InspectedRequest::new("POST", "/")
+            .header("Content-Type", "text/xml")
+            .body("<a x='1'><b>t&lt;</b><![CDATA[c]]></a>");
+        let got: Vec<String> = values(&parse(&xml, 1024), Loc::Xml)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         assert_eq!(got, ["1", "t<", "c"]);
     }
 
     #[test]
     fn only_the_limit_is_parsed() {
-        let req = InspectedRequest::new("POST", "/").header("Content-Type", "application/x-www-form-urlencoded").body("a=1&b=2");
+        let req = InspectedRequest::new("POST", "/")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("a=1&b=2");
         let p = parse(&req, 3);
         assert_eq!(values(&p, Loc::BodyArg), [("a".into(), "1".into())]);
     }

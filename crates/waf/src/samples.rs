@@ -27,7 +27,12 @@ pub struct Sample {
 pub fn is_secret_header(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
-        "cookie" | "set-cookie" | "authorization" | "proxy-authorization" | "x-api-key" | "x-amz-security-token"
+        "cookie"
+            | "set-cookie"
+            | "authorization"
+            | "proxy-authorization"
+            | "x-api-key"
+            | "x-amz-security-token"
     )
 }
 
@@ -46,11 +51,16 @@ fn cut(s: &str, max: usize) -> String {
 
 impl SampleBook {
     pub fn new(capacity: usize) -> SampleBook {
-        SampleBook { capacity, samples: Mutex::new(VecDeque::with_capacity(capacity.min(1024))) }
+        SampleBook {
+            capacity,
+            samples: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+        }
     }
 
     pub fn record(&self, req: &InspectedRequest, verdict: &Verdict) {
-        let Some(rule) = verdict.blocking_rule() else { return };
+        let Some(rule) = verdict.blocking_rule() else {
+            return;
+        };
         if self.capacity == 0 {
             return;
         }
@@ -61,10 +71,24 @@ impl SampleBook {
             headers: req
                 .headers
                 .iter()
-                .map(|(n, v)| (n.clone(), if is_secret_header(n) { "[redacted]".to_owned() } else { cut(v, 256) }))
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        if is_secret_header(n) {
+                            "[redacted]".to_owned()
+                        } else {
+                            cut(v, 256)
+                        },
+                    )
+                })
                 .collect(),
             rule: rule.clone(),
-            counted: verdict.matches.iter().filter(|m| m.rule != rule.rule).map(|m| m.rule.clone()).collect(),
+            counted: verdict
+                .matches
+                .iter()
+                .filter(|m| m.rule != rule.rule)
+                .map(|m| m.rule.clone())
+                .collect(),
         };
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         if samples.len() == self.capacity {
@@ -74,6 +98,11 @@ impl SampleBook {
     }
 
     pub fn list(&self) -> Vec<Sample> {
-        self.samples.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }

@@ -20,27 +20,77 @@ pub const OWN_RULES: &str = include_str!("../rules/signatures.toml");
 
 /// The phrase lists the rule files name, by file name.
 const DATA_FILES: &[(&str, &str)] = &[
-    ("crawlers-user-agents.data", include_str!("../rules/crs/crawlers-user-agents.data")),
-    ("java-classes.data", include_str!("../rules/crs/java-classes.data")),
-    ("lfi-os-files.data", include_str!("../rules/crs/lfi-os-files.data")),
-    ("php-config-directives.data", include_str!("../rules/crs/php-config-directives.data")),
-    ("php-function-names-933150.data", include_str!("../rules/crs/php-function-names-933150.data")),
-    ("php-function-names-933151.data", include_str!("../rules/crs/php-function-names-933151.data")),
-    ("php-variables.data", include_str!("../rules/crs/php-variables.data")),
-    ("restricted-files.data", include_str!("../rules/crs/restricted-files.data")),
-    ("restricted-upload.data", include_str!("../rules/crs/restricted-upload.data")),
-    ("scanners-headers.data", include_str!("../rules/crs/scanners-headers.data")),
-    ("scanners-urls.data", include_str!("../rules/crs/scanners-urls.data")),
-    ("scanners-user-agents.data", include_str!("../rules/crs/scanners-user-agents.data")),
-    ("scripting-user-agents.data", include_str!("../rules/crs/scripting-user-agents.data")),
-    ("unix-shell.data", include_str!("../rules/crs/unix-shell.data")),
-    ("windows-powershell-commands.data", include_str!("../rules/crs/windows-powershell-commands.data")),
+    (
+        "crawlers-user-agents.data",
+        include_str!("../rules/crs/crawlers-user-agents.data"),
+    ),
+    (
+        "java-classes.data",
+        include_str!("../rules/crs/java-classes.data"),
+    ),
+    (
+        "lfi-os-files.data",
+        include_str!("../rules/crs/lfi-os-files.data"),
+    ),
+    (
+        "php-config-directives.data",
+        include_str!("../rules/crs/php-config-directives.data"),
+    ),
+    (
+        "php-function-names-933150.data",
+        include_str!("../rules/crs/php-function-names-933150.data"),
+    ),
+    (
+        "php-function-names-933151.data",
+        include_str!("../rules/crs/php-function-names-933151.data"),
+    ),
+    (
+        "php-variables.data",
+        include_str!("../rules/crs/php-variables.data"),
+    ),
+    (
+        "restricted-files.data",
+        include_str!("../rules/crs/restricted-files.data"),
+    ),
+    (
+        "restricted-upload.data",
+        include_str!("../rules/crs/restricted-upload.data"),
+    ),
+    (
+        "scanners-headers.data",
+        include_str!("../rules/crs/scanners-headers.data"),
+    ),
+    (
+        "scanners-urls.data",
+        include_str!("../rules/crs/scanners-urls.data"),
+    ),
+    (
+        "scanners-user-agents.data",
+        include_str!("../rules/crs/scanners-user-agents.data"),
+    ),
+    (
+        "scripting-user-agents.data",
+        include_str!("../rules/crs/scripting-user-agents.data"),
+    ),
+    (
+        "unix-shell.data",
+        include_str!("../rules/crs/unix-shell.data"),
+    ),
+    (
+        "windows-powershell-commands.data",
+        include_str!("../rules/crs/windows-powershell-commands.data"),
+    ),
 ];
 
 /// The phrases of a shipped list (comments and blank lines dropped).
 pub fn data_file(name: &str) -> Option<Vec<&'static str>> {
     let (_, text) = DATA_FILES.iter().find(|(n, _)| *n == name)?;
-    Some(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,7 +237,9 @@ fn is_quantifier(s: &str) -> bool {
         Some((lo, hi)) => (lo, Some(hi)),
         None => (inner, None),
     };
-    !lo.is_empty() && lo.bytes().all(|c| c.is_ascii_digit()) && hi.is_none_or(|h| h.bytes().all(|c| c.is_ascii_digit()))
+    !lo.is_empty()
+        && lo.bytes().all(|c| c.is_ascii_digit())
+        && hi.is_none_or(|h| h.bytes().all(|c| c.is_ascii_digit()))
 }
 
 fn loc_bits(target: &str) -> Option<u32> {
@@ -218,7 +270,10 @@ fn loc_bits(target: &str) -> Option<u32> {
 
 impl Signature {
     fn compile(spec: RuleSpec) -> Result<Signature, WafError> {
-        let bad = |why: String| WafError::Rule { id: spec.id.clone(), reason: why };
+        let bad = |why: String| WafError::Rule {
+            id: spec.id.clone(),
+            reason: why,
+        };
         let mut locs = 0;
         let mut all_headers = false;
         let mut headers = Vec::new();
@@ -240,7 +295,10 @@ impl Signature {
             } else if let Some(rx) = e.strip_prefix("cookie~") {
                 cookie_excludes.push(compile_regex(rx).map_err(|err| bad(err.to_string()))?);
             } else if let Some(name) = e.strip_prefix("cookie:") {
-                cookie_excludes.push(compile_regex(&format!("^{}$", regex::escape(name))).map_err(|err| bad(err.to_string()))?);
+                cookie_excludes.push(
+                    compile_regex(&format!("^{}$", regex::escape(name)))
+                        .map_err(|err| bad(err.to_string()))?,
+                );
             } else {
                 return Err(bad(format!("unknown exclusion `{e}`")));
             }
@@ -258,11 +316,18 @@ impl Signature {
                 .map_err(|e| bad(e.to_string()))
         };
         let (matcher, is_pm) = match (&spec.rx, &spec.pm, &spec.pm_file) {
-            (Some(rx), None, None) => (Matcher::Regex(compile_regex(rx).map_err(|e| bad(e.to_string()))?), false),
+            (Some(rx), None, None) => (
+                Matcher::Regex(compile_regex(rx).map_err(|e| bad(e.to_string()))?),
+                false,
+            ),
             (None, Some(words), None) => (phrases(words.clone())?, true),
             (None, None, Some(file)) => {
-                let words = data_file(file).ok_or_else(|| bad(format!("no phrase list `{file}`")))?;
-                (phrases(words.into_iter().map(str::to_owned).collect())?, true)
+                let words =
+                    data_file(file).ok_or_else(|| bad(format!("no phrase list `{file}`")))?;
+                (
+                    phrases(words.into_iter().map(str::to_owned).collect())?,
+                    true,
+                )
             }
             _ => return Err(bad("needs exactly one of rx, pm, pm_file".into())),
         };
@@ -301,7 +366,10 @@ impl Signature {
                 (self.all_headers || self.headers.iter().any(|h| *h == field.name))
                     && !self.header_excludes.iter().any(|h| *h == field.name)
             }
-            Loc::Cookie | Loc::CookieName => !self.cookie_excludes.iter().any(|r| r.is_match(field.name.as_bytes())),
+            Loc::Cookie | Loc::CookieName => !self
+                .cookie_excludes
+                .iter()
+                .any(|r| r.is_match(field.name.as_bytes())),
             _ => true,
         }
     }
@@ -319,14 +387,19 @@ impl Signature {
 
 /// Parses and compiles a rule file.
 pub fn load(text: &str, source: &str) -> Result<Vec<Signature>, WafError> {
-    let file: RuleFile = toml::from_str(text).map_err(|e| WafError::RuleFile { file: source.to_owned(), reason: e.to_string() })?;
+    let file: RuleFile = toml::from_str(text).map_err(|e| WafError::RuleFile {
+        file: source.to_owned(),
+        reason: e.to_string(),
+    })?;
     file.rule.into_iter().map(Signature::compile).collect()
 }
 
 /// Values made only of ASCII word characters and `.:+,@-`: no quote, bracket, operator,
 /// separator or space, so none of the syntax the regex signatures look for.
 pub fn is_inert(value: &str) -> bool {
-    value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'+' | b',' | b'@' | b'-'))
+    value.bytes().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'+' | b',' | b'@' | b'-')
+    })
 }
 
 #[cfg(test)]
@@ -354,5 +427,8 @@ mod tests {
 /// Whether `id` is a shipped signature (loaded or not at the configured paranoia level).
 pub fn known_above_paranoia(id: &str) -> bool {
     let needle = format!("id = \"{id}\"");
-    CRS_RULES.lines().chain(OWN_RULES.lines()).any(|l| l.trim() == needle)
+    CRS_RULES
+        .lines()
+        .chain(OWN_RULES.lines())
+        .any(|l| l.trim() == needle)
 }

