@@ -493,7 +493,7 @@ fn command_at(rest: &str, at_start: bool, substitution: bool) -> bool {
     let arg_shell_like = shell_like_argument(args);
     if at_start {
         // A value that starts with a command needs arguments that only a shell would take.
-        return (has_path || arg_shell_like) && (!wordlike || arg_shell_like);
+        return arg_shell_like || (has_path && !wordlike);
     }
     if args.is_empty() || args.starts_with([';', '|', '&', '>', '<', '`', ')', '\n', '\r']) {
         return true;

@@ -88,7 +88,7 @@ impl CompiledExclusion {
 
     fn applies_to_route(&self, req: &InspectedRequest) -> bool {
         let path = req.raw_path();
-        (self.methods.is_empty() || self.methods.iter().any(|m| *m == req.method))
+        (self.methods.is_empty() || self.methods.contains(&req.method))
             && if self.prefix {
                 path.starts_with(&self.path)
             } else {

@@ -74,12 +74,7 @@ pub(crate) fn check_request(run: &mut Run) {
 fn method_and_version(run: &mut Run) {
     let req = run.req;
     let line = format!("{} {} {}", req.method, req.uri, req.version);
-    if !run
-        .config()
-        .allowed_methods
-        .iter()
-        .any(|m| *m == req.method)
-    {
+    if !run.config().allowed_methods.contains(&req.method) {
         run.report("protocol-method-not-allowed", &request_field(&line));
     }
     if !run
@@ -129,7 +124,10 @@ fn framing(run: &mut Run) {
             &header_field("content-length", &lengths.join(", ")),
         );
     }
-    let has_body = lengths.iter().any(|l| l.trim_start_matches('0') != "") || !te.is_empty();
+    let has_body = lengths
+        .iter()
+        .any(|l| !l.trim_start_matches('0').is_empty())
+        || !te.is_empty();
     if matches!(req.method.as_str(), "GET" | "HEAD") && has_body {
         let value = lengths.first().or(te.first()).copied().unwrap_or("");
         run.report(
@@ -229,7 +227,7 @@ fn content_type(run: &mut Run) {
     let has_body = !req.body.is_empty()
         || req
             .header_values("content-length")
-            .any(|l| l.trim_start_matches('0') != "");
+            .any(|l| !l.trim_start_matches('0').is_empty());
     let Some(ct) = types.first().copied() else {
         if has_body {
             run.report("protocol-content-type-missing", &request_field(&req.uri));
@@ -242,12 +240,7 @@ fn content_type(run: &mut Run) {
     if !content_type_well_formed(&lower) {
         run.report("protocol-content-type-malformed", &field);
     }
-    if !run
-        .config()
-        .allowed_content_types
-        .iter()
-        .any(|t| *t == media)
-    {
+    if !run.config().allowed_content_types.contains(&media) {
         run.report("protocol-content-type-not-allowed", &field);
     }
     let charsets: Vec<&str> = lower
@@ -404,7 +397,7 @@ fn restricted(run: &mut Run) {
     }
     for (name, value) in &req.headers {
         let lname = name.to_ascii_lowercase();
-        if run.config().restricted_headers.iter().any(|h| *h == lname) {
+        if run.config().restricted_headers.contains(&lname) {
             run.report("protocol-restricted-header", &header_field(name, value));
         }
     }

@@ -363,8 +363,8 @@ impl Signature {
         }
         match field.loc {
             Loc::Header => {
-                (self.all_headers || self.headers.iter().any(|h| *h == field.name))
-                    && !self.header_excludes.iter().any(|h| *h == field.name)
+                (self.all_headers || self.headers.contains(&field.name))
+                    && !self.header_excludes.contains(&field.name)
             }
             Loc::Cookie | Loc::CookieName => !self
                 .cookie_excludes
@@ -402,6 +402,15 @@ pub fn is_inert(value: &str) -> bool {
     })
 }
 
+/// Whether `id` is a shipped signature (loaded or not at the configured paranoia level).
+pub fn known_above_paranoia(id: &str) -> bool {
+    let needle = format!("id = \"{id}\"");
+    CRS_RULES
+        .lines()
+        .chain(OWN_RULES.lines())
+        .any(|l| l.trim() == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,13 +431,4 @@ mod tests {
         let r = compile_regex(r"[{}\]]x").unwrap();
         assert!(r.is_match(b"}x"));
     }
-}
-
-/// Whether `id` is a shipped signature (loaded or not at the configured paranoia level).
-pub fn known_above_paranoia(id: &str) -> bool {
-    let needle = format!("id = \"{id}\"");
-    CRS_RULES
-        .lines()
-        .chain(OWN_RULES.lines())
-        .any(|l| l.trim() == needle)
 }

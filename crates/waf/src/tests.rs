@@ -125,8 +125,10 @@ fn blocked_by(waf: &Waf, req: &InspectedRequest) -> Option<String> {
 
 /// A firewall that evaluates every rule and blocks nothing, to see which groups match.
 fn counting() -> Waf {
-    let mut c = WafConfig::default();
-    c.default_action = Action::Count;
+    let mut c = WafConfig {
+        default_action: Action::Count,
+        ..WafConfig::default()
+    };
     for action in c.rules.values_mut().filter(|a| **a != Action::Off) {
         *action = Action::Count;
     }
