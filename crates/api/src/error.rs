@@ -69,6 +69,9 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<RowProblem>,
+    /// The request's id (also in the `X-Request-Id` header, the logs and the audit trail).
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -181,6 +184,7 @@ impl IntoResponse for ApiError {
             detail,
             code,
             errors,
+            request_id: ecocityhub_observe::current_request_id().map(|r| r.to_string()),
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use ecocityhub_blobs::Sealer;
 use ecocityhub_identity::tokens::{self, Subject};
 use ecocityhub_identity::{
     Authorizer, Claims, KeySet, SigningKey, TokenConfig, TokenError, TokenUse,
 };
 use ecocityhub_store::identity::{OutboxMessage, User};
-use ecocityhub_blobs::Sealer;
 use ecocityhub_store::Store;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::DecodingKey;
@@ -139,11 +139,53 @@ impl Default for IdentityConfig {
     }
 }
 
-/// How codes reach users. Until the notification layer exists, [`OutboxDelivery`] writes them
-/// to the log and to the store's outbox table.
+/// How codes and account mail reach users: through the notification layer
+/// ([`NotifyDelivery`]: the code and its e-mail in one transaction, sent by the outbox worker),
+/// or without one ([`OutboxDelivery`]: the outbox table and the log).
 #[async_trait]
 pub trait CodeDelivery: Send + Sync {
+    /// Stores `code` (replacing an earlier one) and sends it to its address.
+    async fn deliver_code(
+        &self,
+        store: &dyn Store,
+        code: &ecocityhub_store::identity::VerificationCode,
+        subject: &str,
+        body: &str,
+    ) -> ApiResult<()> {
+        store.put_code(code).await?;
+        self.deliver(&code.email, subject, body).await
+    }
+
+    /// Sends an account message.
     async fn deliver(&self, recipient: &str, subject: &str, body: &str) -> ApiResult<()>;
+}
+
+/// Codes and account mail through the notification layer.
+pub struct NotifyDelivery {
+    pub notifier: Arc<ecocityhub_notify::Notifier>,
+}
+
+#[async_trait]
+impl CodeDelivery for NotifyDelivery {
+    async fn deliver_code(
+        &self,
+        _store: &dyn Store,
+        code: &ecocityhub_store::identity::VerificationCode,
+        subject: &str,
+        body: &str,
+    ) -> ApiResult<()> {
+        self.notifier
+            .send_code_mail(code, subject, body)
+            .await
+            .map_err(|e| ApiError::Internal(format!("code mail: {e}")))
+    }
+
+    async fn deliver(&self, recipient: &str, subject: &str, body: &str) -> ApiResult<()> {
+        self.notifier
+            .send_account_mail(recipient, subject, body)
+            .await
+            .map_err(|e| ApiError::Internal(format!("account mail: {e}")))
+    }
 }
 
 /// Writes messages to the outbox table and the log.

@@ -47,13 +47,12 @@ pub async fn open(sealer: Option<&Sealer>, stored: &SigningKey) -> ApiResult<Sig
             stored.kid
         ))
     })?;
-    let bytes = STANDARD.decode(encoded).map_err(|e| {
-        ApiError::Internal(format!("signing key {} is damaged: {e}", stored.kid))
+    let bytes = STANDARD
+        .decode(encoded)
+        .map_err(|e| ApiError::Internal(format!("signing key {} is damaged: {e}", stored.kid)))?;
+    let pem = sealer.open(&aad(&stored.kid), &bytes).await.map_err(|e| {
+        ApiError::Internal(format!("signing key {} cannot be opened: {e}", stored.kid))
     })?;
-    let pem = sealer
-        .open(&aad(&stored.kid), &bytes)
-        .await
-        .map_err(|e| ApiError::Internal(format!("signing key {} cannot be opened: {e}", stored.kid)))?;
     let pem = String::from_utf8(pem.to_vec())
         .map_err(|_| ApiError::Internal(format!("signing key {} is not PEM", stored.kid)))?;
     Ok(SigningKey {
@@ -99,7 +98,10 @@ pub async fn reseal_all(store: &dyn Store, sealer: &Sealer) -> ApiResult<usize> 
                     ApiError::Internal(format!("signing key {} is damaged: {e}", stored.kid))
                 })?;
                 let again = sealer.rewrap(&bytes).await.map_err(|e| {
-                    ApiError::Internal(format!("signing key {} cannot be re-sealed: {e}", stored.kid))
+                    ApiError::Internal(format!(
+                        "signing key {} cannot be re-sealed: {e}",
+                        stored.kid
+                    ))
                 })?;
                 format!("{SEALED_PREFIX}{}", STANDARD.encode(again))
             }

@@ -42,14 +42,24 @@ impl Default for ApiConfig {
     }
 }
 
-/// What the API runs on beside the store and the blobs; each has a default.
+/// What the API runs on beside the store and the blobs; each has a default, so a test can
+/// start the API with none of them.
 #[derive(Default)]
 pub struct Services {
-    /// How codes reach users; default: the outbox table and the log.
+    /// How codes reach users; default: through `notifier` when there is one, else the
+    /// outbox table and the log.
     pub delivery: Option<Arc<dyn crate::identity::CodeDelivery>>,
     /// Seals secrets kept in the database (the signing keys); default: none, they stay as
     /// they are stored.
     pub sealer: Option<ecocityhub_blobs::Sealer>,
+    /// The notification layer (SNS's role): topics, subscriptions, the outbox worker's queue.
+    pub notifier: Option<Arc<ecocityhub_notify::Notifier>>,
+    /// Citizens' alert rules and operators' alarms, evaluated after each ingest.
+    pub rules: Option<Arc<ecocityhub_notify::RuleEngine>>,
+    /// The audit trail (CloudTrail's role); default: none, nothing is recorded.
+    pub audit: Option<ecocityhub_observe::audit::Audit>,
+    /// The edge's shared response cache, told precisely what a write outdates.
+    pub cache: Option<ecocityhub_edge::EdgeCache>,
 }
 
 /// The computed latest view, ready to serve.
@@ -70,6 +80,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn Store>,
     config: ApiConfig,
+    services: Services,
     identity: Identity,
     forecaster: Forecaster,
     jobs: JobRunner,
@@ -97,14 +108,24 @@ impl AppState {
         config: ApiConfig,
         services: Services,
     ) -> ApiResult<Self> {
-        let delivery = services.delivery.unwrap_or_else(|| {
-            Arc::new(OutboxDelivery {
-                store: store.clone(),
-            })
-        });
-        let identity =
-            Identity::open(store.as_ref(), config.identity.clone(), delivery, services.sealer)
-                .await?;
+        let delivery = services
+            .delivery
+            .clone()
+            .unwrap_or_else(|| match &services.notifier {
+                Some(notifier) => Arc::new(crate::identity::NotifyDelivery {
+                    notifier: notifier.clone(),
+                }) as Arc<dyn crate::identity::CodeDelivery>,
+                None => Arc::new(OutboxDelivery {
+                    store: store.clone(),
+                }),
+            });
+        let identity = Identity::open(
+            store.as_ref(),
+            config.identity.clone(),
+            delivery,
+            services.sealer.clone(),
+        )
+        .await?;
         let registry = Registry::new(store.clone(), blobs);
         let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
         let jobs = JobRunner::new(registry, config.training.clone());
@@ -112,6 +133,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 store,
                 config,
+                services,
                 identity,
                 forecaster,
                 jobs,
@@ -124,6 +146,41 @@ impl AppState {
 
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// The notification layer, when the API runs with one.
+    pub fn notifier(&self) -> Option<&Arc<ecocityhub_notify::Notifier>> {
+        self.inner.services.notifier.as_ref()
+    }
+
+    /// The alert rules, when the API runs with them.
+    pub fn rules(&self) -> Option<&Arc<ecocityhub_notify::RuleEngine>> {
+        self.inner.services.rules.as_ref()
+    }
+
+    /// Records an audit event, when the API keeps an audit trail; an event that cannot be
+    /// recorded is a 500 (an action must not go unaudited silently).
+    pub async fn audit(&self, event: ecocityhub_observe::audit::AuditEvent) -> ApiResult<()> {
+        if let Some(audit) = &self.inner.services.audit {
+            audit
+                .record(event)
+                .await
+                .map_err(|e| crate::error::ApiError::Internal(format!("audit: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The audit trail, when there is one.
+    pub fn audit_trail(&self) -> Option<&ecocityhub_observe::audit::Audit> {
+        self.inner.services.audit.as_ref()
+    }
+
+    /// Drops cached answers carrying any of `tags` (the edge's cache vocabulary: `latest`,
+    /// `stations`, `station:ID`, `forecast:ID`, `models`).
+    pub fn invalidate(&self, tags: &[String]) {
+        if let Some(cache) = &self.inner.services.cache {
+            cache.invalidate_tags(tags);
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -182,6 +239,30 @@ impl AppState {
     /// Marks cached views as outdated after a write.
     pub fn readings_changed(&self) {
         self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// After readings were stored: outdated views are dropped (this process's snapshot and
+    /// the edge cache's answers about those stations), and the alert rules look at them in the
+    /// background (an ingest is never delayed or failed by them).
+    pub fn readings_stored(&self, readings: Vec<ecocityhub_domain::Reading>) {
+        self.readings_changed();
+        let mut tags: Vec<String> = vec!["latest".into(), "stations".into()];
+        for r in &readings {
+            let tag = format!("station:{}", r.station);
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        self.invalidate(&tags);
+        if let Some(rules) = self.rules().cloned() {
+            let readings = readings.clone();
+            tokio::spawn(async move {
+                if let Err(e) = rules.on_readings(&readings).await {
+                    tracing::warn!(error = %e, "alert rules could not look at new readings");
+                }
+            });
+        }
+        self.screen_in_background(readings);
     }
 
     fn is_fresh(&self, s: &Snapshot) -> bool {

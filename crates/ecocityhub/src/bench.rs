@@ -39,8 +39,8 @@ pub struct BenchArgs {
     /// Concurrent clients for latency measurements.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Only these parts (identity, anomalies, ml, store, import, http, latency, web, startup);
-    /// default all.
+    /// Only these parts (identity, anomalies, ml, store, import, http, latency, web, startup,
+    /// blobs, notify, observe, edge, waf); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -69,6 +69,26 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if wants(&args, "ml") {
         crate::bench_ml::ml_bench(&args.shared_data).await?;
+    }
+    if wants(&args, "blobs") {
+        crate::bench_layers::blobs_bench().await?;
+    }
+    if wants(&args, "waf") {
+        crate::bench_layers::waf_bench(&args.shared_data)?;
+    }
+    if wants(&args, "edge") {
+        crate::bench_layers::edge_bench().await?;
+    }
+    if wants(&args, "observe") {
+        crate::bench_layers::observe_layers_bench().await?;
+    }
+    for (name, server) in &backends {
+        if wants(&args, "notify") {
+            crate::bench_layers::notify_bench(name, server.as_deref()).await?;
+        }
+        if wants(&args, "observe") {
+            crate::bench_layers::observe_bench(name, server.as_deref()).await?;
+        }
     }
     for (name, server) in &backends {
         if wants(&args, "store") {

@@ -31,6 +31,18 @@ pub struct FileConfig {
     pub key_refresh_seconds: Option<u64>,
     /// The blob layer (`[blobs]`: backend, keys, versioning, uploads, photos).
     pub blobs: Option<ecocityhub_blobs::BlobsConfig>,
+    /// The notification layer (`[notify]`: mail, webhooks, push, the delivery worker, alarms).
+    #[serde(default)]
+    pub notify: ecocityhub_notify::NotifyConfig,
+    /// Monitoring and the audit trail (`[observe]`: metrics listener, alarms, retention).
+    #[serde(default)]
+    pub observe: ecocityhub_observe::ObserveConfig,
+    /// The edge (`[edge]`: rate limits, load shedding, cache, compression, timeouts, TLS).
+    #[serde(default)]
+    pub edge: ecocityhub_edge::config::EdgeConfig,
+    /// The web application firewall (`[waf]`: rule actions and exclusions over the shipped set).
+    #[serde(default)]
+    pub waf: ecocityhub_waf::WafConfig,
     /// Outside OpenID Connect providers users may sign in with (`[[oidc_providers]]`).
     #[serde(default)]
     pub oidc_providers: Vec<OidcProviderFile>,

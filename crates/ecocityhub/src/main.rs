@@ -6,12 +6,14 @@
 //! Configuration: flags, environment variables, an optional TOML file (see `config`).
 
 mod bench;
+mod bench_layers;
 mod bench_ml;
 mod config;
 mod demo;
 mod device;
 mod import;
 mod ml;
+mod platform;
 mod sagemaker;
 mod serve;
 mod users;
@@ -138,7 +140,10 @@ async fn open_store(args: &StorageArgs, file: &FileConfig) -> Result<Arc<dyn Sto
 
 /// Opens the blob layer (encrypted at rest, versioned) the flags, environment and file
 /// describe; on one machine its master key file is created in the data directory.
-async fn open_blobs(args: &StorageArgs, file: &FileConfig) -> Result<ecocityhub_blobs::OpenedBlobs> {
+async fn open_blobs(
+    args: &StorageArgs,
+    file: &FileConfig,
+) -> Result<ecocityhub_blobs::OpenedBlobs> {
     let data_dir = config::data_dir(args.data_dir.clone(), file);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;

@@ -15,9 +15,8 @@ use ecocityhub_api::identity::TrustedIssuer;
 use ecocityhub_api::{ApiConfig, AppState};
 use ecocityhub_web::WebConfig;
 
-use ecocityhub_blobs::BlobStore;
-
 use crate::config::{self, FileConfig};
+use crate::platform::{LayerSettings, Platform};
 use crate::{demo, open_store, StorageArgs};
 
 #[derive(Args)]
@@ -65,6 +64,21 @@ pub struct ServeArgs {
     /// `keys rotate` by another process takes effect within this time). Default: 60.
     #[arg(long, env = "ECOCITYHUB_KEY_REFRESH_SECONDS")]
     key_refresh_seconds: Option<u64>,
+    /// Send e-mail through this SMTP server (`smtp://host:port`, `smtps://user:pass@host`).
+    /// Without it, mail goes to the log and stays in the outbox.
+    #[arg(long, env = "ECOCITYHUB_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender of e-mail (`EcoCityHub <alerts@city.example>`).
+    #[arg(long, env = "ECOCITYHUB_SMTP_FROM")]
+    smtp_from: Option<String>,
+    /// Serve Prometheus metrics at GET /metrics on this address (a listener of its own, never
+    /// the public site). Default: off.
+    #[arg(long, env = "ECOCITYHUB_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// Serve HTTPS (HTTP/2) with the certificate of `[edge.tls]`, or a self-signed one made
+    /// for its host names and kept in the data directory.
+    #[arg(long, env = "ECOCITYHUB_TLS")]
+    tls: bool,
 }
 
 /// The web pages' settings.
@@ -111,14 +125,6 @@ fn api_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> Result<A
     Ok(config)
 }
 
-/// The services the API runs on beside the store and the blobs.
-fn services(blobs: &ecocityhub_blobs::OpenedBlobs) -> ecocityhub_api::Services {
-    ecocityhub_api::Services {
-        sealer: Some(blobs.sealer()),
-        ..Default::default()
-    }
-}
-
 /// Is this process running under the AWS Lambda runtime?
 pub fn in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
@@ -127,28 +133,31 @@ pub fn in_lambda() -> bool {
 pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
     let started = Instant::now();
     let store = open_store(&args.storage, file).await?;
-    let demo_wanted = !args.no_demo && file.demo.unwrap_or(true) && !in_lambda();
-    let mut demo_loaded = false;
-    if demo_wanted && store.stations().await?.is_empty() {
-        let replay = args.replay || file.replay.unwrap_or(false);
-        tracing::info!(replay, "empty database: loading the demo city");
-        demo::load(store.as_ref(), replay)
-            .await
-            .context("loading the demo data")?;
-        demo_loaded = true;
-    }
+    let demo_loaded = load_demo_if_empty(&args, file, store.as_ref()).await?;
     let opened = crate::open_blobs(&args.storage, file).await?;
-    let blobs: Arc<dyn BlobStore> = opened.store();
-    tracing::info!(blobs = %blobs.describe(), keys = %opened.keys.describe(), "blob store open");
+    tracing::info!(blobs = %opened.store().describe(), keys = %opened.keys.describe(), "blob store open");
+    let tls = args.tls || file.edge.tls.enabled;
     let public_url = args.public_url.clone().or_else(|| file.public_url.clone());
 
     if in_lambda() {
         let public_url = public_url.context(
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
-        let state =
-            AppState::open_with(store.clone(), blobs, api_config(&public_url, &args, file)?, services(&opened)).await?;
-        let app = ecocityhub_web::app(state, web_config(&public_url, &args, file));
+        let platform = Platform::open(
+            store.clone(),
+            opened,
+            file,
+            &settings(&args, &public_url, tls, true),
+        )
+        .await?;
+        let state = AppState::open_with(
+            store.clone(),
+            platform.blobs.store(),
+            api_config(&public_url, &args, file)?,
+            platform.services(),
+        )
+        .await?;
+        let app = platform.site(state, web_config(&public_url, &args, file));
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -163,8 +172,22 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
-    let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-    let state = AppState::open_with(store.clone(), blobs, api_config(&public_url, &args, file)?, services(&opened)).await?;
+    let scheme = if tls { "https" } else { "http" };
+    let public_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let platform = Platform::open(
+        store.clone(),
+        opened,
+        file,
+        &settings(&args, &public_url, tls, false),
+    )
+    .await?;
+    let state = AppState::open_with(
+        store.clone(),
+        platform.blobs.store(),
+        api_config(&public_url, &args, file)?,
+        platform.services(),
+    )
+    .await?;
     if demo_loaded {
         // The demo city comes with forecasts: train its models in the background.
         let job = store
@@ -177,26 +200,97 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         tracing::info!(job = job.id, "queued the demo city's first training job");
     }
     state.jobs().clone().spawn();
-    tokio::spawn(refresh_forecasts_hourly(state.clone()));
-    tokio::spawn(housekeeping_hourly(state.clone(), opened.clone()));
-    let app = ecocityhub_web::app(state, web_config(&public_url, &args, file));
+    tokio::spawn(refresh_forecasts_hourly(
+        state.clone(),
+        platform.rules.clone(),
+    ));
+    tokio::spawn(housekeeping(
+        state.clone(),
+        platform.blobs.clone(),
+        platform.rules.clone(),
+    ));
+    let app = platform.site(state, web_config(&public_url, &args, file));
     // Tests and scripts read this line to find the port.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
+    if let Some(metrics) = platform.observer.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
     tracing::info!(%addr, %public_url, store = store.backend().name(), startup_ms = started.elapsed().as_millis() as u64, "serving");
-    // With the peer's address, for the per-address sign-in throttle.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    serve_site(listener, app, file, &args, tls).await?;
+    platform.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
+fn settings(args: &ServeArgs, public_url: &str, tls: bool, lambda: bool) -> LayerSettings {
+    LayerSettings {
+        public_url: public_url.trim_end_matches('/').to_string(),
+        smtp_url: args.smtp_url.clone(),
+        smtp_from: args.smtp_from.clone(),
+        metrics_bind: args.metrics_bind,
+        tls,
+        lambda,
+    }
+}
+
+/// Loads the demo city into an empty database unless told not to; returns whether it did.
+async fn load_demo_if_empty(
+    args: &ServeArgs,
+    file: &FileConfig,
+    store: &dyn ecocityhub_store::Store,
+) -> Result<bool> {
+    let wanted = !args.no_demo && file.demo.unwrap_or(true) && !in_lambda();
+    if !wanted || !store.stations().await?.is_empty() {
+        return Ok(false);
+    }
+    let replay = args.replay || file.replay.unwrap_or(false);
+    tracing::info!(replay, "empty database: loading the demo city");
+    demo::load(store, replay)
+        .await
+        .context("loading the demo data")?;
+    Ok(true)
+}
+
+/// Serves the site until SIGTERM or Ctrl-C: HTTP, or HTTPS with an optional redirect
+/// listener, through the edge's server (header and body read timeouts, HTTP/2).
+async fn serve_site(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    file: &FileConfig,
+    args: &ServeArgs,
+    tls: bool,
+) -> Result<()> {
+    let server = file.edge.server.clone();
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown_signal()));
+    if !tls {
+        return Ok(ecocityhub_edge::serve(listener, app, &server, shutdown).await?);
+    }
+    let mut tls_config = file.edge.tls.clone();
+    tls_config.enabled = true;
+    let data_dir = config::data_dir(args.storage.data_dir.clone(), file);
+    let certificate =
+        ecocityhub_edge::Tls::load(&tls_config, &data_dir).context("the TLS certificate")?;
+    if let Some(redirect) = tls_config.redirect_http {
+        let redirect_listener = tokio::net::TcpListener::bind(redirect)
+            .await
+            .with_context(|| format!("cannot listen on {redirect} for the HTTP redirect"))?;
+        let port = listener.local_addr()?.port();
+        let (server, shutdown) = (server.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                ecocityhub_edge::serve_redirect(redirect_listener, port, &server, shutdown).await
+            {
+                tracing::warn!(error = %e, "the HTTP redirect listener stopped");
+            }
+        });
+    }
+    let hsts = ecocityhub_edge::HstsLayer::from_config(&tls_config);
+    Ok(ecocityhub_edge::serve_tls(listener, app, &server, &certificate, hsts, shutdown).await?)
+}
+
 /// The hourly batch (the future Lambda worker on a schedule): recompute every serving model's
 /// forecast so requests find it ready.
-async fn refresh_forecasts_hourly(state: AppState) {
+async fn refresh_forecasts_hourly(state: AppState, rules: Arc<ecocityhub_notify::RuleEngine>) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -212,17 +306,69 @@ async fn refresh_forecasts_hourly(state: AppState) {
         for f in failures {
             tracing::debug!(failure = %f, "forecast not refreshed");
         }
+        forecast_alerts(&state, &rules).await;
     }
 }
 
-/// Hourly upkeep: forgets expired attempt counters and expires old blob versions.
-async fn housekeeping_hourly(state: AppState, blobs: ecocityhub_blobs::OpenedBlobs) {
-    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
-    every_hour.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The forecast alert rules look at every refreshed forecast (its hourly AQI).
+async fn forecast_alerts(state: &AppState, rules: &ecocityhub_notify::RuleEngine) {
+    let now = chrono::Utc::now();
+    let Ok(models) = state.store().serving_models().await else {
+        return;
+    };
+    for model in models {
+        let Ok(forecast) = state
+            .forecaster()
+            .forecast(&model.station, model.parameter, state.generation())
+            .await
+        else {
+            continue;
+        };
+        let hours: Vec<(chrono::DateTime<chrono::Utc>, u32)> = forecast
+            .hours
+            .iter()
+            .filter_map(|h| {
+                let time = chrono::DateTime::parse_from_rfc3339(&h.time).ok()?;
+                Some((time.with_timezone(&chrono::Utc), h.aqi.as_ref()?.aqi))
+            })
+            .collect();
+        if let Err(e) = rules.on_forecast(model.station.as_str(), &hours, now).await {
+            tracing::warn!(error = %e, station = %model.station, "forecast alerts not checked");
+        }
+    }
+}
+
+/// Upkeep every minute: silent stations and digests (alert rules); every hour: expired
+/// attempt counters, old blob versions, unconfirmed subscriptions past three days.
+async fn housekeeping(
+    state: AppState,
+    blobs: ecocityhub_blobs::OpenedBlobs,
+    rules: Arc<ecocityhub_notify::RuleEngine>,
+) {
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    every_minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut minutes = 0u64;
     loop {
-        every_hour.tick().await;
+        every_minute.tick().await;
         let now = chrono::Utc::now();
-        match state.store().purge_attempts(now - chrono::Duration::days(2)).await {
+        if let Err(e) = rules.check_silent_stations(now).await {
+            tracing::warn!(error = %e, "silent stations not checked");
+        }
+        if let Err(e) = rules.send_digests(now).await {
+            tracing::warn!(error = %e, "digests not sent");
+        }
+        minutes += 1;
+        if minutes % 60 != 1 {
+            continue;
+        }
+        if let Err(e) = state.store().purge_unconfirmed(now).await {
+            tracing::warn!(error = %e, "unconfirmed subscriptions not purged");
+        }
+        match state
+            .store()
+            .purge_attempts(now - chrono::Duration::days(2))
+            .await
+        {
             Ok(n) => tracing::debug!(purged = n, "old attempt counters forgotten"),
             Err(e) => tracing::warn!(error = %e, "could not purge attempt counters"),
         }

@@ -3,10 +3,10 @@
 
 use std::io::BufRead;
 
-use ecocityhub_api::keys_at_rest;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use clap::Subcommand;
+use ecocityhub_api::keys_at_rest;
 use ecocityhub_identity::account::{new_user_id, normalize_email};
 use ecocityhub_identity::policy::roles_text;
 use ecocityhub_identity::{password, Role, SigningKey};

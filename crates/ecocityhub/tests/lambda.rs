@@ -79,8 +79,17 @@ async fn error(
     "{}"
 }
 
-/// An API Gateway HTTP API (payload 2.0) event.
-fn event(method: &str, path: &str, query: &str, headers: Value, body: Option<String>) -> Value {
+/// An API Gateway HTTP API (payload 2.0) event, with the headers API Gateway always passes on.
+fn event(method: &str, path: &str, query: &str, mut headers: Value, body: Option<String>) -> Value {
+    let always = [
+        ("host", "api-id.execute-api.eu-west-1.amazonaws.com"),
+        ("user-agent", "test"),
+        ("x-forwarded-for", "192.0.2.1"),
+        ("x-forwarded-proto", "https"),
+    ];
+    for (name, value) in always {
+        headers[name] = json!(value);
+    }
     json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -220,7 +229,7 @@ async fn api_gateway_events_run_through_the_same_router() {
             .to_string()
     };
 
-    assert_eq!(status("health"), 200);
+    assert_eq!(status("health"), 200, "{:?}", answers["health"]);
     assert_eq!(body("health")["store"], "sqlite");
     assert_eq!(status("stations"), 200);
     assert_eq!(content_type("stations"), "application/geo+json");

@@ -281,6 +281,25 @@ impl SesMailer {
     }
 }
 
+/// The SDK's configuration from the environment (`AWS_REGION`, credentials, and
+/// `AWS_ENDPOINT_URL` for moto), over rustls with ring (no aws-lc-rs in the build).
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The SDK's HTTP client over rustls on ring (the workspace builds the SDK without its
+/// default client, which would bring aws-lc-rs).
+pub fn https_client() -> aws_sdk_sns::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,18 +322,4 @@ mod tests {
         assert!(!a.contains_key("nested"));
         assert_eq!(a["type"].string_value(), Some("alert.opened"));
     }
-}
-
-/// The SDK's configuration from the environment (`AWS_REGION`, credentials, and
-/// `AWS_ENDPOINT_URL` for moto), over rustls with ring (no aws-lc-rs in the build).
-async fn sdk_config() -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .load()
-        .await
 }

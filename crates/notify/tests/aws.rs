@@ -28,6 +28,7 @@ fn helper(script: &str, what: &str) -> Option<HelperServer> {
 
 async fn aws_config(moto: &HelperServer) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(ecocityhub_notify::aws::https_client())
         .endpoint_url(moto.base_url())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))

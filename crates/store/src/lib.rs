@@ -7,19 +7,13 @@
 
 pub mod identity;
 pub mod ml;
-<<<<<<< HEAD
 pub mod notify;
-mod sql;
-mod sql_identity;
-mod sql_ml;
-mod sql_notify;
-=======
 pub mod observe;
 mod sql;
 mod sql_identity;
 mod sql_ml;
+mod sql_notify;
 mod sql_observe;
->>>>>>> observe
 pub mod testing;
 
 use async_trait::async_trait;
@@ -28,11 +22,8 @@ use ecocityhub_domain::{Parameter, QualityFlag, Reading, Station, StationId};
 
 pub use identity::IdentityStore;
 pub use ml::MlStore;
-<<<<<<< HEAD
 pub use notify::NotifyStore;
-=======
 pub use observe::ObserveStore;
->>>>>>> observe
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
@@ -112,17 +103,13 @@ pub struct DeviceKey {
 }
 
 /// Everything the platform stores: stations, readings and device keys here, users and tokens
-<<<<<<< HEAD
 /// through [`IdentityStore`], models and training jobs through [`MlStore`], notifications
-/// through [`NotifyStore`].
+/// through [`NotifyStore`], metrics rollups, alarms and the audit trail through
+/// [`ObserveStore`].
 #[async_trait]
-pub trait Store: IdentityStore + MlStore + NotifyStore + Send + Sync + 'static {
-=======
-/// through [`IdentityStore`], models and training jobs through [`MlStore`], metrics rollups,
-/// alarms and the audit trail through [`ObserveStore`].
-#[async_trait]
-pub trait Store: IdentityStore + MlStore + ObserveStore + Send + Sync + 'static {
->>>>>>> observe
+pub trait Store:
+    IdentityStore + MlStore + NotifyStore + ObserveStore + Send + Sync + 'static
+{
     /// Which backend this is, for logs and health checks.
     fn backend(&self) -> Backend;
 

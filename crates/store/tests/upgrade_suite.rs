@@ -88,6 +88,20 @@ async fn upgrade(url: &str, backend: &str) {
     for row in old_rows(&key.private_pem) {
         conn.execute(row.as_str()).await.unwrap();
     }
+    if backend == "postgres" {
+        // The rows above name their ids; the old version's own inserts (or a pg_dump restore)
+        // leave each sequence past them.
+        for table in ["series", "ml_models", "ml_jobs"] {
+            conn.execute(
+                format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
+                .as_str(),
+            )
+            .await
+            .unwrap();
+        }
+    }
     conn.close().await.unwrap();
 
     // Today's binary opens it.

@@ -64,6 +64,7 @@ fn legitimate() -> Vec<InspectedRequest> {
         get("/oauth2/authorize?response_type=code&client_id=ecocityhub-web&redirect_uri=http%3A%2F%2F127.0.0.1%3A1234%2Fcb&scope=openid%20ecocityhub%2Fapi&state=af0ifjsldkj&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"),
         get("/oauth2/authorize?response_type=code&client_id=ecocityhub-web&redirect_uri=http://localhost:8080/account/callback&scope=openid+email+profile&nonce=n-0S6_WzA2Mj"),
         get("/oauth2/idpresponse?state=Zk3pQ8rT2wYx5cV9bN1m&code=4%2F0AeanS0a1b2c3d4e5f-g6h7i8j9k0&scope=email+openid+https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fuserinfo.email&authuser=0&prompt=none"),
+        get("/oauth2/idpresponse?code=itJZGlxqwwwnFwHJxeO25O6Fufjrwn_7wmjVTxq0gg9&state=qgieCl9HWAO3vp01ES639twRZa2JEr_vr41nqd-YY7Y&iss=http%3A%2F%2F127.0.0.1%3A38471"),
         get("/account/callback?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz"),
         get("/api/v1/me").header("Authorization", &format!("Bearer {JWT}")),
         get("/api/v1/admin/users?limit=50").header("Authorization", &format!("Bearer {JWT}")),

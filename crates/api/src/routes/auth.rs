@@ -177,12 +177,14 @@ async fn send_code(app: &AppState, email: &str, purpose: &str) -> ApiResult<()> 
         expires_at: Utc::now() + app.identity().config.code_ttl,
         attempts: 0,
     };
-    app.store().put_code(&record).await?;
     let (subject, body) = match purpose {
         CONFIRM => ("Your EcoCityHub confirmation code", format!("Your confirmation code is {code}. It is valid for 24 hours.")),
         _ => ("Your EcoCityHub password reset code", format!("Your password reset code is {code}. If you did not ask for it, ignore this message.")),
     };
-    app.identity().delivery.deliver(email, subject, &body).await
+    app.identity()
+        .delivery
+        .deliver_code(app.store(), &record, subject, &body)
+        .await
 }
 
 /// Checks and consumes a code; every failure reads the same. Wrong codes are counted per

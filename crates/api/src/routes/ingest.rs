@@ -111,12 +111,12 @@ pub async fn post_readings(
         });
     }
     let written = app.store().insert_readings(&accepted).await?;
-    if written.changed > 0 {
-        app.readings_changed();
-    }
     let stored = accepted.len();
-    // Acknowledged first, screened after: anomaly checks never delay or lose a reading.
-    app.screen_in_background(accepted);
+    // Acknowledged first, screened and checked against alert rules after: neither delays
+    // nor loses a reading.
+    if written.changed > 0 {
+        app.readings_stored(accepted);
+    }
     Ok(Json(IngestSummary {
         received,
         accepted: stored,

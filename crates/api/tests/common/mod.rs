@@ -185,7 +185,7 @@ pub async fn spawn_app_delivering(
         Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
     let services = ecocityhub_api::Services {
         delivery,
-        sealer: None,
+        ..Default::default()
     };
     let state = AppState::open_with(store.clone(), blobs.clone(), config, services)
         .await
