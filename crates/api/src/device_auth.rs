@@ -69,6 +69,10 @@ pub async fn authenticate(
     if stored.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY) {
         store.touch_device_key(prefix, now).await?;
     }
+    crate::audit::note_identity(ecocityhub_observe::audit::UserIdentity::device(
+        stored.station.as_str(),
+        prefix,
+    ));
     Ok(stored)
 }
 

@@ -38,6 +38,10 @@ pub enum ApiError {
         detail: String,
         errors: Vec<RowProblem>,
     },
+    /// Understood, but the content is not acceptable (`code` names what, such as
+    /// `webhook_url_internal`).
+    #[error("{detail}")]
+    Invalid { code: &'static str, detail: String },
     #[error("the service is not ready: {0}")]
     Unavailable(String),
     /// Too much work at once (a queue is full): try again in a moment.
@@ -86,7 +90,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { .. } | ApiError::Invalid { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,6 +110,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Unprocessable { .. } => "no_valid_rows",
+            ApiError::Invalid { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal",
@@ -124,6 +131,24 @@ impl From<StoreError> for ApiError {
                 ApiError::NotFound(format!("station {id} does not exist"))
             }
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ecocityhub_notify::NotifyError> for ApiError {
+    fn from(e: ecocityhub_notify::NotifyError) -> Self {
+        use ecocityhub_notify::NotifyError as N;
+        match e {
+            N::Store(e) => e.into(),
+            N::UnknownSubscription => {
+                ApiError::NotFound("no such channel: a rule sends only to your own channels".into())
+            }
+            N::NotAWebhook => ApiError::Conflict(e.to_string()),
+            N::PushUnavailable | N::Aws(_) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Invalid {
+                code: other.code(),
+                detail: other.to_string(),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 //! and hands to `lambda_http` on AWS Lambda: the same handlers, the same errors
 //! (problem+json, see [`error`]), the same OpenAPI document ([`openapi`]).
 
+pub mod audit;
 pub mod device_auth;
 pub mod error;
 pub mod extract;
@@ -24,14 +25,18 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult};
-pub use state::{ApiConfig, AppState, Services};
+pub use state::{ApiConfig, AppState, HeartbeatCheck, ReadinessCheck, Services};
 
 /// The whole API, answering unknown paths with problem+json.
 pub fn router(state: AppState) -> Router {
     let https = state.is_https();
-    routes(state)
+    routes(state.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            audit::audit_requests,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             https,
             transport_headers,
@@ -169,6 +174,7 @@ fn public_table() -> RouteTable {
     use routes as r;
     RouteTable::new()
         .get("/healthz", r::health::healthz)
+        .get("/readyz", r::health::readyz)
         .get("/api/openapi.json", openapi::document)
         .get("/api/v1/parameters", r::health::parameters)
         .get("/api/v1/stations", r::stations::list)
@@ -207,6 +213,7 @@ fn public_table() -> RouteTable {
         .post("/api/v1/auth/sign-out", r::auth::sign_out)
         .post("/api/v1/auth/forgot-password", r::auth::forgot_password)
         .post("/api/v1/auth/reset-password", r::auth::reset_password)
+        .post("/api/v1/notify/confirm", r::alerts::confirm)
 }
 
 /// Routes that need a signed-in user (behind the JWT authorizer layer).
@@ -216,6 +223,20 @@ fn signed_in_table() -> RouteTable {
         .post("/api/v1/auth/change-password", r::auth::change_password)
         .get("/api/v1/me", r::auth::me)
         .delete("/api/v1/me", r::auth::delete_me)
+        .get("/api/v1/me/channels", r::alerts::list_channels)
+        .post("/api/v1/me/channels", r::alerts::create_channel)
+        .delete("/api/v1/me/channels/{id}", r::alerts::delete_channel)
+        .post("/api/v1/me/channels/{id}/test", r::alerts::test_channel)
+        .post(
+            "/api/v1/me/channels/{id}/rotate-secret",
+            r::alerts::rotate_channel_secret,
+        )
+        .get("/api/v1/me/alert-rules", r::alerts::list_rules)
+        .post("/api/v1/me/alert-rules", r::alerts::create_rule)
+        .patch("/api/v1/me/alert-rules/{id}", r::alerts::update_rule)
+        .delete("/api/v1/me/alert-rules/{id}", r::alerts::delete_rule)
+        .post("/api/v1/me/alert-rules/{id}/test", r::alerts::test_rule)
+        .get("/api/v1/me/events", r::alerts::events)
 }
 
 /// The administration routes: a signed-in user whose token has the admin scope (and the
@@ -231,6 +252,12 @@ fn admin_table() -> RouteTable {
         .post("/api/v1/ml/jobs", r::ml::create_job)
         .get("/api/v1/ml/jobs/{id}", r::ml::get_job)
         .post("/api/v1/ml/jobs/{id}/cancel", r::ml::cancel_job)
+        .get("/api/v1/admin/deliveries", r::alerts::list_deliveries)
+        .post("/api/v1/admin/deliveries/redrive", r::alerts::redrive_all)
+        .post(
+            "/api/v1/admin/deliveries/{id}/redrive",
+            r::alerts::redrive_delivery,
+        )
 }
 
 /// The API's answer for a path it does not know.

@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use ecocityhub_identity::{Action, Authorizer, Claims, Principal, Resource};
+use ecocityhub_observe::audit::{Credential, UserIdentity};
 
 use ecocityhub_store::identity::User;
 
@@ -53,12 +54,28 @@ impl SignedIn {
             jti: String::new(),
             nonce: None,
         };
-        SignedIn {
+        let signed_in = SignedIn {
             principal: Principal::User {
                 id: user.id.clone(),
                 roles: user.roles.clone(),
             },
             claims,
+        };
+        crate::audit::note_identity(signed_in.audit_identity(Credential::Session));
+        signed_in
+    }
+
+    /// Who this is, for the audit trail.
+    pub fn audit_identity(&self, credential: Credential) -> UserIdentity {
+        let roles = match &self.principal {
+            Principal::User { roles, .. } => roles.iter().map(|r| r.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        let identity = UserIdentity::user(&self.claims.sub, &roles, credential);
+        if self.claims.jti.is_empty() {
+            identity
+        } else {
+            identity.with_credential_id(&self.claims.jti)
         }
     }
 
@@ -80,6 +97,7 @@ impl SignedIn {
         {
             Ok(())
         } else {
+            crate::audit::note_denied(&format!("{action:?}"));
             Err(ApiError::Forbidden(format!(
                 "you may not {action:?} here; ask an administrator if you need to"
             )))
@@ -130,7 +148,9 @@ impl FromRequestParts<AppState> for SignedIn {
             id: claims.sub.clone(),
             roles,
         };
-        Ok(SignedIn { claims, principal })
+        let signed_in = SignedIn { claims, principal };
+        crate::audit::note_identity(signed_in.audit_identity(Credential::AccessToken));
+        Ok(signed_in)
     }
 }
 

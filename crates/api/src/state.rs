@@ -60,6 +60,44 @@ pub struct Services {
     pub audit: Option<ecocityhub_observe::audit::Audit>,
     /// The edge's shared response cache, told precisely what a write outdates.
     pub cache: Option<ecocityhub_edge::EdgeCache>,
+    /// What `GET /readyz` checks beside the store and the blobs (the workers' heartbeats).
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+}
+
+/// One part of the service that `GET /readyz` asks whether it is working.
+pub trait ReadinessCheck: Send + Sync {
+    /// The part's name in the answer (`delivery_worker`).
+    fn name(&self) -> &'static str;
+    /// `Err` with what is wrong.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// A worker is ready while its loop has come round within `max_gap`.
+pub struct HeartbeatCheck {
+    pub name: &'static str,
+    pub heartbeat: ecocityhub_notify::Heartbeat,
+    pub max_gap: std::time::Duration,
+}
+
+impl ReadinessCheck for HeartbeatCheck {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let Some(last) = self.heartbeat.last() else {
+            return Err("has not started".into());
+        };
+        let gap = (chrono::Utc::now() - last).to_std().unwrap_or_default();
+        if gap > self.max_gap {
+            return Err(format!(
+                "last came round {} s ago (more than {} s)",
+                gap.as_secs(),
+                self.max_gap.as_secs()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The computed latest view, ready to serve.
@@ -79,6 +117,7 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
     config: ApiConfig,
     services: Services,
     identity: Identity,
@@ -126,12 +165,13 @@ impl AppState {
             services.sealer.clone(),
         )
         .await?;
-        let registry = Registry::new(store.clone(), blobs);
+        let registry = Registry::new(store.clone(), blobs.clone());
         let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
         let jobs = JobRunner::new(registry, config.training.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
+                blobs,
                 config,
                 services,
                 identity,
@@ -146,6 +186,11 @@ impl AppState {
 
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// The blob store (model artifacts, reports, photos).
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.inner.blobs
     }
 
     /// The notification layer, when the API runs with one.
@@ -185,6 +230,16 @@ impl AppState {
 
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// The parts `GET /readyz` checks beside the store and the blobs.
+    pub fn readiness(&self) -> &[Arc<dyn ReadinessCheck>] {
+        &self.inner.services.readiness
+    }
+
+    /// The store, shared (for streams that outlive the request's borrow).
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
     }
 
     /// The forecast engine over the model registry.

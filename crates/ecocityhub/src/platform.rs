@@ -36,6 +36,7 @@ pub struct Platform {
     pub edge: ecocityhub_edge::Edge,
     pub waf: Arc<ecocityhub_waf::Waf>,
     worker: tokio::sync::Mutex<Option<WorkerHandle>>,
+    worker_heartbeat: ecocityhub_notify::Heartbeat,
 }
 
 /// Alarm changes go to the operators' alarm topic of the notification layer.
@@ -113,6 +114,7 @@ impl Platform {
         let waf = Arc::new(ecocityhub_waf::Waf::new(file.waf.clone()).context("the firewall")?);
         Ok(Platform {
             blobs,
+            worker_heartbeat: worker.heartbeat(),
             worker: tokio::sync::Mutex::new(Some(worker.spawn())),
             notifier,
             rules,
@@ -131,13 +133,23 @@ impl Platform {
             audit: Some(self.observer.audit().clone()),
             cache: self.edge.cache().cloned(),
             delivery: None,
+            readiness: vec![Arc::new(ecocityhub_api::HeartbeatCheck {
+                name: "delivery_worker",
+                heartbeat: self.worker_heartbeat.clone(),
+                // The loop comes round every second when idle; a batch may take up to a lease.
+                max_gap: std::time::Duration::from_secs(120),
+            })],
         }
     }
 
     /// The whole site behind the edge: firewall outermost, then rate limits, cache and
-    /// compression; request ids and metrics around every route.
+    /// compression; request ids, metrics and the audit of every write around every route.
     pub fn site(&self, state: AppState, web: ecocityhub_web::WebConfig) -> axum::Router {
-        let app = ecocityhub_web::app(state, web)
+        let app = ecocityhub_web::app(state.clone(), web)
+            .layer(axum::middleware::from_fn_with_state(
+                state,
+                ecocityhub_api::audit::audit_requests,
+            ))
             .layer(HttpMetricsLayer::new())
             .layer(RequestIdLayer);
         self.edge

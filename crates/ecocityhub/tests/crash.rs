@@ -117,3 +117,203 @@ async fn a_training_job_interrupted_by_a_crash_is_marked_failed_on_restart() {
     assert!(recovered.finished_at.is_some());
     drop(server);
 }
+
+/// The real webhook receiver of the notification tests (checks Standard Webhooks signatures
+/// with the `standardwebhooks` package), under the one rule for skipping.
+fn webhook_receiver() -> Option<ecocityhub_testkit::HelperServer> {
+    let python = ecocityhub_testkit::require_test_python("the standardwebhooks receiver")?;
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../notify/tests/webhook_receiver.py"),
+    );
+    Some(
+        ecocityhub_testkit::HelperServer::start(
+            cmd,
+            "listening on",
+            std::time::Duration::from_secs(30),
+        )
+        .expect("the receiver starts"),
+    )
+}
+
+/// Writes one confirmed webhook subscription and `n` messages due to it, as publishing does.
+async fn due_webhooks(
+    store: &dyn ecocityhub_store::Store,
+    endpoint: &str,
+    secret: &str,
+    n: usize,
+) -> Vec<String> {
+    use chrono::Utc;
+    use ecocityhub_notify::{Message, Topic};
+    use ecocityhub_store::notify::{NewDelivery, SubscriptionRow};
+    let topic = Topic::station("st1");
+    store.ensure_topic(&topic.to_row(Utc::now())).await.unwrap();
+    let subscription = SubscriptionRow {
+        id: "sub_crash".into(),
+        topic_id: topic.id.clone(),
+        owner: None,
+        protocol: "webhook".into(),
+        endpoint: endpoint.into(),
+        status: "confirmed".into(),
+        confirm_token_hash: None,
+        confirm_expires_at: None,
+        filter_policy: None,
+        secret: Some(secret.into()),
+        previous_secret: None,
+        previous_secret_until: None,
+        endpoint_keys: None,
+        created_at: Utc::now(),
+        confirmed_at: Some(Utc::now()),
+    };
+    store.insert_subscription(&subscription).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let message = Message::new(
+            &topic,
+            "alert.opened",
+            &format!("Alert {i}"),
+            "PM2.5 is high",
+        );
+        let delivery = NewDelivery {
+            subscription_id: Some(subscription.id.clone()),
+            protocol: "webhook".into(),
+            endpoint: endpoint.into(),
+            user_id: None,
+            idempotency_key: Some(format!("crash:{i}")),
+            not_before_ms: Utc::now().timestamp_millis(),
+        };
+        store
+            .publish(&message.to_row("topic", &topic.id), &[delivery])
+            .await
+            .unwrap();
+        ids.push(message.id);
+    }
+    ids
+}
+
+/// The message ids the receiver accepted, in order of arrival.
+async fn received(http: &reqwest::Client, receiver: &str) -> Vec<String> {
+    let log: Value = http
+        .get(format!("{receiver}/log"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["verified"] == json!([true]))
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// 1,000 notifications are due and the server is killed with SIGKILL three times while it
+/// delivers them: after the restarts every message reaches the receiver, and a message
+/// reaches it twice only where the receiver acknowledged it but the kill came before the
+/// delivery was recorded (the receiver drops those by id; they are counted here).
+async fn due_notifications_survive_kill_9(env: Env) {
+    use std::collections::{HashMap, HashSet};
+    use std::time::{Duration, Instant};
+    let Some(receiver) = webhook_receiver() else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let secret = ecocityhub_notify::signing::new_secret();
+    http.post(format!("{}/control/secrets", receiver.base_url()))
+        .json(&json!([secret]))
+        .send()
+        .await
+        .unwrap();
+    let migrated = env.run(&["migrate"]);
+    assert!(migrated.status.success(), "{}", common::stderr(&migrated));
+    let store = env.store().await;
+    use ecocityhub_store::NotifyStore;
+    let endpoint = format!("{}/hook", receiver.base_url());
+    let ids = due_webhooks(&store, &endpoint, &secret, 1000).await;
+    let config = env.file(
+        "ecocityhub.toml",
+        "[notify.webhooks]\nallow_loopback = true\n[notify.worker]\nconcurrency = 16\nbatch = 32\nlease_ms = 5000\n",
+    );
+    let config = config.to_str().unwrap();
+    let serve = ["--no-demo", "--config", config];
+
+    // Kill at points chosen by the clock (the delivery rate varies), each after some more
+    // deliveries arrived.
+    let mut kills = 0;
+    for (round, after) in [120usize, 400, 700].into_iter().enumerate() {
+        let server = Server::start(&env, &serve);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while received(&http, &receiver.base_url()).await.len() < after {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: deliveries stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(
+                5 + (after as u64 * 7 + round as u64 * 13) % 40,
+            ))
+            .await;
+        }
+        server.kill_9();
+        kills += 1;
+    }
+
+    let server = Server::start(&env, &serve);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let wanted: HashSet<&String> = ids.iter().collect();
+    let arrived = loop {
+        let arrived = received(&http, &receiver.base_url()).await;
+        let distinct: HashSet<&String> = arrived.iter().collect();
+        if wanted.is_subset(&distinct) {
+            break arrived;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 1,000 messages arrived after {kills} kills",
+            wanted.intersection(&distinct).count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    drop(server);
+    let mut times: HashMap<&String, usize> = HashMap::new();
+    for id in &arrived {
+        *times.entry(id).or_default() += 1;
+    }
+    let repeated = times.values().filter(|n| **n > 1).count();
+    assert!(
+        times.keys().all(|id| wanted.contains(id)),
+        "nothing but the due messages arrived"
+    );
+    // Only deliveries in flight at a kill can repeat: at most one batch per kill.
+    assert!(
+        repeated <= kills * 32,
+        "{repeated} messages arrived twice after {kills} kills"
+    );
+    eprintln!(
+        "1,000 due notifications, {kills} kills: all delivered; {repeated} acknowledged by the receiver but not yet recorded arrived twice"
+    );
+    let dead = store
+        .deliveries(
+            Some(ecocityhub_store::notify::DeliveryStatus::Dead),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "no dead letters: {dead:?}");
+}
+
+#[tokio::test]
+async fn sqlite_due_notifications_survive_kill_9() {
+    due_notifications_survive_kill_9(Env::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_due_notifications_survive_kill_9() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    due_notifications_survive_kill_9(env).await;
+}

@@ -77,7 +77,7 @@ impl Default for ShieldConfig {
         ShieldConfig {
             max_concurrent_requests: 1024,
             overload_retry_after: Duration::from_secs(1),
-            shed_exempt_paths: vec!["/healthz".into()],
+            shed_exempt_paths: vec!["/healthz".into(), "/readyz".into()],
             rate_limits: RateLimitsConfig::default(),
         }
     }

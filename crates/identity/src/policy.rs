@@ -100,6 +100,8 @@ pub enum Action {
     ManageModels,
     /// Edit stations (name, area, position, active).
     ManageStations,
+    /// See deliveries of notifications to anyone and re-drive dead letters.
+    ManageNotifications,
 }
 
 impl Action {
@@ -116,6 +118,7 @@ impl Action {
             Action::TriageReports => "triageReports",
             Action::ManageModels => "manageModels",
             Action::ManageStations => "manageStations",
+            Action::ManageNotifications => "manageNotifications",
         }
     }
 }
@@ -246,6 +249,7 @@ mod tests {
             Action::TriageReports,
             Action::ManageModels,
             Action::ManageStations,
+            Action::ManageNotifications,
         ] {
             assert!(
                 !a.is_allowed(&alice, action, &Resource::System),
@@ -274,6 +278,7 @@ mod tests {
             Action::UpdateUser,
             Action::ManageKeys,
             Action::ManageModels,
+            Action::ManageNotifications,
         ] {
             assert!(
                 a.is_allowed(&admin, action, &Resource::System),
@@ -345,6 +350,7 @@ mod tests {
             Action::TriageReports,
             Action::ManageModels,
             Action::ManageStations,
+            Action::ManageNotifications,
         ];
         for a in all {
             match a {
@@ -358,7 +364,8 @@ mod tests {
                 | Action::WriteReadings
                 | Action::TriageReports
                 | Action::ManageModels
-                | Action::ManageStations => {}
+                | Action::ManageStations
+                | Action::ManageNotifications => {}
             }
         }
         all.to_vec()

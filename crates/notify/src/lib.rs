@@ -42,7 +42,7 @@ pub use notifier::{
     Notifier, NotifyConfig, NotifyError, NotifyResult, PublishReceipt, Publisher, SubscribeRequest,
     Subscribed,
 };
-pub use worker::{DeliveryWorker, WorkerConfig, WorkerHandle};
+pub use worker::{DeliveryWorker, Heartbeat, WorkerConfig, WorkerHandle};
 
 /// A setting that keeps the notification layer from starting.
 #[derive(Debug, thiserror::Error)]

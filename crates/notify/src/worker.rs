@@ -64,6 +64,29 @@ pub struct DeliveryWorker {
     channels: Arc<Channels>,
     config: WorkerConfig,
     wake: Arc<Notify>,
+    heartbeat: Heartbeat,
+}
+
+/// When the worker's loop last came round (for readiness checks): it comes round at least
+/// every `idle_poll_ms` while idle, and after each batch while busy.
+#[derive(Clone, Debug, Default)]
+pub struct Heartbeat(Arc<std::sync::atomic::AtomicI64>);
+
+impl Heartbeat {
+    fn beat(&self) {
+        self.0.store(
+            chrono::Utc::now().timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The last beat; `None` before the worker first ran.
+    pub fn last(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            ms => chrono::DateTime::from_timestamp_millis(ms),
+        }
+    }
 }
 
 /// A running worker: stop it with [`WorkerHandle::shutdown`].
@@ -93,7 +116,13 @@ impl DeliveryWorker {
             channels,
             config,
             wake,
+            heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// The worker's heartbeat, to watch it from elsewhere.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
     }
 
     pub fn channels(&self) -> &Arc<Channels> {
@@ -187,6 +216,7 @@ impl DeliveryWorker {
             if *stop.borrow() {
                 return;
             }
+            self.heartbeat.beat();
             match self.run_once().await {
                 Ok(stats) if stats.claimed as u32 >= self.config.batch => continue,
                 Ok(stats) if stats.claimed > 0 => continue,

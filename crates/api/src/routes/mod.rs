@@ -1,6 +1,7 @@
 //! The HTTP routes. Handlers are thin: parse, authorize, call the store or the domain, answer.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod federation;
 pub mod health;

@@ -151,6 +151,67 @@ pub async fn spawn_app_delivering(
     tweak: impl FnOnce(&mut ApiConfig),
     delivery: Option<Arc<dyn ecocityhub_api::identity::CodeDelivery>>,
 ) -> TestApp {
+    let services = ecocityhub_api::Services {
+        delivery,
+        ..Default::default()
+    };
+    spawn_app_serving(listener, store, dir, tweak, services).await
+}
+
+/// The app with the notification layer as `serve` runs it: the notifier (webhooks to loopback
+/// allowed, three quick attempts before a dead letter), its delivery worker running, and the
+/// alert rules.
+pub async fn spawn_app_notifying(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+) -> (
+    TestApp,
+    Arc<ecocityhub_notify::Notifier>,
+    ecocityhub_notify::WorkerHandle,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    store.migrate().await.unwrap();
+    let mut config = ecocityhub_notify::NotifyConfig {
+        public_url: format!("http://{}", listener.local_addr().unwrap()),
+        ..Default::default()
+    };
+    config.webhooks.allow_loopback = true;
+    config.webhooks.timeout_ms = 2_000;
+    config.worker.retry.max_attempts = 3;
+    config.worker.retry.base = std::time::Duration::from_millis(20);
+    config.worker.retry.max = std::time::Duration::from_millis(100);
+    let (notifier, worker) = ecocityhub_notify::open(store.clone(), &config)
+        .await
+        .unwrap();
+    let heartbeat = worker.heartbeat();
+    let worker = worker.spawn();
+    let rules =
+        ecocityhub_notify::RuleEngine::load(store.clone(), notifier.clone(), Default::default())
+            .await
+            .unwrap();
+    let services = ecocityhub_api::Services {
+        notifier: Some(notifier.clone()),
+        rules: Some(Arc::new(rules)),
+        audit: Some(ecocityhub_observe::audit::Audit::start(store.clone())),
+        readiness: vec![Arc::new(ecocityhub_api::HeartbeatCheck {
+            name: "delivery_worker",
+            heartbeat,
+            max_gap: std::time::Duration::from_secs(120),
+        })],
+        ..Default::default()
+    };
+    let app = spawn_app_serving(listener, store, dir, |_| {}, services).await;
+    (app, notifier, worker)
+}
+
+/// The app on `listener` with the given services.
+pub async fn spawn_app_serving(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut ApiConfig),
+    services: ecocityhub_api::Services,
+) -> TestApp {
     store.migrate().await.unwrap();
     store
         .upsert_station(&station("s1", 51.5, -0.15))
@@ -183,10 +244,6 @@ pub async fn spawn_app_delivering(
     tweak(&mut config);
     let blobs: Arc<dyn ecocityhub_blobs::BlobStore> =
         Arc::new(ecocityhub_blobs::ObjectBlobs::in_memory());
-    let services = ecocityhub_api::Services {
-        delivery,
-        ..Default::default()
-    };
     let state = AppState::open_with(store.clone(), blobs.clone(), config, services)
         .await
         .unwrap();
