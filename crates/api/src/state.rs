@@ -228,6 +228,16 @@ impl AppState {
         }
     }
 
+    /// A station's forecasts changed (a promotion, a rollback, a refresh): its forecast, its
+    /// page and the model registry's answers are outdated.
+    pub fn forecasts_changed(&self, station: &str) {
+        self.invalidate(&[
+            format!("forecast:{station}"),
+            format!("station:{station}"),
+            "models".to_string(),
+        ]);
+    }
+
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }

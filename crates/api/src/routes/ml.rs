@@ -242,6 +242,7 @@ pub async fn promote_model(
         .promote(id, &format!("user {}", me.user_id()))
         .await?;
     tracing::info!(user = %me.user_id(), model = id, "model promoted");
+    app.forecasts_changed(record.station.as_str());
     Ok(Json(record.into()))
 }
 
@@ -273,6 +274,7 @@ pub async fn rollback_model(
         .rollback(&station, body.parameter, &format!("user {}", me.user_id()))
         .await?;
     tracing::info!(user = %me.user_id(), model = record.id, "model rolled back");
+    app.forecasts_changed(record.station.as_str());
     Ok(Json(record.into()))
 }
 
