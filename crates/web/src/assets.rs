@@ -48,9 +48,38 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// `/static/{file}`.
+/// `/static/{file}`, and the service worker at `/sw.js` (a service worker's URL cannot change
+/// with its content, and its scope is the site: `Service-Worker-Allowed: /`).
 pub fn routes() -> Router {
-    Router::new().route("/static/{file}", get(serve))
+    Router::new()
+        .route("/static/{file}", get(serve))
+        .route("/sw.js", get(service_worker))
+}
+
+async fn service_worker() -> Response {
+    let Some(asset) = ASSETS.iter().find(|a| a.name == "sw.js") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(asset.name)),
+            ),
+            // Browsers check for a new worker at most daily anyway; always ask.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static("service-worker-allowed"),
+                HeaderValue::from_static("/"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        asset.bytes,
+    )
+        .into_response()
 }
 
 async fn serve(UrlPath(file): UrlPath<String>) -> Response {
@@ -110,7 +139,7 @@ mod tests {
             assert_eq!(a.hashed.len(), a.name.len() + 13, "{}", a.hashed);
             assert_eq!(a.url, format!("/static/{}", a.hashed));
         }
-        for name in ["app.css", "app.js", "favicon.svg"] {
+        for name in ["app.css", "app.js", "favicon.svg", "sw.js"] {
             assert!(url(name).starts_with("/static/"));
         }
     }

@@ -36,6 +36,9 @@ pub struct Layout {
     /// Which header link is the current page: "map", "account", "admin".
     pub section: &'static str,
     pub flash: Option<Flash>,
+    /// The page listens for the user's live alerts (`/account/events`): signed in, on a
+    /// server with a notification layer.
+    pub live_events: bool,
 }
 
 impl Layout {
@@ -54,6 +57,7 @@ impl Layout {
             csrf: visitor.csrf.clone(),
             section: "",
             flash: None,
+            live_events: visitor.user.is_some() && web.app.notifier().is_some(),
         }
     }
 
@@ -69,6 +73,7 @@ impl Layout {
             csrf: String::new(),
             section: "",
             flash: None,
+            live_events: false,
         }
     }
 

@@ -81,3 +81,67 @@ document.querySelectorAll("figure.chart[data-points]").forEach(function (fig) {
   }
   if (job.getAttribute("data-finished") === null) { poll(); }
 })();
+
+// Signed-in pages show the user's live alerts as they arrive (the "this site" channel): a
+// banner per message, from the session's event stream. The browser reconnects by itself with
+// Last-Event-ID, so nothing is missed; a refused stream (signed out) is not retried.
+(function liveAlerts() {
+  var url = document.body.getAttribute("data-live-events");
+  if (!url || !window.EventSource) { return; }
+  var box = document.createElement("div");
+  box.className = "live-alerts"; box.setAttribute("aria-live", "polite");
+  var main = document.querySelector("main");
+  main.insertBefore(box, main.firstChild);
+  function show(e) {
+    var m; try { m = JSON.parse(e.data); } catch (_) { return; }
+    var banner = document.createElement("div");
+    banner.className = "flash live"; banner.setAttribute("role", "status");
+    var title = document.createElement("strong"); title.textContent = m.subject || "Alert";
+    var text = document.createElement("p"); text.textContent = m.text || "";
+    var close = document.createElement("button");
+    close.type = "button"; close.className = "secondary"; close.textContent = "Dismiss";
+    close.addEventListener("click", function () { banner.remove(); });
+    banner.appendChild(title); banner.appendChild(text); banner.appendChild(close);
+    box.insertBefore(banner, box.firstChild);
+    while (box.children.length > 5) { box.removeChild(box.lastChild); }
+  }
+  var source = new EventSource(url);
+  ["alert.opened", "alert.cleared", "alert.digest", "forecast.alert", "test", "message"].forEach(function (kind) {
+    source.addEventListener(kind, show);
+  });
+  source.addEventListener("error", function () {
+    if (source.readyState === EventSource.CLOSED) { source.close(); }
+  });
+})();
+
+// "Enable browser notifications" on My alerts: registers the service worker, subscribes with
+// the server's VAPID key and sends the subscription as a form (with the page's CSRF token).
+(function browserPush() {
+  var box = document.querySelector("[data-push-key]");
+  if (!box || !("serviceWorker" in navigator) || !("PushManager" in window) || !window.Notification) { return; }
+  box.hidden = false;
+  var status = box.querySelector("[data-push-status]");
+  function key(b64) {
+    var s = (b64 + "===".slice((b64.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    var raw = atob(s), out = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) { out[i] = raw.charCodeAt(i); }
+    return out;
+  }
+  box.querySelector("[data-push-enable]").addEventListener("click", function () {
+    status.textContent = "Asking your browser…";
+    Notification.requestPermission().then(function (p) {
+      if (p !== "granted") { throw new Error("notifications are not allowed for this site"); }
+      return navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    }).then(function () { return navigator.serviceWorker.ready; })
+      .then(function (reg) {
+        return reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key(box.getAttribute("data-push-key")) });
+      }).then(function (sub) {
+        var j = sub.toJSON();
+        var body = new URLSearchParams({ csrf: box.getAttribute("data-csrf"), endpoint: j.endpoint, p256dh: j.keys.p256dh, auth: j.keys.auth });
+        return fetch(box.getAttribute("data-push-url"), { method: "POST", credentials: "same-origin", body: body });
+      }).then(function (r) {
+        if (!r.ok) { throw new Error("the server said " + r.status); }
+        window.location.reload();
+      }).catch(function (e) { status.textContent = "Browser notifications could not be turned on: " + e.message + "."; });
+  });
+})();

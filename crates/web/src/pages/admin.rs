@@ -1,7 +1,8 @@
 //! Operator and admin pages: stations and their device keys (operators and admins), users and
-//! their groups, forecast models and training jobs (admins). The header shows these pages only
-//! to those groups, and every handler asks the Cedar policies itself — through the API's own
-//! handlers where there is one — so a hidden link is never the only guard.
+//! their groups, forecast models, training jobs and the deliveries of notifications with their
+//! dead letters (admins). The header shows these pages only to those groups, and every handler
+//! asks the Cedar policies itself — through the API's own handlers where there is one — so a
+//! hidden link is never the only guard.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -11,7 +12,7 @@ use axum::Json;
 use chrono::Utc;
 use ecocityhub_api::device_auth;
 use ecocityhub_api::extract::{ApiJson, ApiPath};
-use ecocityhub_api::routes::{admin as api_admin, ml as api_ml};
+use ecocityhub_api::routes::{admin as api_admin, alerts as api_alerts, ml as api_ml};
 use ecocityhub_domain::{GeoPoint, Parameter, Station, StationId};
 use ecocityhub_identity::tokens::scopes;
 use ecocityhub_identity::{Action, Resource, Role};
@@ -793,4 +794,165 @@ pub async fn job_status(
         .await
         .map_err(WebError::from)?;
     Ok(([(header::CACHE_CONTROL, "no-store")], job).into_response())
+}
+
+// ---- deliveries of notifications -------------------------------------------------------------
+
+struct DeliveryView {
+    id: i64,
+    message_id: String,
+    subject: String,
+    protocol: String,
+    endpoint: String,
+    user: String,
+    status: String,
+    attempts: i64,
+    last_error: String,
+    created: String,
+    finished: String,
+    dead: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/deliveries.html")]
+struct DeliveriesPage {
+    layout: Layout,
+    deliveries: Vec<DeliveryView>,
+    status: String,
+    statuses: Vec<Option2>,
+    has_dead: bool,
+}
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    status: Option<String>,
+}
+
+/// The page of deliveries with `status` (`dead` by default, `all`…); an unknown status is said
+/// on the page.
+async fn deliveries_page(
+    web: &WebState,
+    visitor: &Visitor,
+    layout: Layout,
+    status: &str,
+) -> WebResult<(StatusCode, DeliveriesPage)> {
+    let me = allowed(web, visitor, Action::ManageNotifications)?;
+    let result = api_alerts::list_deliveries(
+        State(web.app.clone()),
+        me.signed_in(&web.app),
+        ecocityhub_api::extract::ApiQuery(api_alerts::DeliveryQuery {
+            status: Some(status.to_string()),
+            before: None,
+            limit: Some(200),
+        }),
+    )
+    .await;
+    let (code, layout, rows) = match result {
+        Ok(Json(rows)) => (StatusCode::OK, layout, rows),
+        Err(e) if !e.status().is_server_error() => (
+            StatusCode::BAD_REQUEST,
+            layout.error(view::say(&e)),
+            Vec::new(),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let deliveries: Vec<DeliveryView> = rows
+        .into_iter()
+        .map(|d| DeliveryView {
+            dead: d.status == "dead",
+            id: d.id,
+            message_id: d.message_id,
+            subject: d.subject,
+            protocol: d.protocol,
+            endpoint: d.endpoint,
+            user: d.user_id.unwrap_or_default(),
+            status: d.status,
+            attempts: d.attempts,
+            last_error: d.last_error.unwrap_or_default(),
+            created: view::fmt_time(d.created_at),
+            finished: d.finished_at.map(view::fmt_time).unwrap_or_default(),
+        })
+        .collect();
+    let has_dead = deliveries.iter().any(|d| d.dead);
+    Ok((
+        code,
+        DeliveriesPage {
+            layout,
+            deliveries,
+            status: status.to_string(),
+            statuses: [
+                ("dead", "Dead letters"),
+                ("pending", "Pending"),
+                ("delivered", "Delivered"),
+                ("discarded", "Discarded"),
+                ("all", "All"),
+            ]
+            .iter()
+            .map(|(value, label)| Option2 {
+                value: value.to_string(),
+                label: label.to_string(),
+            })
+            .collect(),
+            has_dead,
+        },
+    ))
+}
+
+fn deliveries_answer((code, page): (StatusCode, DeliveriesPage)) -> WebResult<Response> {
+    Ok((code, no_store(page.render()?)).into_response())
+}
+
+/// `GET /admin/deliveries?status=dead`.
+pub async fn deliveries(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    axum::extract::Query(q): axum::extract::Query<DeliveriesQuery>,
+) -> WebResult<Response> {
+    let layout = Layout::new(&web, &visitor, "Deliveries").section("admin");
+    let status = q.status.unwrap_or_else(|| "dead".into());
+    deliveries_answer(deliveries_page(&web, &visitor, layout, status.trim()).await?)
+}
+
+/// `POST /admin/deliveries/{id}/redrive`: one dead letter is due again.
+pub async fn redrive(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    Path(id): Path<i64>,
+    CsrfForm(_): CsrfForm<super::account::Empty>,
+) -> WebResult<Response> {
+    let me = allowed(&web, &visitor, Action::ManageNotifications)?;
+    let result =
+        api_alerts::redrive_delivery(State(web.app.clone()), me.signed_in(&web.app), ApiPath(id))
+            .await;
+    let layout = Layout::new(&web, &visitor, "Deliveries").section("admin");
+    let layout = match result {
+        Ok(_) => {
+            tracing::info!(user = %me.id, delivery = id, "dead letter re-driven");
+            layout.flash(format!("Delivery {id} is due again."))
+        }
+        Err(e) if !e.status().is_server_error() => layout.error(view::say(&e)),
+        Err(e) => return Err(e.into()),
+    };
+    deliveries_answer(deliveries_page(&web, &visitor, layout, "dead").await?)
+}
+
+/// `POST /admin/deliveries/redrive`: every dead letter is due again.
+pub async fn redrive_all(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    CsrfForm(_): CsrfForm<super::account::Empty>,
+) -> WebResult<Response> {
+    let me = allowed(&web, &visitor, Action::ManageNotifications)?;
+    let Json(done) = api_alerts::redrive_all(State(web.app.clone()), me.signed_in(&web.app))
+        .await
+        .map_err(WebError::from)?;
+    tracing::info!(user = %me.id, redriven = done.redriven, "dead letters re-driven");
+    let layout = Layout::new(&web, &visitor, "Deliveries")
+        .section("admin")
+        .flash(match done.redriven {
+            0 => "There were no dead letters.".to_string(),
+            1 => "1 dead letter is due again.".to_string(),
+            n => format!("{n} dead letters are due again."),
+        });
+    deliveries_answer(deliveries_page(&web, &visitor, layout, "dead").await?)
 }

@@ -1,13 +1,18 @@
-//! The page handlers, by audience: [`home`], [`station`] and [`model`] for everyone, [`account`] for
-//! users, [`admin`] for operators and admins. Handlers are thin: read the visitor, ask the
+//! The page handlers, by audience: [`home`], [`station`] and [`model`] for everyone, [`notify`]
+//! for whoever follows a link of a notification message, [`account`] and [`alerts`] for users,
+//! [`admin`] for operators and admins. Handlers are thin: read the visitor, ask the
 //! policies, call the store, the identity layer or the ML layer (often through the API's own
 //! handlers, so both front doors behave alike), render a template.
 
 pub mod account;
 pub mod admin;
+pub mod alerts;
 pub mod home;
 pub mod model;
+pub mod notify;
 pub mod station;
+#[cfg(test)]
+mod tests;
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
@@ -50,6 +55,30 @@ pub fn routes() -> Router<WebState> {
         .route("/account", get(account::profile))
         .route("/account/password", post(account::change_password))
         .route("/account/delete", post(account::delete_account))
+        .route("/account/alerts", get(alerts::alerts))
+        .route("/account/alerts/channels", post(alerts::add_channel))
+        .route(
+            "/account/alerts/channels/{id}/delete",
+            post(alerts::delete_channel),
+        )
+        .route(
+            "/account/alerts/channels/{id}/test",
+            post(alerts::test_channel),
+        )
+        .route("/account/alerts/push", post(alerts::add_push))
+        .route("/account/alerts/rules", post(alerts::add_rule))
+        .route("/account/alerts/rules/{id}/pause", post(alerts::pause_rule))
+        .route(
+            "/account/alerts/rules/{id}/delete",
+            post(alerts::delete_rule),
+        )
+        .route("/account/alerts/rules/{id}/test", post(alerts::test_rule))
+        .route("/account/events", get(alerts::events))
+        .route("/notify/confirm", get(notify::confirm))
+        .route(
+            "/unsubscribe/{token}",
+            get(notify::unsubscribe_form).post(notify::unsubscribe),
+        )
         .route("/admin", get(admin::dashboard))
         .route("/admin/stations", get(admin::stations))
         .route(
@@ -69,6 +98,9 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/jobs", get(admin::jobs).post(admin::start_job))
         .route("/admin/jobs/{id}", get(admin::job))
         .route("/admin/jobs/{id}/status", get(admin::job_status))
+        .route("/admin/deliveries", get(admin::deliveries))
+        .route("/admin/deliveries/redrive", post(admin::redrive_all))
+        .route("/admin/deliveries/{id}/redrive", post(admin::redrive))
 }
 
 /// Renders a template as a 200 page.
