@@ -274,6 +274,12 @@ const NAMED: &[(Method, &str, &str)] = &[
     (Method::DELETE, "/api/v1/me", "DeleteAccount"),
     (Method::POST, "/account/password", "ChangePassword"),
     (Method::POST, "/account/delete", "DeleteAccount"),
+    (Method::POST, "/admin/stations/{id}/keys", "CreateDeviceKey"),
+    (
+        Method::POST,
+        "/admin/stations/{id}/keys/{prefix}/revoke",
+        "RevokeDeviceKey",
+    ),
 ];
 
 fn is_collection(segment: &str) -> bool {
@@ -342,12 +348,13 @@ mod tests {
                 "ForgotPassword",
             ),
             (Method::POST, "/api/v1/readings", "PostReadings"),
-            (Method::POST, "/admin/stations/{id}/keys", "CreateKey"),
+            (Method::POST, "/admin/stations/{id}/keys", "CreateDeviceKey"),
             (
                 Method::POST,
                 "/admin/stations/{id}/keys/{prefix}/revoke",
-                "RevokeKey",
+                "RevokeDeviceKey",
             ),
+            (Method::POST, "/admin/jobs", "CreateJob"),
             (Method::POST, "/account/password", "ChangePassword"),
             (Method::GET, "/api/v1/admin/users", "GetUsers"),
         ] {

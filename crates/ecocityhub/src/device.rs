@@ -1,4 +1,7 @@
-//! `ecocityhub device …`: create, list and revoke a station's device API keys.
+//! `ecocityhub device …`: create, list and revoke a station's device API keys (creating and
+//! revoking are audited as `CreateDeviceKey` and `RevokeDeviceKey`, by prefix only).
+
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use chrono::Utc;
@@ -6,6 +9,9 @@ use clap::Subcommand;
 use ecocityhub_api::device_auth;
 use ecocityhub_domain::StationId;
 use ecocityhub_store::Store;
+use serde_json::json;
+
+use crate::audit;
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
@@ -26,7 +32,7 @@ pub enum DeviceCommand {
     Revoke { prefix: String },
 }
 
-pub async fn run(command: DeviceCommand, store: &dyn Store) -> Result<()> {
+pub async fn run(command: DeviceCommand, store: &Arc<dyn Store>) -> Result<()> {
     match command {
         DeviceCommand::Create { station, label } => {
             let id = StationId::parse(&station)?;
@@ -35,6 +41,10 @@ pub async fn run(command: DeviceCommand, store: &dyn Store) -> Result<()> {
             }
             let (plain, record) = device_auth::generate(&id, label, Utc::now());
             store.insert_device_key(&record).await?;
+            let event = audit::event("CreateDeviceKey")
+                .parameters(json!({"station": id.as_str(), "label": record.label}))
+                .response(json!({"prefix": record.prefix}));
+            audit::record(store, event).await?;
             eprintln!(
                 "Created a key for station {id}. It is shown only now; store it on the device:"
             );
@@ -63,6 +73,8 @@ pub async fn run(command: DeviceCommand, store: &dyn Store) -> Result<()> {
         }
         DeviceCommand::Revoke { prefix } => {
             if store.revoke_device_key(&prefix, Utc::now()).await? {
+                let event = audit::event("RevokeDeviceKey").parameters(json!({"prefix": prefix}));
+                audit::record(store, event).await?;
                 println!("revoked {prefix}");
                 Ok(())
             } else {

@@ -1,10 +1,12 @@
 //! The `ecocityhub` binary: one command line for every runtime.
 //!
 //! `serve` runs the API on this machine (or under AWS Lambda when the Lambda runtime starts the
-//! process); `migrate`, `import`, `device`, `user`, `keys`, `ml` and `bench` manage and measure
-//! the platform.
+//! process); `migrate`, `import`, `device`, `user`, `keys`, `ml`, `audit`, `waf` and `bench`
+//! manage, check and measure the platform. Commands that change state write an audit record
+//! (see `audit::record`).
 //! Configuration: flags, environment variables, an optional TOML file (see `config`).
 
+mod audit;
 mod bench;
 mod bench_layers;
 mod bench_ml;
@@ -17,6 +19,7 @@ mod platform;
 mod sagemaker;
 mod serve;
 mod users;
+mod waf;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,6 +98,16 @@ enum Command {
     Ml {
         #[command(subcommand)]
         command: ml::MlCommand,
+    },
+    /// The audit trail: verify its hash chain and signed digests, search it.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// The web application firewall: replay a labelled corpus through it.
+    Waf {
+        #[command(subcommand)]
+        command: waf::WafCommand,
     },
     /// Measure ingest, query latency, start-up time and memory; prints the numbers.
     Bench(bench::BenchArgs),
@@ -264,18 +277,20 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import_files(args, &file).await,
         Command::Device { command, storage } => {
             let store = open_store(&storage, &file).await?;
-            device::run(command, store.as_ref()).await
+            device::run(command, &store).await
         }
         Command::User { command, storage } => {
             let store = open_store(&storage, &file).await?;
-            users::run_user(command, store.as_ref()).await
+            users::run_user(command, &store).await
         }
         Command::Keys { command, storage } => {
             let store = open_store(&storage, &file).await?;
             let blobs = open_blobs(&storage, &file).await?;
-            users::run_keys(command, store.as_ref(), &blobs).await
+            users::run_keys(command, &store, &blobs).await
         }
         Command::Ml { command } => ml::run(command, &file).await,
+        Command::Audit { command } => audit::run(command, &file).await,
+        Command::Waf { command } => waf::run(command, &file),
         Command::Bench(args) => bench::run(args).await,
         Command::Static {
             command: StaticCommand::Export { dir },

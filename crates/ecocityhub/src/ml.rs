@@ -1,5 +1,6 @@
 //! `ecocityhub ml …`: backtests, training runs, the model registry from the command line.
 //! The SageMaker container contracts (`serve-model`, `train-container`) live in `sagemaker`.
+//! Promotions and rollbacks are audited (`PromoteModel`, `RollbackModel`).
 
 use std::path::PathBuf;
 
@@ -163,6 +164,14 @@ pub async fn open_registry(storage: &StorageArgs, file: &FileConfig) -> Result<R
     let store = open_store(storage, file).await?;
     let blobs = crate::open_blobs(storage, file).await?;
     Ok(Registry::new(store, blobs.store()))
+}
+
+/// The model an audit record names.
+fn model_json(m: &ecocityhub_store::ml::ModelRecord) -> serde_json::Value {
+    serde_json::json!({
+        "modelId": m.id, "station": m.station.as_str(), "parameter": m.parameter,
+        "version": m.version,
+    })
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -407,6 +416,10 @@ pub async fn run(command: MlCommand, file: &FileConfig) -> Result<()> {
         MlCommand::Promote { id, storage } => {
             let registry = open_registry(&storage, file).await?;
             let m = registry.promote(id, "cli").await?;
+            let event = crate::audit::event("PromoteModel")
+                .parameters(serde_json::json!({"modelId": id}))
+                .response(model_json(&m));
+            crate::audit::record(registry.store(), event).await?;
             println!(
                 "{}/{} v{} (model {}) is serving",
                 m.station, m.parameter, m.version, m.id
@@ -421,6 +434,12 @@ pub async fn run(command: MlCommand, file: &FileConfig) -> Result<()> {
             let registry = open_registry(&storage, file).await?;
             let station = StationId::parse(&station).map_err(|e| anyhow::anyhow!("{e}"))?;
             let m = registry.rollback(&station, parameter, "cli").await?;
+            let event = crate::audit::event("RollbackModel")
+                .parameters(
+                    serde_json::json!({"station": station.as_str(), "parameter": parameter}),
+                )
+                .response(model_json(&m));
+            crate::audit::record(registry.store(), event).await?;
             println!(
                 "rolled back: {}/{} v{} (model {}) is serving again",
                 m.station, m.parameter, m.version, m.id

@@ -310,13 +310,15 @@ async fn refresh_forecasts_hourly(state: AppState, rules: Arc<ecocityhub_notify:
     }
 }
 
-/// The forecast alert rules look at every refreshed forecast (its hourly AQI).
+/// The forecast alert rules look at every refreshed forecast (its hourly AQI); the cached
+/// answers of each refreshed station are dropped.
 async fn forecast_alerts(state: &AppState, rules: &ecocityhub_notify::RuleEngine) {
     let now = chrono::Utc::now();
     let Ok(models) = state.store().serving_models().await else {
         return;
     };
     for model in models {
+        state.forecasts_changed(model.station.as_str());
         let Ok(forecast) = state
             .forecaster()
             .forecast(&model.station, model.parameter, state.generation())

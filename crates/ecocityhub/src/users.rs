@@ -1,7 +1,9 @@
 //! `ecocityhub user …` and `ecocityhub keys …`: the operator's side of the user pool — the
-//! first admin comes from `user create` — and signing-key rotation.
+//! first admin comes from `user create` — and signing-key rotation. Each change is audited
+//! (`CreateUser`, `RotateSigningKey`, `RotateMasterKey`).
 
 use std::io::BufRead;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
@@ -12,6 +14,9 @@ use ecocityhub_identity::policy::roles_text;
 use ecocityhub_identity::{password, Role, SigningKey};
 use ecocityhub_store::identity::User;
 use ecocityhub_store::Store;
+use serde_json::json;
+
+use crate::audit;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -41,7 +46,7 @@ pub enum KeysCommand {
     RotateMaster,
 }
 
-pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
+pub async fn run_user(command: UserCommand, store: &Arc<dyn Store>) -> Result<()> {
     match command {
         UserCommand::Create { email, roles } => {
             let email = normalize_email(&email)?;
@@ -72,7 +77,12 @@ pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
             if !store.insert_user(&user).await? {
                 bail!("a user with the e-mail {email} exists already");
             }
-            println!("{}\t{}\t{}", user.id, user.email, roles_text(&user.roles));
+            let roles = roles_text(&user.roles);
+            let event = audit::event("CreateUser")
+                .parameters(json!({"email": user.email, "roles": roles, "confirmed": true}))
+                .response(json!({"userId": user.id}));
+            audit::record(store, event).await?;
+            println!("{}\t{}\t{roles}", user.id, user.email);
             Ok(())
         }
         UserCommand::List => {
@@ -94,7 +104,10 @@ pub async fn run_user(command: UserCommand, store: &dyn Store) -> Result<()> {
     }
 }
 
-async fn rotate_master(store: &dyn Store, blobs: &ecocityhub_blobs::OpenedBlobs) -> Result<()> {
+async fn rotate_master(
+    store: &Arc<dyn Store>,
+    blobs: &ecocityhub_blobs::OpenedBlobs,
+) -> Result<()> {
     use ecocityhub_blobs::{BlobError, KeyError};
     let report = match blobs.blobs.rotate_master().await {
         // A configured key or KMS: the key changes there; re-wrap under the current one.
@@ -103,7 +116,16 @@ async fn rotate_master(store: &dyn Store, blobs: &ecocityhub_blobs::OpenedBlobs)
         }
         other => other?,
     };
-    let sealed = keys_at_rest::reseal_all(store, &blobs.sealer()).await?;
+    let sealed = keys_at_rest::reseal_all(store.as_ref(), &blobs.sealer()).await?;
+    let mut event = audit::event("RotateMasterKey").response(json!({
+        "masterKeyId": report.key_id, "blobsRewrapped": report.rewrapped,
+        "blobsEncrypted": report.encrypted_plain, "blobsFailed": report.failed.len(),
+        "signingKeysSealed": sealed,
+    }));
+    if !report.failed.is_empty() {
+        event = event.failed("PartialFailure", "some blobs could not be re-wrapped");
+    }
+    audit::record(store, event).await?;
     println!(
         "master key {}: {} blobs re-wrapped, {} encrypted for the first time, {} already current, {} signing keys sealed again",
         report.key_id, report.rewrapped, report.encrypted_plain, report.unchanged, sealed
@@ -119,30 +141,12 @@ async fn rotate_master(store: &dyn Store, blobs: &ecocityhub_blobs::OpenedBlobs)
 
 pub async fn run_keys(
     command: KeysCommand,
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     blobs: &ecocityhub_blobs::OpenedBlobs,
 ) -> Result<()> {
     let sealer = blobs.sealer();
     match command {
-        KeysCommand::Rotate => {
-            let now = Utc::now();
-            let mut active: Vec<SigningKey> = store
-                .signing_keys()
-                .await?
-                .into_iter()
-                .filter(|k| k.retired_at.is_none())
-                .collect();
-            active.sort_by_key(|k| std::cmp::Reverse(k.created_at));
-            let key = SigningKey::generate(now);
-            keys_at_rest::insert(store, Some(&sealer), &key).await?;
-            // The newest old key keeps verifying its tokens until they expire; older ones go.
-            for old in active.iter().skip(1) {
-                store.retire_signing_key(&old.kid, now).await?;
-                println!("retired {}", old.kid);
-            }
-            println!("new signing key {}", key.kid);
-            Ok(())
-        }
+        KeysCommand::Rotate => rotate(store, &sealer).await,
         KeysCommand::List => {
             for k in store.signing_keys().await? {
                 let status = k.retired_at.map_or("active".to_string(), |t| {
@@ -158,4 +162,46 @@ pub async fn run_keys(
         }
         KeysCommand::RotateMaster => rotate_master(store, blobs).await,
     }
+}
+
+/// A new signing key; the newest old key keeps verifying its tokens until they expire, older
+/// ones are retired.
+async fn rotate(store: &Arc<dyn Store>, sealer: &ecocityhub_blobs::Sealer) -> Result<()> {
+    let mut active: Vec<SigningKey> = store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .filter(|k| k.retired_at.is_none())
+        .collect();
+    active.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+    let now = after_second_of(active.first()).await;
+    let key = SigningKey::generate(now);
+    keys_at_rest::insert(store.as_ref(), Some(sealer), &key).await?;
+    let mut retired = Vec::new();
+    for old in active.iter().skip(1) {
+        store.retire_signing_key(&old.kid, now).await?;
+        retired.push(old.kid.clone());
+    }
+    let event =
+        audit::event("RotateSigningKey").response(json!({"kid": key.kid, "retiredKids": retired}));
+    audit::record(store, event).await?;
+    for kid in &retired {
+        println!("retired {kid}");
+    }
+    println!("new signing key {}", key.kid);
+    Ok(())
+}
+
+/// Now, once the second in which `newest` was made has passed: keys are stored with whole
+/// seconds, and a key made in the same second as the newest would tie with it and might not be
+/// the one that signs.
+async fn after_second_of(newest: Option<&SigningKey>) -> chrono::DateTime<Utc> {
+    let now = Utc::now();
+    let Some(newest) = newest else { return now };
+    let wait = (newest.created_at.timestamp() + 1) * 1000 - now.timestamp_millis();
+    if (1..=1000).contains(&wait) {
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+        return Utc::now();
+    }
+    now
 }

@@ -1,5 +1,6 @@
 //! The command line: help everywhere, imports that are idempotent and report what they skip,
-//! device keys, and clear messages with a non-zero exit for bad input.
+//! device keys, clear messages with a non-zero exit for bad input, the audit records of CLI
+//! actions with `audit search` and `audit verify` (which finds tampering), and `waf check`.
 
 mod common;
 
@@ -23,6 +24,9 @@ async fn every_command_has_help() {
         vec!["user", "list", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "list", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "search", "--help"],
+        vec!["waf", "check", "--help"],
     ] {
         let out = env.run(&args);
         assert!(out.status.success(), "{args:?}");
@@ -408,4 +412,372 @@ async fn policies_from_a_file_replace_the_shipped_ones() {
     let me = |t: String| client.get(server.url("/api/v1/me")).bearer_auth(t).send();
     assert_eq!(me(citizen).await.unwrap().status(), 403);
     assert_eq!(me(root).await.unwrap().status(), 200);
+}
+
+const PASSWORD: &str = "Corr3ct-Horse\n";
+
+/// Five audited CLI actions: two users created (1, 2), a device key created (3) and revoked
+/// (4), the signing key rotated by the OS user `alice` (5). Returns the device key.
+fn audited_actions(env: &Env) -> String {
+    for (email, role) in [
+        ("root@example.org", "admin"),
+        ("op@example.org", "operator"),
+    ] {
+        let out = env.run_with_stdin(
+            &["user", "create", "--email", email, "--role", role],
+            PASSWORD,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let key = env.station_with_key();
+    let prefix = key.split('_').nth(1).unwrap();
+    assert!(env.run(&["device", "revoke", prefix]).status.success());
+    let rotate = env
+        .cmd(&["keys", "rotate"])
+        .env("USER", "alice")
+        .output()
+        .unwrap();
+    assert!(rotate.status.success(), "{}", stderr(&rotate));
+    key
+}
+
+/// `audit search --json ARGS…`: one record per line.
+fn search(env: &Env, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["audit", "search", "--json"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs SQL on the environment's database directly (sqlx, outside the store).
+async fn tamper(env: &Env, statements: &[&str]) {
+    sqlx::any::install_default_drivers();
+    let url = env.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            env.data_dir().join("ecocityhub.db").display()
+        )
+    });
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    for sql in statements {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_actions_are_audited_and_found_by_audit_search() {
+    let env = Env::sqlite().await;
+    let key = audited_actions(&env);
+    let all = search(&env, &[]);
+    let names: Vec<&str> = all
+        .iter()
+        .map(|r| r["eventName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "RotateSigningKey",
+            "RevokeDeviceKey",
+            "CreateDeviceKey",
+            "CreateUser",
+            "CreateUser"
+        ],
+        "newest first"
+    );
+    let text = serde_json::to_string(&all).unwrap();
+    assert!(!text.contains("Corr3ct"), "no password: {text}");
+    assert!(
+        !text.contains(key.rsplit('_').next().unwrap()),
+        "no device key: {text}"
+    );
+
+    let created = search(&env, &["--event", "CreateUser"]);
+    assert_eq!(created.len(), 2);
+    let r = &created[0];
+    assert_eq!(r["eventSource"], "cli", "{r}");
+    assert_eq!(r["userIdentity"]["type"], "Cli", "{r}");
+    assert_eq!(r["userIdentity"]["credential"], "cli", "{r}");
+    assert_eq!(r["readOnly"], false, "{r}");
+    assert_eq!(r["requestParameters"]["email"], "op@example.org", "{r}");
+    assert_eq!(r["requestParameters"]["roles"], "operator", "{r}");
+    assert!(r["responseElements"]["userId"].is_string(), "{r}");
+    assert!(
+        r["eventID"].is_string() && r["eventTime"].is_string(),
+        "{r}"
+    );
+    let device = search(&env, &["--event", "CreateDeviceKey"]);
+    assert_eq!(
+        device[0]["responseElements"]["prefix"],
+        key.split('_').nth(1).unwrap()
+    );
+    assert_eq!(device[0]["requestParameters"]["station"], "st1");
+
+    let by_alice = search(&env, &["--user", "alice"]);
+    assert_eq!(by_alice.len(), 1);
+    assert_eq!(by_alice[0]["eventName"], "RotateSigningKey");
+    assert!(search(&env, &["--outcome", "error"]).is_empty());
+    assert_eq!(
+        search(&env, &["--outcome", "ok", "--source", "cli"]).len(),
+        5
+    );
+    assert!(search(&env, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    assert_eq!(
+        search(&env, &["--until", "2999-01-01T00:00:00+02:00"]).len(),
+        5
+    );
+    let page = env.run(&["audit", "search", "--json", "--limit", "2"]);
+    assert_eq!(stdout(&page).lines().count(), 2);
+    assert!(
+        stderr(&page).contains("more records match"),
+        "{}",
+        stderr(&page)
+    );
+
+    let table = stdout(&env.run(&["audit", "search"]));
+    assert!(
+        table.contains("RotateSigningKey") && table.contains("Cli:alice") && table.contains("ok"),
+        "{table}"
+    );
+    let master = env.run(&["keys", "rotate-master"]);
+    assert!(master.status.success(), "{}", stderr(&master));
+    let rotated = search(&env, &["--event", "RotateMasterKey"]);
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(
+        rotated[0]["responseElements"]["blobsFailed"], 0,
+        "{}",
+        rotated[0]
+    );
+    assert!(rotated[0].get("errorCode").is_none(), "{}", rotated[0]);
+    let none = stdout(&env.run(&["audit", "search", "--event", "NoSuchEvent"]));
+    assert!(none.contains("no audit records match"), "{none}");
+    for (args, expected) in [
+        (vec!["audit", "search", "--since", "yesterday"], "RFC 3339"),
+        (vec!["audit", "search", "--outcome", "maybe"], "maybe"),
+        (vec!["audit", "search", "--limit", "0"], "0"),
+    ] {
+        let out = env.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[tokio::test]
+async fn audit_verify_passes_an_intact_trail_and_names_the_tampered_record() {
+    let env = Env::sqlite().await;
+    audited_actions(&env);
+    let out = env.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("audit trail intact: 5 records (1..5) and 0 signed digests checked in")
+            && text.contains("no digest yet: 5 records are protected by the chain only"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&env.run(&["audit", "verify", "--json"]))).unwrap();
+    assert_eq!(json["recordsChecked"], 5, "{json}");
+    assert_eq!(json["uncoveredRecords"], 5, "{json}");
+    assert!(
+        json["problem"].is_null() && json["elapsedMs"].is_number(),
+        "{json}"
+    );
+
+    // Each tampering on a copy of the intact data.
+    let pristine = env.dir.path().join("pristine");
+    copy_dir(&env.data_dir(), &pristine);
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["UPDATE audit_records SET record = replace(record, '\"admin\"', '\"citizen\"') WHERE seq = 1"],
+            "record 1: Edited: its content does not match its hash",
+        ),
+        (
+            &["UPDATE audit_records SET event_name = 'DeleteUser' WHERE seq = 4"],
+            "record 4: Edited: its searchable columns disagree",
+        ),
+        (
+            &["DELETE FROM audit_records WHERE seq = 3"],
+            "record 3: Deleted",
+        ),
+        (
+            &[
+                "UPDATE audit_records SET seq = -1 WHERE seq = 2",
+                "UPDATE audit_records SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_records SET seq = 3 WHERE seq = -1",
+            ],
+            "record 2: Reordered: the records at 2 and 3 have changed places",
+        ),
+    ];
+    for (sql, expected) in cases {
+        std::fs::remove_dir_all(env.data_dir()).unwrap();
+        copy_dir(&pristine, &env.data_dir());
+        tamper(&env, sql).await;
+        let out = env.run(&["audit", "verify"]);
+        assert!(!out.status.success(), "{sql:?} went unnoticed");
+        assert!(
+            stderr(&out).contains("the audit trail is not intact")
+                && stderr(&out).contains(expected),
+            "{sql:?}: {}",
+            stderr(&out)
+        );
+    }
+    // The last one (the swap) as JSON.
+    let out = env.run(&["audit", "verify", "--json"]);
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["problem"]["kind"], "reordered", "{json}");
+    assert_eq!(
+        json["problem"]["subject"],
+        serde_json::json!({"type": "record", "id": 2}),
+        "{json}"
+    );
+    assert_eq!(json["recordsChecked"], 1, "{json}");
+}
+
+#[tokio::test]
+async fn audit_search_and_verify_work_on_postgres() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let out = env.run_with_stdin(
+        &[
+            "user",
+            "create",
+            "--email",
+            "pg@example.org",
+            "--role",
+            "admin",
+        ],
+        PASSWORD,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = search(&env, &["--event", "CreateUser", "--outcome", "ok"]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["requestParameters"]["email"], "pg@example.org");
+    let ok = env.run(&["audit", "verify"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("intact: 1 record (1..1)"),
+        "{}",
+        stdout(&ok)
+    );
+    tamper(
+        &env,
+        &["UPDATE audit_records SET record = replace(record, 'pg@', 'gp@') WHERE seq = 1"],
+    )
+    .await;
+    let bad = env.run(&["audit", "verify"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("record 1: Edited"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+/// Two attacks (one an XSS the rules block, one harmless text), a strong benign request and a
+/// weak benign one the rules block — the format of `shared/data/waf-corpus.jsonl`.
+const CORPUS: &str = concat!(
+    r#"{"id":"a1","source":"s","method":"GET","uri":"/?q=%3Cscript%3Ealert(1)%3C/script%3E","headers":{"Host":"x"},"body":"","attack":true,"category":"xss","label_strength":"strong"}"#,
+    "\n",
+    r#"{"id":"a2","source":"s","method":"GET","uri":"/?q=hello","headers":{"Host":"x"},"body":"","attack":true,"category":"sqli","label_strength":"strong"}"#,
+    "\n",
+    r#"{"id":"b1","source":"s","method":"GET","uri":"/?q=hello","headers":{"Host":"x"},"body":"","attack":false,"category":"benign","label_strength":"strong"}"#,
+    "\n",
+    r#"{"id":"b2","source":"t","method":"POST","uri":"/","headers":{"Host":"x"},"body":"a=%3Cscript%3E","attack":false,"category":"benign","label_strength":"weak"}"#,
+    "\n",
+);
+
+fn waf_json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["waf", "check", "--json"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[tokio::test]
+async fn waf_check_reports_a_corpus_and_names_a_bad_line() {
+    let env = Env::sqlite().await;
+    let corpus = env.file("corpus.jsonl", CORPUS);
+    let path = corpus.to_str().unwrap();
+    let out = env.run(&["waf", "check", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let all = table.lines().find(|l| l.starts_with("all")).unwrap();
+    assert_eq!(
+        all.split_whitespace().collect::<Vec<_>>(),
+        ["all", "1/2", "50.0%", "0/1", "0.0%", "1/1", "100.0%"],
+        "{table}"
+    );
+    assert!(
+        table.contains("attacks blocked") && table.contains("xss"),
+        "{table}"
+    );
+
+    let json = waf_json(&env, &[path]);
+    assert_eq!(json["requests"], 4);
+    assert_eq!(
+        json["attacks"],
+        serde_json::json!({"total": 2, "blocked": 1})
+    );
+    assert_eq!(
+        json["benign_strong"],
+        serde_json::json!({"total": 1, "blocked": 0})
+    );
+    assert_eq!(
+        json["benign_weak"],
+        serde_json::json!({"total": 1, "blocked": 1})
+    );
+    assert_eq!(json["split"], "all");
+    let dev = waf_json(&env, &[path, "--split", "development"]);
+    let held = waf_json(&env, &[path, "--split", "held-out"]);
+    assert_eq!(dev["split"], "development");
+    assert_eq!(
+        dev["requests"].as_u64().unwrap() + held["requests"].as_u64().unwrap(),
+        4
+    );
+
+    // The configuration file's [waf] table applies, as for `serve`.
+    let off = env.file("waf-off.toml", "[waf]\nenabled = false\n");
+    let json = waf_json(&env, &[path, "--config", off.to_str().unwrap()]);
+    assert_eq!(json["attacks"]["blocked"], 0, "{json}");
+
+    let broken = env.file(
+        "broken.jsonl",
+        &format!("{}\n\nnot json\n", CORPUS.lines().next().unwrap()),
+    );
+    let missing_field = env.file("partial.jsonl", "{\"id\":\"x\",\"source\":\"s\"}\n");
+    for (file, expected) in [
+        (broken.to_str().unwrap(), "line 3"),
+        (missing_field.to_str().unwrap(), "line 1"),
+        ("/no/such/corpus.jsonl", "cannot read"),
+    ] {
+        let out = env.run(&["waf", "check", file]);
+        assert!(!out.status.success(), "{file}");
+        assert!(stderr(&out).contains(expected), "{file}: {}", stderr(&out));
+    }
+    let bad_split = env.run(&["waf", "check", path, "--split", "half"]);
+    assert!(!bad_split.status.success());
 }

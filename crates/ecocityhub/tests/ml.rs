@@ -194,6 +194,22 @@ fn train_registers_versions_and_promote_and_rollback_switch_the_serving_one() {
     let out = env.run(&["ml", "train", "--parameter", "temperature"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not forecast"), "{}", stderr(&out));
+
+    // The promotion and the rollback that happened are audited; refused ones change nothing.
+    for (event, id) in [
+        ("PromoteModel", &listed[0]["id"]),
+        ("RollbackModel", &listed[1]["id"]),
+    ] {
+        let out = env.run(&["audit", "search", "--json", "--event", event]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let found: Vec<Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(found.len(), 1, "{event}: {found:?}");
+        assert_eq!(&found[0]["responseElements"]["modelId"], id, "{event}");
+        assert_eq!(found[0]["eventSource"], "cli");
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -343,4 +359,102 @@ fn a_failed_training_container_writes_output_failure() {
         assert!(failure.contains(reason), "{failure}");
         assert!(!prefix.path().join("model/model.json.gz").exists());
     }
+}
+
+/// Encryption at rest through the binary: after `ml train` and `keys rotate`, no file of the
+/// blob store holds a model artifact or report in the clear (every one is an envelope), the
+/// key file is private to its owner, the signing keys' private halves in the database are
+/// sealed, and a flipped bit in an artifact is refused with a clear error.
+#[tokio::test]
+async fn blobs_and_signing_keys_are_encrypted_at_rest() {
+    let env = london();
+    let out = env.run(&[
+        "ml",
+        "train",
+        "--station",
+        "marylebone_road",
+        "--parameter",
+        "no2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&[
+        "ml",
+        "train",
+        "--station",
+        "marylebone_road",
+        "--parameter",
+        "no2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for _ in 0..2 {
+        let out = env.run(&["keys", "rotate"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    let files = walk(&env.data_dir().join("blobs"));
+    assert!(files.len() >= 2, "an artifact and a report: {files:?}");
+    for file in &files {
+        let raw = std::fs::read(file).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            !raw.starts_with(&[0x1f, 0x8b]),
+            "{} is a plain gzip file",
+            file.display()
+        );
+        // Strings long enough never to turn up in ciphertext by chance.
+        for clear in ["marylebone_road", "<svg xmlns", "\"trees\":", "Backtest"] {
+            assert!(
+                !text.contains(clear),
+                "{} holds {clear:?} in the clear",
+                file.display()
+            );
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.data_dir().join("master-keys.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key file is the owner's only: {mode:o}"
+        );
+    }
+
+    use sqlx::{Connection, Row};
+    let url = ecocityhub_store::testing::sqlite_url(&env.data_dir());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let keys = sqlx::query("SELECT private_pem FROM signing_keys")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "the first key and the rotated one");
+    for row in keys {
+        let pem: String = row.get(0);
+        assert!(pem.starts_with("sealed:v1:"), "{pem:.40}");
+        assert!(!pem.contains("PRIVATE KEY"));
+    }
+    db.close().await.unwrap();
+
+    // One flipped bit in the candidate's artifact: promoting it is refused.
+    let artifact = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("model.json.gz"))
+        .max_by_key(|p| p.to_string_lossy().to_string())
+        .unwrap();
+    let mut raw = std::fs::read(artifact).unwrap();
+    let middle = raw.len() / 2;
+    raw[middle] ^= 0x01;
+    std::fs::write(artifact, &raw).unwrap();
+    let listed: Vec<Value> =
+        serde_json::from_str(&stdout(&env.run(&["ml", "models", "--json"]))).unwrap();
+    let id = listed[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(listed[0]["status"], "candidate");
+    let out = env.run(&["ml", "promote", &id]);
+    assert!(!out.status.success());
+    eprintln!("{}", stderr(&out));
+    assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
 }
