@@ -1,7 +1,9 @@
 //! Charts of the station pages, drawn on the server as SVG with plotters: a series' history
 //! and its 24-hour forecast with the prediction interval, each with the concentration lines
-//! where the AQI category changes. A chart comes with what the page's script needs for
-//! tooltips (plot area, axis ranges, points), so the SVG itself stays static.
+//! where the AQI category changes; and the operators' metric charts ([`metric`]: one or more
+//! lines over a fixed range, broken where a period has no value). A chart comes with what the
+//! page's script needs for tooltips (plot area, axis ranges, points), so the SVG itself stays
+//! static.
 
 use chrono::Datelike;
 use ecocityhub_domain::aqi::us_epa::Category;
@@ -43,12 +45,17 @@ fn time_label(ts: i64, span: i64) -> String {
     }
 }
 
-/// Tick positions on a time axis: whole hours, days or months (UTC), at most about 8.
+/// Tick positions on a time axis: whole quarter hours, hours, days or months (UTC), at most
+/// about 8.
 pub fn time_ticks(t0: i64, t1: i64) -> Vec<i64> {
+    const M: i64 = 60;
     const H: i64 = 3_600;
     const D: i64 = 86_400;
     let span = (t1 - t0).max(1);
     let step = [
+        10 * M,
+        15 * M,
+        30 * M,
         H,
         2 * H,
         3 * H,
@@ -450,6 +457,111 @@ pub fn forecast(
     Ok(finish(svg, label, area, &frame, pts))
 }
 
+/// One line of a [`metric`] chart: its legend and its points, `None` where a period has no
+/// value (the line breaks there).
+pub struct Line<'a> {
+    pub label: &'a str,
+    pub points: &'a [(i64, Option<f64>)],
+}
+
+/// The colours of a metric chart's lines, in order.
+const LINE_COLORS: [RGBColor; 4] = [
+    RGBColor(11, 110, 79),
+    RGBColor(178, 34, 34),
+    RGBColor(0, 92, 171),
+    RGBColor(140, 90, 0),
+];
+
+/// The runs of consecutive points with a value.
+fn runs(points: &[(i64, Option<f64>)]) -> Vec<Vec<(i64, f64)>> {
+    let mut out: Vec<Vec<(i64, f64)>> = vec![Vec::new()];
+    for &(t, v) in points {
+        match (v, out.last_mut()) {
+            (Some(v), Some(run)) => run.push((t, v)),
+            (None, Some(run)) if !run.is_empty() => out.push(Vec::new()),
+            _ => {}
+        }
+    }
+    out.retain(|r| !r.is_empty());
+    out
+}
+
+/// Draws one line's runs, with a legend entry when `legend`.
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, TimeValue>,
+    line: &Line,
+    color: RGBColor,
+    legend: bool,
+) -> Result<(), String> {
+    for (i, run) in runs(line.points).into_iter().enumerate() {
+        let drawn = if run.len() == 1 {
+            chart
+                .draw_series(std::iter::once(Circle::new(run[0], 2, color.filled())))
+                .map_err(err)?
+        } else {
+            chart
+                .draw_series(LineSeries::new(run, color.stroke_width(2)))
+                .map_err(err)?
+        };
+        if legend && i == 0 {
+            drawn.label(line.label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A chart of operational metrics over `t0..t1` (epoch seconds): one line per [`Line`], a
+/// legend when there are several, tooltips (the figure's points) when there is one.
+pub fn metric(lines: &[Line], t0: i64, t1: i64, unit: &str, label: &str) -> Result<Chart, String> {
+    let data_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
+        .fold(0.0, f64::max);
+    let frame = Frame {
+        t0,
+        t1: t1.max(t0 + 1),
+        v_max: if data_max > 0.0 { data_max * 1.1 } else { 1.0 },
+        unit,
+        thresholds: Vec::new(),
+    };
+    let mut svg = String::new();
+    let area;
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = draw_frame(&root, &frame, 0.0)?;
+        let legend = lines.len() > 1;
+        for (line, color) in lines.iter().zip(LINE_COLORS.iter().cycle()) {
+            draw_line(&mut chart, line, *color, legend)?;
+        }
+        if legend {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.9))
+                .border_style(RGBColor(160, 170, 170))
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(err)?;
+        }
+        let (xr, yr) = chart.plotting_area().get_pixel_range();
+        area = (xr.start, xr.end, yr.start, yr.end);
+        root.present().map_err(err)?;
+    }
+    let points = match lines {
+        [one] => one
+            .points
+            .iter()
+            .filter_map(|(t, v)| Some(format!("{t},{:.3}", (*v)?)))
+            .collect::<Vec<_>>()
+            .join(";"),
+        _ => String::new(),
+    };
+    Ok(finish(svg, label, area, &frame, points))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +594,11 @@ mod tests {
         assert!(hours.iter().all(|t| t % (3 * 3_600) == 0));
         let week = time_ticks(t0, t0 + 7 * day);
         assert!(week.iter().all(|t| t % day == 0), "{week:?}");
+        let hour = time_ticks(t0, t0 + 3_600);
+        assert!(
+            hour.len() >= 4 && hour.iter().all(|t| t % 600 == 0),
+            "{hour:?}"
+        );
         let year = time_ticks(t0, t0 + 365 * day);
         assert!(year.len() <= 8, "{year:?}");
         for t in &year {
@@ -516,5 +633,46 @@ mod tests {
         assert!(c.svg.contains("<polygon"));
         assert!(c.svg.contains("forecast") && c.svg.contains("measured"));
         assert_eq!(c.points.split(';').count(), 48);
+    }
+
+    #[test]
+    fn a_metric_chart_breaks_lines_at_missing_periods_and_labels_several() {
+        let a: Vec<(i64, Option<f64>)> = (0..60)
+            .map(|i| (i * 60, (i % 20 != 5).then_some(i as f64)))
+            .collect();
+        assert_eq!(runs(&a).len(), 4);
+        let b: Vec<(i64, Option<f64>)> = (0..60).map(|i| (i * 60, Some(1.0))).collect();
+        let one = metric(
+            &[Line {
+                label: "a",
+                points: &a,
+            }],
+            0,
+            3_600,
+            "req/min",
+            "x",
+        )
+        .unwrap();
+        assert!(one.svg.starts_with("<svg role=\"img\" aria-label=\"x\""));
+        assert_eq!(one.points.split(';').count(), 57);
+        let two = metric(
+            &[
+                Line {
+                    label: "accepted",
+                    points: &a,
+                },
+                Line {
+                    label: "rejected",
+                    points: &b,
+                },
+            ],
+            0,
+            3_600,
+            "readings",
+            "y",
+        )
+        .unwrap();
+        assert!(two.svg.contains("accepted") && two.svg.contains("rejected"));
+        assert!(two.points.is_empty());
     }
 }

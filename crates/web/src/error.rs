@@ -82,6 +82,12 @@ impl From<ecocityhub_store::StoreError> for WebError {
     }
 }
 
+impl From<ecocityhub_observe::ObserveError> for WebError {
+    fn from(e: ecocityhub_observe::ObserveError) -> Self {
+        WebError::Internal(format!("observe: {e}"))
+    }
+}
+
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
         WebError::Internal(format!("template: {e}"))

@@ -27,7 +27,11 @@ use crate::WebState;
 
 /// The signed-in user, allowed `action` by the policies; admin actions also need a sign-in
 /// that was granted the admin scope (as the API's admin routes do).
-fn allowed<'a>(web: &WebState, visitor: &'a Visitor, action: Action) -> WebResult<&'a SessionUser> {
+pub(crate) fn allowed<'a>(
+    web: &WebState,
+    visitor: &'a Visitor,
+    action: Action,
+) -> WebResult<&'a SessionUser> {
     let user = visitor.require()?;
     user.authorize(&web.app, action, &Resource::System)?;
     let admin_action = !matches!(action, Action::ManageStations | Action::ManageDevices);

@@ -1,14 +1,17 @@
 //! The page handlers, by audience: [`home`], [`station`] and [`model`] for everyone, [`notify`]
 //! for whoever follows a link of a notification message, [`account`] and [`alerts`] for users,
-//! [`admin`] for operators and admins. Handlers are thin: read the visitor, ask the
-//! policies, call the store, the identity layer or the ML layer (often through the API's own
-//! handlers, so both front doors behave alike), render a template.
+//! [`admin`] for operators and admins, with [`monitoring`] (operators and admins) and [`audit`]
+//! (admins). Handlers are thin: read the visitor, ask the policies, call the store, the identity
+//! layer or the ML layer (often through the API's own handlers, so both front doors behave
+//! alike), render a template.
 
 pub mod account;
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod home;
 pub mod model;
+pub mod monitoring;
 pub mod notify;
 pub mod station;
 #[cfg(test)]
@@ -101,6 +104,8 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/deliveries", get(admin::deliveries))
         .route("/admin/deliveries/redrive", post(admin::redrive_all))
         .route("/admin/deliveries/{id}/redrive", post(admin::redrive))
+        .route("/admin/audit", get(audit::audit))
+        .route("/admin/monitoring", get(monitoring::monitoring))
 }
 
 /// Renders a template as a 200 page.

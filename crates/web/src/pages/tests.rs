@@ -18,6 +18,8 @@ use reqwest::{redirect, StatusCode};
 
 use crate::WebConfig;
 
+mod observe;
+
 const PASSWORD: &str = "Correct-horse-battery-9";
 
 struct Site {
