@@ -102,6 +102,8 @@ pub enum Action {
     ManageStations,
     /// See deliveries of notifications to anyone and re-drive dead letters.
     ManageNotifications,
+    /// Read and search the audit trail.
+    ReadAuditTrail,
 }
 
 impl Action {
@@ -119,6 +121,7 @@ impl Action {
             Action::ManageModels => "manageModels",
             Action::ManageStations => "manageStations",
             Action::ManageNotifications => "manageNotifications",
+            Action::ReadAuditTrail => "readAuditTrail",
         }
     }
 }
@@ -250,6 +253,7 @@ mod tests {
             Action::ManageModels,
             Action::ManageStations,
             Action::ManageNotifications,
+            Action::ReadAuditTrail,
         ] {
             assert!(
                 !a.is_allowed(&alice, action, &Resource::System),
@@ -279,6 +283,7 @@ mod tests {
             Action::ManageKeys,
             Action::ManageModels,
             Action::ManageNotifications,
+            Action::ReadAuditTrail,
         ] {
             assert!(
                 a.is_allowed(&admin, action, &Resource::System),
@@ -351,6 +356,7 @@ mod tests {
             Action::ManageModels,
             Action::ManageStations,
             Action::ManageNotifications,
+            Action::ReadAuditTrail,
         ];
         for a in all {
             match a {
@@ -365,7 +371,8 @@ mod tests {
                 | Action::TriageReports
                 | Action::ManageModels
                 | Action::ManageStations
-                | Action::ManageNotifications => {}
+                | Action::ManageNotifications
+                | Action::ReadAuditTrail => {}
             }
         }
         all.to_vec()

@@ -211,7 +211,7 @@ pub async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> WebResult<Response> {
     // The trail names every user and what they did: the audience of the user list.
-    super::admin::allowed(&web, &visitor, Action::ListUsers)?;
+    super::admin::allowed(&web, &visitor, Action::ReadAuditTrail)?;
     let layout = Layout::new(&web, &visitor, "Audit trail").section("admin");
     let filter = match filter_of(&q) {
         Ok(f) => f,
