@@ -728,9 +728,19 @@ async fn spawn_server(
     database_url: Option<&str>,
 ) -> Result<(tokio::process::Child, String, Duration)> {
     let exe = std::env::current_exe()?;
+    // The benchmark's clients all come from loopback: the edge's per-address rate limits would
+    // measure themselves (`--only edge` measures the edge on its own).
+    let config = data_dir.join("bench.toml");
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(
+        &config,
+        "[edge.shield.rate_limits]\nexempt = [\"127.0.0.0/8\", \"::1/128\"]\n",
+    )?;
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--data-dir"])
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
