@@ -18,6 +18,7 @@ mod ml;
 mod platform;
 mod sagemaker;
 mod serve;
+mod stations;
 mod users;
 mod waf;
 
@@ -73,6 +74,13 @@ enum Command {
     },
     /// Import CSV files of readings (the wide layout of the shared data, or a long layout).
     Import(ImportArgs),
+    /// Create, edit and list stations.
+    Station {
+        #[command(subcommand)]
+        command: stations::StationCommand,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Manage device API keys.
     Device {
         #[command(subcommand)]
@@ -277,6 +285,10 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Import(args) => import_files(args, &file).await,
+        Command::Station { command, storage } => {
+            let store = open_store(&storage, &file).await?;
+            stations::run(command, &store).await
+        }
         Command::Device { command, storage } => {
             let store = open_store(&storage, &file).await?;
             device::run(command, &store).await

@@ -27,6 +27,9 @@ async fn every_command_has_help() {
         vec!["audit", "verify", "--help"],
         vec!["audit", "search", "--help"],
         vec!["waf", "check", "--help"],
+        vec!["station", "create", "--help"],
+        vec!["station", "edit", "--help"],
+        vec!["station", "list", "--help"],
     ] {
         let out = env.run(&args);
         assert!(out.status.success(), "{args:?}");
@@ -780,4 +783,105 @@ async fn waf_check_reports_a_corpus_and_names_a_bad_line() {
     }
     let bad_split = env.run(&["waf", "check", path, "--split", "half"]);
     assert!(!bad_split.status.success());
+}
+
+/// A station made on the command line exists before any import: a device key can be made for
+/// it, it can be edited, and bad input is refused with a message and a non-zero exit.
+#[tokio::test]
+async fn stations_are_created_edited_and_listed() {
+    let env = Env::sqlite().await;
+    let create = [
+        "station",
+        "create",
+        "--id",
+        "harbour",
+        "--name",
+        "Harbour",
+        "--lat",
+        "53.55",
+        "--lon",
+        "-9.99",
+        "--area",
+        "Port",
+        "--timezone",
+        "Europe/Dublin",
+    ];
+    let out = env.run(&create);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&create);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+    let out = env.run(&["device", "create", "--station", "harbour"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = env.run(&[
+        "station",
+        "edit",
+        "harbour",
+        "--name",
+        "Harbour Quay",
+        "--active",
+        "false",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["station", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(listed[0]["id"], "harbour");
+    assert_eq!(listed[0]["name"], "Harbour Quay");
+    assert_eq!(listed[0]["active"], false);
+    assert_eq!(listed[0]["location"]["lon"], -9.99);
+    assert_eq!(listed[0]["timezone"], "Europe/Dublin");
+
+    for (args, message) in [
+        (
+            vec![
+                "station", "create", "--id", "x", "--name", "X", "--lat", "91", "--lon", "0",
+            ],
+            "atitude",
+        ),
+        (
+            vec![
+                "station", "create", "--id", "Bad Id", "--name", "X", "--lat", "1", "--lon", "0",
+            ],
+            "id",
+        ),
+        (
+            vec![
+                "station", "create", "--id", "y", "--name", " ", "--lat", "1", "--lon", "0",
+            ],
+            "name",
+        ),
+        (
+            vec![
+                "station",
+                "create",
+                "--id",
+                "z",
+                "--name",
+                "Z",
+                "--lat",
+                "1",
+                "--lon",
+                "0",
+                "--timezone",
+                "Mars",
+            ],
+            "zone",
+        ),
+        (
+            vec!["station", "edit", "nowhere", "--name", "N"],
+            "no station",
+        ),
+    ] {
+        let out = env.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).to_lowercase().contains(message),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = env.run(&["audit", "search", "--event", "UpdateStation", "--json"]);
+    assert!(stdout(&out).contains("Harbour Quay"), "{}", stdout(&out));
 }
