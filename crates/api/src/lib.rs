@@ -223,6 +223,8 @@ fn signed_in_table() -> RouteTable {
         .post("/api/v1/auth/change-password", r::auth::change_password)
         .get("/api/v1/me", r::auth::me)
         .delete("/api/v1/me", r::auth::delete_me)
+        .post("/api/v1/stations", r::stations::create)
+        .patch("/api/v1/stations/{id}", r::stations::update)
         .get("/api/v1/me/channels", r::alerts::list_channels)
         .post("/api/v1/me/channels", r::alerts::create_channel)
         .delete("/api/v1/me/channels/{id}", r::alerts::delete_channel)

@@ -20,6 +20,8 @@ use crate::routes;
         routes::health::parameters,
         routes::stations::list,
         routes::stations::get,
+        routes::stations::create,
+        routes::stations::update,
         routes::latest::latest,
         routes::readings::history,
         routes::ingest::post_readings,

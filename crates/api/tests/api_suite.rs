@@ -2184,7 +2184,95 @@ async fn addresses_without_accounts_lock_out_alike(app: TestApp) {
     assert_eq!(answers[0], answers[1]);
 }
 
+/// Operators make and change stations through the API; citizens may not; bad places,
+/// ids and time zones are 400s and an existing id a 409.
+async fn operators_make_and_change_stations(app: TestApp) {
+    use ecocityhub_identity::{password, Role};
+    use ecocityhub_store::identity::User;
+    let operator = User {
+        id: "op-1".into(),
+        email: "op@example.org".into(),
+        password_hash: password::hash(PASSWORD),
+        roles: vec![Role::Operator],
+        confirmed: true,
+        created_at: Utc::now(),
+    };
+    assert!(app.store.insert_user(&operator).await.unwrap());
+    let op = app.tokens("op@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.sign_up_confirmed("cit@example.org").await;
+    let citizen = app.tokens("cit@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let harbour = json!({"id": "harbour", "name": "Harbour", "lat": 53.55, "lon": -9.99,
+                         "timezone": "Europe/Dublin", "metadata": {"operator": "City"}});
+    problem(
+        app.post_as(&citizen, "/api/v1/stations", harbour.clone())
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let resp = app.post_as(&op, "/api/v1/stations", harbour.clone()).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let made: Value = resp.json().await.unwrap();
+    assert_eq!(made["timezone"], "Europe/Dublin");
+    assert_eq!(made["metadata"]["operator"], "City");
+    problem(
+        app.post_as(&op, "/api/v1/stations", harbour).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    for bad in [
+        json!({"id": "x1", "name": "X", "lat": 95.0, "lon": 0.0}),
+        json!({"id": "Bad Id", "name": "X", "lat": 1.0, "lon": 0.0}),
+        json!({"id": "x2", "name": "", "lat": 1.0, "lon": 0.0}),
+        json!({"id": "x3", "name": "X", "lat": 1.0, "lon": 0.0, "timezone": "Mars"}),
+        json!({"id": "x4", "name": "X", "lat": 1.0}),
+    ] {
+        let resp = app.post_as(&op, "/api/v1/stations", bad.clone()).await;
+        let p = problem(resp, StatusCode::BAD_REQUEST).await;
+        assert!(!p["detail"].as_str().unwrap().is_empty(), "{bad}");
+    }
+    let listed = app.get_json("/api/v1/stations").await;
+    assert!(listed.to_string().contains("harbour"), "{listed}");
+
+    let resp = app
+        .client
+        .patch(app.url("/api/v1/stations/harbour"))
+        .bearer_auth(&op)
+        .json(&json!({"name": "Harbour Quay", "active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let station = app.get_json("/api/v1/stations/harbour").await;
+    assert_eq!(station["name"], "Harbour Quay");
+    assert_eq!(station["active"], false);
+    let resp = app
+        .client
+        .patch(app.url("/api/v1/stations/harbour"))
+        .bearer_auth(&op)
+        .json(&json!({"lon": 200.0}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST).await;
+    let resp = app
+        .client
+        .patch(app.url("/api/v1/stations/nowhere"))
+        .bearer_auth(&op)
+        .json(&json!({"name": "N"}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::NOT_FOUND).await;
+}
+
 both_backends!(
+    operators_make_and_change_stations,
     a_json_batch_is_stored_and_resending_it_changes_nothing,
     ndjson_and_csv_batches_are_accepted,
     bad_rows_are_listed_and_good_rows_kept,

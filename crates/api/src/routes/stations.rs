@@ -1,4 +1,5 @@
-//! `GET /api/v1/stations` (JSON or GeoJSON) and `GET /api/v1/stations/{id}`.
+//! `GET /api/v1/stations` (JSON or GeoJSON) and `GET /api/v1/stations/{id}`; operators and
+//! admins make and change stations with `POST /api/v1/stations` and `PATCH …/{id}`.
 
 use std::collections::HashMap;
 
@@ -180,4 +181,129 @@ pub async fn find(app: &AppState, id: &str) -> ApiResult<Station> {
             "station {id} does not exist; GET /api/v1/stations lists them"
         ))
     })
+}
+
+/// A station to make (operators and admins).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStation {
+    /// Lower-case letters, digits, `_` and `-`.
+    pub id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub area: Option<String>,
+    /// IANA time zone of the station's city; default `UTC`.
+    pub timezone: Option<String>,
+    /// Free metadata (operator, instrument, site type, attribution…).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Makes a station, so that device keys can be made for it before its first reading.
+#[utoipa::path(post, path = "/api/v1/stations", tag = "stations", security(("bearer_jwt" = [])),
+    request_body = NewStation,
+    responses((status = 201, body = Station),
+              (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(app): State<AppState>,
+    me: crate::signed_in::SignedIn,
+    crate::extract::ApiJson(new): crate::extract::ApiJson<NewStation>,
+) -> ApiResult<(axum::http::StatusCode, Json<Station>)> {
+    let id = StationId::parse(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    me.authorize(
+        &app,
+        ecocityhub_identity::Action::ManageStations,
+        &ecocityhub_identity::Resource::Station(id.to_string()),
+    )?;
+    if app.store().station(&id).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "station {id} exists already; PATCH /api/v1/stations/{id} changes it"
+        )));
+    }
+    let location = ecocityhub_domain::GeoPoint::new(new.lat, new.lon)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut station = Station::new(
+        id,
+        new.name,
+        location,
+        new.area,
+        new.timezone.unwrap_or_else(|| "UTC".into()),
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(metadata) = new.metadata {
+        station.metadata = metadata;
+    }
+    app.store().upsert_station(&station).await?;
+    app.invalidate(&["stations".to_string(), "latest".to_string()]);
+    Ok((axum::http::StatusCode::CREATED, Json(station)))
+}
+
+/// What may change about a station.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StationPatch {
+    pub name: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// An empty string clears it.
+    pub area: Option<String>,
+    pub timezone: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Inactive stations leave the map and the latest view; their data stays.
+    pub active: Option<bool>,
+}
+
+/// Changes a station (operators and admins).
+#[utoipa::path(patch, path = "/api/v1/stations/{id}", tag = "stations", security(("bearer_jwt" = [])),
+    params(("id" = String, Path, description = "Station id")), request_body = StationPatch,
+    responses((status = 200, body = Station),
+              (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn update(
+    State(app): State<AppState>,
+    me: crate::signed_in::SignedIn,
+    ApiPath(id): ApiPath<String>,
+    crate::extract::ApiJson(patch): crate::extract::ApiJson<StationPatch>,
+) -> ApiResult<Json<Station>> {
+    let mut station = find(&app, &id).await?;
+    me.authorize(
+        &app,
+        ecocityhub_identity::Action::ManageStations,
+        &ecocityhub_identity::Resource::Station(station.id.to_string()),
+    )?;
+    if let Some(name) = patch.name {
+        station.name = name;
+    }
+    station.location = ecocityhub_domain::GeoPoint::new(
+        patch.lat.unwrap_or(station.location.lat),
+        patch.lon.unwrap_or(station.location.lon),
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(area) = patch.area {
+        station.area = Some(area).filter(|a| !a.trim().is_empty());
+    }
+    if let Some(tz) = patch.timezone {
+        station.timezone = tz;
+    }
+    if let Some(metadata) = patch.metadata {
+        station.metadata = metadata;
+    }
+    if let Some(active) = patch.active {
+        station.active = active;
+    }
+    station
+        .validate()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    app.store().upsert_station(&station).await?;
+    app.invalidate(&[
+        "stations".to_string(),
+        "latest".to_string(),
+        format!("station:{}", station.id),
+    ]);
+    Ok(Json(station))
 }
