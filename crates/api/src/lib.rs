@@ -22,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::post;
 use axum::Router;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::{ApiError, ApiResult};
 pub use state::{ApiConfig, AppState, HeartbeatCheck, ReadinessCheck, Services};
@@ -41,7 +41,12 @@ pub fn router(state: AppState) -> Router {
             https,
             transport_headers,
         ))
-        .layer(TraceLayer::new_for_http())
+        // A 5xx answer is a warning here: faults of ours are logged as errors with their
+        // cause where they happen; a 503 of load shedding or a busy hash pool is not one.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
 }
 
 /// Headers every answer carries, pages and API alike: `X-Content-Type-Options: nosniff` (a JSON

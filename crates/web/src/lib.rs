@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ecocityhub_api::AppState;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::WebError;
 
@@ -108,7 +108,12 @@ pub fn app(state: AppState, config: WebConfig) -> Router {
         .merge(assets::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
+        // A 5xx answer is a warning here: faults of ours are logged as errors with their
+        // cause where they happen; a 503 of load shedding or a busy hash pool is not one.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .layer(axum::middleware::from_fn_with_state(web, html_errors))
         .layer(axum::middleware::from_fn_with_state(
             https,
