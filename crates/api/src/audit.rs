@@ -87,7 +87,7 @@ pub async fn audit_requests(State(app): State<AppState>, request: Request, next:
         noted.identity.unwrap_or_else(UserIdentity::anonymous),
     )
     .context(&context)
-    .parameters(json!({"path": route_values(&route), "request": Value::Object(parameters)}));
+    .parameters(json!({"path": route, "request": Value::Object(parameters)}));
     event = match outcome {
         Outcome::Failed { code, message } => event.failed(&code, &message),
         Outcome::Answered(elements) => event.response(elements),
@@ -115,11 +115,6 @@ fn event_source(route: &str) -> &'static str {
     } else {
         "web"
     }
-}
-
-/// The route itself, for the record (its parameters are in the request's path).
-fn route_values(route: &str) -> Value {
-    Value::String(route.to_string())
 }
 
 fn query_parameters(query: Option<&str>) -> Map<String, Value> {

@@ -143,20 +143,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         let public_url = public_url.context(
             "set ECOCITYHUB_PUBLIC_URL to the API's URL: it is the issuer of the tokens",
         )?;
-        let platform = Platform::open(
-            store.clone(),
-            opened,
-            file,
-            &settings(&args, &public_url, tls, true),
-        )
-        .await?;
-        let state = AppState::open_with(
-            store.clone(),
-            platform.blobs.store(),
-            api_config(&public_url, &args, file)?,
-            platform.services(),
-        )
-        .await?;
+        let (platform, state) =
+            open_platform(&store, opened, file, &args, &public_url, tls, true).await?;
         let app = platform.site(state, web_config(&public_url, &args, file));
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
@@ -174,20 +162,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls { "https" } else { "http" };
     let public_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
-    let platform = Platform::open(
-        store.clone(),
-        opened,
-        file,
-        &settings(&args, &public_url, tls, false),
-    )
-    .await?;
-    let state = AppState::open_with(
-        store.clone(),
-        platform.blobs.store(),
-        api_config(&public_url, &args, file)?,
-        platform.services(),
-    )
-    .await?;
+    let (platform, state) =
+        open_platform(&store, opened, file, &args, &public_url, tls, false).await?;
     if demo_loaded {
         // The demo city comes with forecasts: train its models in the background.
         let job = store
@@ -286,6 +262,33 @@ async fn serve_site(
     }
     let hsts = ecocityhub_edge::HstsLayer::from_config(&tls_config);
     Ok(ecocityhub_edge::serve_tls(listener, app, &server, &certificate, hsts, shutdown).await?)
+}
+
+/// Every layer, and the API's state on them: the same for the server and under Lambda.
+async fn open_platform(
+    store: &Arc<dyn ecocityhub_store::Store>,
+    opened: ecocityhub_blobs::OpenedBlobs,
+    file: &FileConfig,
+    args: &ServeArgs,
+    public_url: &str,
+    tls: bool,
+    lambda: bool,
+) -> Result<(Platform, AppState)> {
+    let platform = Platform::open(
+        store.clone(),
+        opened,
+        file,
+        &settings(args, public_url, tls, lambda),
+    )
+    .await?;
+    let state = AppState::open_with(
+        store.clone(),
+        platform.blobs.store(),
+        api_config(public_url, args, file)?,
+        platform.services(),
+    )
+    .await?;
+    Ok((platform, state))
 }
 
 /// The hourly batch (the future Lambda worker on a schedule): recompute every serving model's

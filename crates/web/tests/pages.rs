@@ -2,6 +2,10 @@
 //! random port, driven like a browser without JavaScript would (a cookie jar, forms posted with
 //! their CSRF token). The browser itself drives them in `crates/ecocityhub/tests/browser.rs`.
 
+mod common;
+
+use common::Browser;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,14 +24,6 @@ struct Site {
     base: String,
     store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
-}
-
-/// A visitor: a browser's cookie jar, no JavaScript, redirects not followed (so they can be
-/// checked).
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    csrf: String,
 }
 
 async fn spawn_site(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Site {
@@ -73,15 +69,7 @@ async fn spawn_site(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Si
 
 impl Site {
     fn browser(&self) -> Browser {
-        Browser {
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: self.base.clone(),
-            csrf: String::new(),
-        }
+        Browser::new(&self.base)
     }
 
     /// A confirmed user with `roles`, made in the store.
@@ -130,53 +118,7 @@ impl Site {
     }
 }
 
-/// The value of the first `name="csrf"` hidden field of a page.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find(r#"name="csrf" value=""#)
-        .expect("a form with a CSRF token");
-    let rest = &html[at + r#"name="csrf" value=""#.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
 impl Browser {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&mut self, path: &str) -> (StatusCode, String) {
-        let resp = self.client.get(self.url(path)).send().await.unwrap();
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
-        if body.contains(r#"name="csrf" value=""#) {
-            self.csrf = csrf_of(&body);
-        }
-        (status, body)
-    }
-
-    /// Posts a form with the page's CSRF token; returns the status, the Location, the body.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
-        if self.csrf.is_empty() {
-            self.get("/").await;
-        }
-        let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
-        form.extend_from_slice(fields);
-        let resp = self
-            .client
-            .post(self.url(path))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (status, location, resp.text().await.unwrap())
-    }
-
     async fn sign_in(&mut self, email: &str) {
         self.get("/account/sign-in").await;
         let (status, location, _) = self

@@ -14,8 +14,6 @@ pub mod model;
 pub mod monitoring;
 pub mod notify;
 pub mod station;
-#[cfg(test)]
-mod tests;
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};

@@ -1,7 +1,14 @@
 //! The notification pages over HTTP (`notify`, `alerts`, the admin's deliveries): the real
 //! site with the notification layer (no delivery worker, so what is queued stays in the
 //! outbox to be looked at) on SQLite, driven like a browser without JavaScript (a cookie jar,
-//! forms posted with their CSRF token). The other pages are tested in `tests/pages.rs`.
+//! forms posted with their CSRF token). The other pages are tested in `tests/pages.rs`; the operators'
+//! monitoring and audit pages in `observe`.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod observe;
+
+use common::Browser;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +23,7 @@ use ecocityhub_store::notify::{DeliveryOutcome, DeliveryStatus};
 use ecocityhub_store::{testing, Store};
 use reqwest::{redirect, StatusCode};
 
-use crate::WebConfig;
-
-mod observe;
+use ecocityhub_web::WebConfig;
 
 const PASSWORD: &str = "Correct-horse-battery-9";
 
@@ -27,12 +32,6 @@ struct Site {
     store: Arc<dyn Store>,
     notifier: Arc<Notifier>,
     _dir: tempfile::TempDir,
-}
-
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    csrf: String,
 }
 
 async fn site() -> Site {
@@ -82,7 +81,7 @@ async fn site() -> Site {
     let state = AppState::open_with(store.clone(), blobs, config, services)
         .await
         .unwrap();
-    let app = crate::app(state, WebConfig::new(&base));
+    let app = ecocityhub_web::app(state, WebConfig::new(&base));
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -101,15 +100,7 @@ async fn site() -> Site {
 
 impl Site {
     fn browser(&self) -> Browser {
-        Browser {
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: self.base.clone(),
-            csrf: String::new(),
-        }
+        Browser::new(&self.base)
     }
 
     async fn user(&self, email: &str, roles: &[Role]) -> User {
@@ -162,51 +153,7 @@ impl Site {
     }
 }
 
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find(r#"name="csrf" value=""#)
-        .expect("a form with a CSRF token");
-    let rest = &html[at + r#"name="csrf" value=""#.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-impl Browser {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&mut self, path: &str) -> (StatusCode, String) {
-        let resp = self.client.get(self.url(path)).send().await.unwrap();
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
-        if body.contains(r#"name="csrf" value=""#) {
-            self.csrf = csrf_of(&body);
-        }
-        (status, body)
-    }
-
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
-        if self.csrf.is_empty() {
-            self.get("/").await;
-        }
-        let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
-        form.extend_from_slice(fields);
-        let resp = self
-            .client
-            .post(self.url(path))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (status, location, resp.text().await.unwrap())
-    }
-}
+impl Browser {}
 
 /// The id in the first `action="/account/alerts/{what}/{ID}/…"` of a page.
 fn first_id(html: &str, what: &str) -> String {
