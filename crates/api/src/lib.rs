@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod keys_at_rest;
 pub mod latest;
 pub mod openapi;
+pub mod reports;
 pub mod routes;
 pub mod signed_in;
 pub mod state;
@@ -151,6 +152,14 @@ impl RouteTable {
         self.on(Method::PATCH, path, h)
     }
 
+    fn put<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.on(Method::PUT, path, h)
+    }
+
     fn delete<H: axum::handler::Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,
@@ -170,6 +179,21 @@ impl RouteTable {
             .router
             .route(path, post(h).layer(DefaultBodyLimit::max(limit)));
         self.served.push((Method::POST, path));
+        self
+    }
+
+    /// A PUT route with a body limit of its own.
+    fn put_limited<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        mut self,
+        path: &'static str,
+        h: H,
+        limit: usize,
+    ) -> Self {
+        self.router = self.router.route(
+            path,
+            axum::routing::put(h).layer(DefaultBodyLimit::max(limit)),
+        );
+        self.served.push((Method::PUT, path));
         self
     }
 }
@@ -219,6 +243,18 @@ fn public_table() -> RouteTable {
         .post("/api/v1/auth/forgot-password", r::auth::forgot_password)
         .post("/api/v1/auth/reset-password", r::auth::reset_password)
         .post("/api/v1/notify/confirm", r::alerts::confirm)
+        .get("/api/v1/report-categories", r::reports::categories)
+        .get("/api/v1/reports", r::reports::list)
+        .get("/api/v1/reports/pins", r::reports::pins)
+        .get("/api/v1/reports/nearby", r::reports::nearby)
+        .get("/api/v1/reports/{id}", r::reports::get)
+        .get("/api/v1/reports/{id}/photos/{position}", r::reports::photo)
+        .put_limited(
+            "/uploads/{id}",
+            r::reports::put_upload,
+            // The signed size is checked exactly; this only stops a body far beyond any.
+            ecocityhub_blobs::uploads::MAX_UPLOAD_BYTES as usize + 64 * 1024,
+        )
 }
 
 /// Routes that need a signed-in user (behind the JWT authorizer layer).
@@ -244,6 +280,14 @@ fn signed_in_table() -> RouteTable {
         .delete("/api/v1/me/alert-rules/{id}", r::alerts::delete_rule)
         .post("/api/v1/me/alert-rules/{id}/test", r::alerts::test_rule)
         .get("/api/v1/me/events", r::alerts::events)
+        .post("/api/v1/uploads", r::reports::sign_upload)
+        .post("/api/v1/reports", r::reports::create)
+        .post("/api/v1/reports/bulk", r::reports::bulk)
+        .patch("/api/v1/reports/{id}", r::reports::update)
+        .post("/api/v1/reports/{id}/comments", r::reports::comment)
+        .put("/api/v1/reports/{id}/follow", r::reports::follow)
+        .delete("/api/v1/reports/{id}/follow", r::reports::unfollow)
+        .put("/api/v1/me/report-watch", r::reports::watch)
 }
 
 /// The administration routes: a signed-in user whose token has the admin scope (and the

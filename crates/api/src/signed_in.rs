@@ -154,6 +154,28 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// On a public route: `None` without credentials, the caller with valid ones, and a 401 for
+/// bad ones (a wrong token is said, not taken for anonymous).
+impl axum::extract::OptionalFromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        let has_token = parts.extensions.get::<SignedIn>().is_some()
+            || parts
+                .headers
+                .contains_key(axum::http::header::AUTHORIZATION);
+        if !has_token {
+            return Ok(None);
+        }
+        <SignedIn as FromRequestParts<AppState>>::from_request_parts(parts, app)
+            .await
+            .map(Some)
+    }
+}
+
 /// The per-route scope check for administration routes, behind [`require_access_token`]: a
 /// token granted to a client without `ecocityhub/admin` cannot reach them, whoever the user is.
 pub async fn require_admin_scope(request: Request, next: Next) -> Result<Response, ApiError> {

@@ -29,6 +29,8 @@ pub struct ApiConfig {
     pub identity: IdentityConfig,
     /// How training jobs train.
     pub training: TrainOptions,
+    /// Citizens' reports: categories and rate limits.
+    pub reports: crate::reports::ReportsConfig,
 }
 
 impl Default for ApiConfig {
@@ -38,6 +40,7 @@ impl Default for ApiConfig {
             stale_after: chrono::Duration::hours(3),
             identity: IdentityConfig::default(),
             training: TrainOptions::default(),
+            reports: crate::reports::ReportsConfig::default(),
         }
     }
 }
@@ -62,6 +65,9 @@ pub struct Services {
     pub cache: Option<ecocityhub_edge::EdgeCache>,
     /// What `GET /readyz` checks beside the store and the blobs (the workers' heartbeats).
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    /// Photo uploads of reports; default: URLs served by this server under the public URL,
+    /// signed with a key kept in the blob store.
+    pub uploads: Option<ecocityhub_blobs::photo_uploads::PhotoUploads>,
 }
 
 /// One part of the service that `GET /readyz` asks whether it is working.
@@ -129,6 +135,29 @@ struct Inner {
     rebuilding: Mutex<()>,
 }
 
+/// Uploads to this server's own URLs (`PUT /uploads/{id}`) under its public URL.
+async fn default_uploads(
+    blobs: &Arc<dyn BlobStore>,
+    config: &ApiConfig,
+    services: &Services,
+) -> ApiResult<ecocityhub_blobs::photo_uploads::PhotoUploads> {
+    use ecocityhub_blobs::uploads::{LocalUploadSigner, UploadsConfig};
+    let base = services
+        .notifier
+        .as_ref()
+        .map_or(config.identity.tokens.issuer.as_str(), |n| {
+            n.public_url.as_str()
+        });
+    let signer = LocalUploadSigner::open(blobs.as_ref(), base, UploadsConfig::default())
+        .await
+        .map_err(|e| crate::error::ApiError::Internal(e.to_string()))?;
+    Ok(ecocityhub_blobs::photo_uploads::PhotoUploads::local(
+        blobs.clone(),
+        signer,
+        ecocityhub_blobs::photos::PhotoLimits::default(),
+    ))
+}
+
 impl AppState {
     /// The state over a migrated store and a blob store (model artifacts); makes the first
     /// signing key when there is none.
@@ -165,6 +194,10 @@ impl AppState {
             services.sealer.clone(),
         )
         .await?;
+        let mut services = services;
+        if services.uploads.is_none() {
+            services.uploads = Some(default_uploads(&blobs, &config, &services).await?);
+        }
         let registry = Registry::new(store.clone(), blobs.clone());
         let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
         let jobs = JobRunner::new(registry, config.training.clone());
@@ -186,6 +219,11 @@ impl AppState {
 
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// The photo upload flow of reports.
+    pub fn photo_uploads(&self) -> Option<&ecocityhub_blobs::photo_uploads::PhotoUploads> {
+        self.inner.services.uploads.as_ref()
     }
 
     /// The blob store (model artifacts, reports, photos).

@@ -12,7 +12,8 @@
 //!
 //! [`open`] stacks them from a [`BlobsConfig`]. Beside them: [`Sealer`] (the same envelope for
 //! secrets kept elsewhere), [`uploads`] (presigned browser uploads), [`photos`] (sniffing,
-//! decoding with limits, stripping EXIF, thumbnails) and [`bench`].
+//! decoding with limits, stripping EXIF, thumbnails), [`photo_uploads`] (the two together, as
+//! reports use them) and [`bench`].
 
 pub mod bench;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod envelope;
 pub mod keys;
 #[cfg(feature = "aws")]
 pub mod kms;
+pub mod photo_uploads;
 pub mod photos;
 #[cfg(feature = "aws")]
 pub mod s3;

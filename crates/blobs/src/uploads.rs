@@ -531,9 +531,11 @@ pub async fn discard_upload(blobs: &dyn BlobStore, id: &str) -> Result<(), Uploa
 pub struct ExpiredUploads {
     pub uploads: usize,
     pub claims: usize,
+    /// Tickets of who asked for an upload ([`crate::photo_uploads`]).
+    pub tickets: usize,
 }
 
-/// Removes raw uploads and claims signed longer than the unattached TTL ago (never less than
+/// Removes raw uploads, claims and tickets signed longer than the unattached TTL ago (never less than
 /// the URL lifetime, so a claim outlives its URL). The server calls it periodically.
 pub async fn expire_uploads(
     blobs: &dyn BlobStore,
@@ -548,6 +550,7 @@ pub async fn expire_uploads(
     for (prefix, count) in [
         (RAW_PREFIX, &mut expired.uploads),
         (CLAIMS_PREFIX, &mut expired.claims),
+        (crate::photo_uploads::TICKETS_PREFIX, &mut expired.tickets),
     ] {
         for key in blobs.list(prefix).await? {
             let made = key.rsplit('/').next().and_then(upload_id_time);
@@ -748,7 +751,8 @@ mod tests {
             expired,
             ExpiredUploads {
                 uploads: 1,
-                claims: 1
+                claims: 1,
+                tickets: 0
             }
         );
         assert_eq!(blobs.list(RAW_PREFIX).await.unwrap().len(), 1);

@@ -80,6 +80,12 @@ pub enum Principal {
 pub enum Resource {
     User(String),
     Station(String),
+    /// A citizen's report: who filed it and whether moderators hid it.
+    Report {
+        id: String,
+        reporter: String,
+        hidden: bool,
+    },
     /// The platform as a whole (user lists, keys).
     System,
 }
@@ -104,6 +110,14 @@ pub enum Action {
     ManageNotifications,
     /// Read and search the audit trail.
     ReadAuditTrail,
+    /// File a report (on [`Resource::System`]).
+    FileReport,
+    /// See a report, its photos and public updates, and follow it.
+    ViewReport,
+    /// Change a report's title, description and place.
+    EditReport,
+    /// Hide or show a report or one of its photos.
+    ModerateReports,
 }
 
 impl Action {
@@ -122,6 +136,10 @@ impl Action {
             Action::ManageStations => "manageStations",
             Action::ManageNotifications => "manageNotifications",
             Action::ReadAuditTrail => "readAuditTrail",
+            Action::FileReport => "fileReport",
+            Action::ViewReport => "viewReport",
+            Action::EditReport => "editReport",
+            Action::ModerateReports => "moderateReports",
         }
     }
 }
@@ -176,17 +194,28 @@ impl Authorizer {
                        "attrs": {"station": {"__entity": uid_json("Station", station)}}, "parents": []}),
             ),
         };
-        let (r_uid, r_json) = match resource {
-            Resource::User(id) => (uid("User", id), uid_json("User", id)),
-            Resource::Station(id) => (uid("Station", id), uid_json("Station", id)),
-            Resource::System => (
-                uid("System", "ecocityhub"),
-                uid_json("System", "ecocityhub"),
+        let plain = |kind: &str, id: &str| {
+            let entity = json!({"uid": uid_json(kind, id), "attrs": {}, "parents": []});
+            (uid(kind, id), entity)
+        };
+        let (r_uid, r_entity) = match resource {
+            Resource::User(id) => plain("User", id),
+            Resource::Station(id) => plain("Station", id),
+            Resource::Report {
+                id,
+                reporter,
+                hidden,
+            } => (
+                uid("Report", id),
+                json!({"uid": uid_json("Report", id),
+                       "attrs": {"reporter": {"__entity": uid_json("User", reporter)}, "hidden": hidden},
+                       "parents": []}),
             ),
+            Resource::System => plain("System", "ecocityhub"),
         };
         let mut entities = vec![p_entity];
         if r_uid != p_uid {
-            entities.push(json!({"uid": r_json, "attrs": {}, "parents": []}));
+            entities.push(r_entity);
         }
         let Ok(entities) = Entities::from_json_value(Value::Array(entities), None) else {
             return false;
@@ -304,6 +333,35 @@ mod tests {
     }
 
     #[test]
+    fn citizens_file_and_edit_their_reports_and_operators_triage_and_moderate() {
+        let a = Authorizer::builtin();
+        let alice = user("alice", &[Role::Citizen]);
+        let bob = user("bob", &[Role::Citizen]);
+        let operator = user("op", &[Role::Operator]);
+        let report = |hidden| Resource::Report {
+            id: "rep_1".into(),
+            reporter: "alice".into(),
+            hidden,
+        };
+        assert!(a.is_allowed(&bob, Action::FileReport, &Resource::System));
+        assert!(a.is_allowed(&bob, Action::ViewReport, &report(false)));
+        assert!(!a.is_allowed(&bob, Action::ViewReport, &report(true)));
+        assert!(a.is_allowed(&alice, Action::ViewReport, &report(true)));
+        assert!(a.is_allowed(&alice, Action::EditReport, &report(false)));
+        assert!(!a.is_allowed(&bob, Action::EditReport, &report(false)));
+        for action in [Action::TriageReports, Action::ModerateReports] {
+            assert!(!a.is_allowed(&alice, action, &report(false)), "{action:?}");
+            assert!(a.is_allowed(&operator, action, &report(true)), "{action:?}");
+        }
+        assert!(a.is_allowed(&operator, Action::ViewReport, &report(true)));
+        let device = Principal::Device {
+            key: "abc".into(),
+            station: "s1".into(),
+        };
+        assert!(!a.is_allowed(&device, Action::FileReport, &Resource::System));
+    }
+
+    #[test]
     fn a_device_writes_its_own_station_only() {
         let a = Authorizer::builtin();
         let device = Principal::Device {
@@ -357,6 +415,10 @@ mod tests {
             Action::ManageStations,
             Action::ManageNotifications,
             Action::ReadAuditTrail,
+            Action::FileReport,
+            Action::ViewReport,
+            Action::EditReport,
+            Action::ModerateReports,
         ];
         for a in all {
             match a {
@@ -372,7 +434,11 @@ mod tests {
                 | Action::ManageModels
                 | Action::ManageStations
                 | Action::ManageNotifications
-                | Action::ReadAuditTrail => {}
+                | Action::ReadAuditTrail
+                | Action::FileReport
+                | Action::ViewReport
+                | Action::EditReport
+                | Action::ModerateReports => {}
             }
         }
         all.to_vec()

@@ -17,6 +17,7 @@ pub enum TopicKind {
     AccountMail,
     OperatorAlarms,
     ReportUpdates,
+    NewReports,
 }
 
 impl TopicKind {
@@ -27,6 +28,7 @@ impl TopicKind {
             TopicKind::AccountMail => "account_mail",
             TopicKind::OperatorAlarms => "operator_alarms",
             TopicKind::ReportUpdates => "report_updates",
+            TopicKind::NewReports => "new_reports",
         }
     }
 
@@ -37,6 +39,7 @@ impl TopicKind {
             TopicKind::AccountMail,
             TopicKind::OperatorAlarms,
             TopicKind::ReportUpdates,
+            TopicKind::NewReports,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -44,7 +47,7 @@ impl TopicKind {
 }
 
 /// A topic: its id names its purpose (`station:ID`, `area:KEY`, `account-mail`,
-/// `operator-alarms`, `report:ID`).
+/// `operator-alarms`, `report:ID`, `reports-new`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Topic {
     pub id: String,
@@ -91,6 +94,16 @@ impl Topic {
             id: format!("report:{report}"),
             kind: TopicKind::ReportUpdates,
             name: format!("Updates of report {report}"),
+        }
+    }
+
+    /// Newly filed reports, for operators; messages carry `category`, `lat` and `lon`
+    /// attributes, so a filter policy with numeric ranges picks an operator's area.
+    pub fn new_reports() -> Topic {
+        Topic {
+            id: "reports-new".into(),
+            kind: TopicKind::NewReports,
+            name: "New reports".into(),
         }
     }
 

@@ -9,11 +9,13 @@ pub mod identity;
 pub mod ml;
 pub mod notify;
 pub mod observe;
+pub mod reports;
 mod sql;
 mod sql_identity;
 mod sql_ml;
 mod sql_notify;
 mod sql_observe;
+mod sql_reports;
 pub mod testing;
 
 use async_trait::async_trait;
@@ -24,6 +26,7 @@ pub use identity::IdentityStore;
 pub use ml::MlStore;
 pub use notify::NotifyStore;
 pub use observe::ObserveStore;
+pub use reports::ReportStore;
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
@@ -105,10 +108,10 @@ pub struct DeviceKey {
 /// Everything the platform stores: stations, readings and device keys here, users and tokens
 /// through [`IdentityStore`], models and training jobs through [`MlStore`], notifications
 /// through [`NotifyStore`], metrics rollups, alarms and the audit trail through
-/// [`ObserveStore`].
+/// [`ObserveStore`], citizen reports through [`ReportStore`].
 #[async_trait]
 pub trait Store:
-    IdentityStore + MlStore + NotifyStore + ObserveStore + Send + Sync + 'static
+    IdentityStore + MlStore + NotifyStore + ObserveStore + ReportStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and health checks.
     fn backend(&self) -> Backend;

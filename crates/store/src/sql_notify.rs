@@ -119,7 +119,7 @@ fn episode_from_row(r: &AnyRow) -> Result<EpisodeRow> {
 }
 
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
-fn placeholders(first: usize, n: usize) -> String {
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -158,7 +158,7 @@ fn unique_bytes(buf: &mut [u8]) {
     }
 }
 
-async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<i64> {
+pub(crate) async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result<i64> {
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO outbox (message_id, topic_id, channel, recipient, subject, body, html, \
          attributes, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -187,7 +187,7 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &MessageRow) -> Result
     }
 }
 
-async fn insert_deliveries(
+pub(crate) async fn insert_deliveries(
     tx: &mut Transaction<'_, Any>,
     outbox_id: i64,
     deliveries: &[NewDelivery],

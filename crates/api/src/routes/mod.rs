@@ -10,5 +10,6 @@ pub mod latest;
 pub mod ml;
 pub mod oauth;
 pub mod readings;
+pub mod reports;
 pub mod stations;
 pub mod well_known;
