@@ -1,14 +1,14 @@
 //! "My alerts" (`/account/alerts`): a signed-in user's channels (e-mail, webhook, browser
 //! notifications, this site while open) and alert rules (a station or an area, the AQI or a
-//! pollutant's, a category threshold, time zone and quiet hours), with forms to add, pause,
-//! resume, delete and test them; and `/account/events`, the live stream of the signed-in pages.
-//! Every form goes through the API's handlers (`/api/v1/me/…`), so the checks and the messages
-//! are the notification layer's own.
+//! pollutant's, a category threshold, time zone and quiet hours), with forms to add, change
+//! (each rule's edit page), pause, resume, delete and test them; and `/account/events`, the
+//! live stream of the signed-in pages. Every form goes through the API's handlers
+//! (`/api/v1/me/…`), so the checks and the messages are the notification layer's own.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use chrono::NaiveTime;
 use ecocityhub_api::extract::{ApiJson, ApiPath};
@@ -144,6 +144,54 @@ impl RuleDraft {
         }
     }
 
+    /// The draft of a stored rule, for its edit form.
+    pub fn from_rule(spec: &RuleSpec, channels: &[String]) -> RuleDraft {
+        let hhmm = |t: NaiveTime| t.format("%H:%M").to_string();
+        let mut draft = RuleDraft {
+            measure: match spec.measure {
+                Measure::Aqi => "aqi".into(),
+                Measure::Pollutant(p) => p.as_str().into(),
+            },
+            threshold: category_key(spec.threshold),
+            trigger: match spec.trigger {
+                Trigger::Measured { .. } => "measured".into(),
+                Trigger::Forecast { .. } => "forecast".into(),
+            },
+            timezone: spec.timezone.clone(),
+            quiet_start: spec.quiet_hours.map(|q| hhmm(q.start)).unwrap_or_default(),
+            quiet_end: spec.quiet_hours.map(|q| hhmm(q.end)).unwrap_or_default(),
+            label: spec.label.clone().unwrap_or_default(),
+            channels: channels.to_vec(),
+            ..RuleDraft::default()
+        };
+        match &spec.target {
+            Target::Station(id) => draft.station = id.clone(),
+            Target::Area {
+                lat,
+                lon,
+                radius_km,
+            } => {
+                draft.target = "area".into();
+                draft.lat = lat.to_string();
+                draft.lon = lon.to_string();
+                draft.radius_km = radius_km.to_string();
+            }
+        }
+        draft
+    }
+
+    /// The rule the form describes with at least one channel to send to, or what is wrong.
+    pub fn to_rule(&self) -> Result<RuleSpec, String> {
+        let spec = self.to_spec()?;
+        if self.channels.is_empty() {
+            return Err(
+                "Choose at least one channel for the alerts (add one first if you have none)."
+                    .into(),
+            );
+        }
+        Ok(spec)
+    }
+
     /// The rule the form describes; what cannot be read is said in a sentence. (The rest — a
     /// known station, the radius, the time zone — the notification layer checks.)
     pub fn to_spec(&self) -> Result<RuleSpec, String> {
@@ -223,6 +271,19 @@ impl RuleDraft {
     }
 }
 
+/// `edited` with what the form does not show kept from the `stored` rule: the hold, clear and
+/// cooldown times of a measured trigger, how many days ahead a forecast looks (while the kind
+/// of trigger stays), and the daily digest.
+pub fn keep_unshown(mut edited: RuleSpec, stored: &RuleSpec) -> RuleSpec {
+    edited.trigger = match (edited.trigger, stored.trigger) {
+        (Trigger::Measured { .. }, kept @ Trigger::Measured { .. })
+        | (Trigger::Forecast { .. }, kept @ Trigger::Forecast { .. }) => kept,
+        (changed, _) => changed,
+    };
+    edited.digest_at = stored.digest_at;
+    edited
+}
+
 /// The form key of a category (`unhealthy_for_sensitive_groups`).
 fn category_key(c: Category) -> String {
     serde_json::to_value(c)
@@ -246,16 +307,191 @@ pub struct AlertsPage {
     pub available: bool,
     pub channels: Vec<ChannelRow>,
     pub rules: Vec<RuleRow>,
-    pub stations: Vec<Choice>,
-    pub measures: Vec<Choice>,
-    pub thresholds: Vec<Choice>,
+    /// The new-rule form.
+    pub form: RuleForm,
     pub protocols: Vec<Choice>,
-    pub draft: RuleDraft,
     pub channel_endpoint: String,
     /// A webhook's signing secret, shown once.
     pub new_secret: Option<String>,
     /// The VAPID public key browsers subscribe with, when Web Push is set up.
     pub push_key: Option<String>,
+}
+
+/// A rule's edit page (`/account/alerts/rules/{id}/edit`).
+#[derive(Template)]
+#[template(path = "account/rule_edit.html")]
+pub struct EditRulePage {
+    pub layout: Layout,
+    /// The rule as it is stored.
+    pub rule: RuleRow,
+    pub form: RuleForm,
+}
+
+/// The rule form — the new-rule form of "My alerts" and a rule's edit page draw the same one
+/// (`account/rule_form.html`), filled in from a [`RuleDraft`].
+pub struct RuleForm {
+    /// Where it is posted.
+    pub action: String,
+    /// The words of its button.
+    pub submit: &'static str,
+    /// An edit page's form (with a way back).
+    pub editing: bool,
+    pub draft: RuleDraft,
+    pub stations: Vec<Choice>,
+    pub measures: Vec<Choice>,
+    pub thresholds: Vec<Choice>,
+    /// The channels to tick.
+    pub channels: Vec<ChannelRow>,
+}
+
+/// Which rule form: the new-rule one, or the edit form of the rule with this id.
+#[derive(Clone, Copy)]
+enum FormFor<'a> {
+    New,
+    Edit(&'a str),
+}
+
+/// The server has a notification layer and alert rules.
+fn available(web: &WebState) -> bool {
+    web.app.notifier().is_some() && web.app.rules().is_some()
+}
+
+/// The signed-in user's channels, through the API's handler.
+async fn my_channels(web: &WebState, user: &SessionUser) -> WebResult<Vec<ChannelOut>> {
+    let Json(channels) =
+        api_alerts::list_channels(State(web.app.clone()), user.signed_in(&web.app))
+            .await
+            .map_err(WebError::from)?;
+    Ok(channels)
+}
+
+/// The signed-in user's rules, through the API's handler.
+async fn my_rules(web: &WebState, user: &SessionUser) -> WebResult<Vec<RuleOut>> {
+    let Json(rules) = api_alerts::list_rules(State(web.app.clone()), user.signed_in(&web.app))
+        .await
+        .map_err(WebError::from)?;
+    Ok(rules)
+}
+
+/// One of the signed-in user's rules, or a 404 page (also for someone else's).
+async fn my_rule(web: &WebState, user: &SessionUser, id: &str) -> WebResult<RuleOut> {
+    my_rules(web, user)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| WebError::NotFound("You have no such alert.".into()))
+}
+
+/// A stored rule's condition.
+fn stored_spec(rule: &RuleOut) -> WebResult<RuleSpec> {
+    serde_json::from_value(rule.rule.clone())
+        .map_err(|e| WebError::Internal(format!("rule {}: {e}", rule.id)))
+}
+
+/// How the channels of a rule are named: the channel's words, or "a deleted channel".
+fn channel_namer(channels: &[ChannelOut]) -> impl Fn(&str) -> String + '_ {
+    |id| {
+        channels
+            .iter()
+            .find(|c| c.id == id)
+            .map(channel_words)
+            .unwrap_or_else(|| "a deleted channel".into())
+    }
+}
+
+fn channel_rows(channels: &[ChannelOut], ticked: impl Fn(&ChannelOut) -> bool) -> Vec<ChannelRow> {
+    channels
+        .iter()
+        .map(|c| ChannelRow {
+            checked: ticked(c),
+            id: c.id.clone(),
+            kind: protocol_name(&c.protocol),
+            protocol: c.protocol.clone(),
+            endpoint: c.endpoint.clone(),
+            confirmed: c.status == "confirmed",
+            status: c.status.clone(),
+        })
+        .collect()
+}
+
+/// The active stations by name, and `keep` (a rule's station that is no longer active) too.
+async fn station_choices(web: &WebState, keep: &str) -> WebResult<Vec<(String, String)>> {
+    let mut stations: Vec<(String, String)> = web
+        .app
+        .store()
+        .stations()
+        .await?
+        .into_iter()
+        .filter(|s| s.active || s.id.as_str() == keep)
+        .map(|s| (s.id.to_string(), format!("{} ({})", s.name, s.id)))
+        .collect();
+    stations.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(stations)
+}
+
+fn measure_choices() -> Vec<(String, String)> {
+    let mut measures = vec![("aqi".to_string(), "AQI (the highest pollutant)".to_string())];
+    measures.extend(
+        Parameter::ALL
+            .iter()
+            .filter(|p| Table::for_charts(**p).is_some())
+            .map(|p| (p.as_str().to_string(), format!("{} AQI", p.display_name()))),
+    );
+    measures
+}
+
+fn threshold_choices() -> impl Iterator<Item = (String, String)> {
+    Category::UPPER_BOUNDS
+        .iter()
+        .skip(1)
+        .map(|(c, _)| (category_key(*c), format!("{} or worse", c.label())))
+}
+
+/// The rule form filled in from `draft`. The new-rule form ticks every confirmed channel until
+/// the visitor chose; an edit form ticks the rule's own.
+async fn rule_form(
+    web: &WebState,
+    channels: &[ChannelOut],
+    draft: RuleDraft,
+    form_for: FormFor<'_>,
+) -> WebResult<RuleForm> {
+    let fresh = matches!(form_for, FormFor::New) && draft.channels.is_empty();
+    let channels = channel_rows(channels, |c| {
+        if fresh {
+            c.status == "confirmed"
+        } else {
+            draft.channels.contains(&c.id)
+        }
+    });
+    let (action, submit) = match form_for {
+        FormFor::New => ("/account/alerts/rules".to_string(), "Add alert"),
+        FormFor::Edit(id) => (edit_path(id), "Save changes"),
+    };
+    Ok(RuleForm {
+        action,
+        submit,
+        editing: matches!(form_for, FormFor::Edit(_)),
+        stations: choices(station_choices(web, &draft.station).await?, &draft.station),
+        measures: choices(measure_choices(), &draft.measure),
+        thresholds: choices(threshold_choices(), &draft.threshold),
+        channels,
+        draft,
+    })
+}
+
+/// Where a rule's edit page is.
+fn edit_path(id: &str) -> String {
+    format!("/account/alerts/rules/{}/edit", view::url_encode(id))
+}
+
+fn protocol_choices(chosen: &str) -> Vec<Choice> {
+    let protocols = [
+        ("email", "E-mail"),
+        ("webhook", "Webhook (an https URL)"),
+        ("live", "This site, while it is open"),
+    ]
+    .map(|(v, l)| (v.to_string(), l.to_string()));
+    choices(protocols, if chosen.is_empty() { "email" } else { chosen })
 }
 
 /// The view model of "My alerts": the user's channels and rules (through the API's handlers),
@@ -268,94 +504,44 @@ pub async fn alerts_view(
     channel: ChannelDraft,
     new_secret: Option<String>,
 ) -> WebResult<AlertsPage> {
-    let me = user.signed_in(&web.app);
-    let Json(channels) = api_alerts::list_channels(State(web.app.clone()), me.clone())
-        .await
-        .map_err(WebError::from)?;
-    let Json(rules) = api_alerts::list_rules(State(web.app.clone()), me)
-        .await
-        .map_err(WebError::from)?;
-    let name_of = |id: &str| {
-        channels
-            .iter()
-            .find(|c| c.id == id)
-            .map(channel_words)
-            .unwrap_or_else(|| "a deleted channel".into())
-    };
-    let rules: Vec<RuleRow> = rules.iter().map(|r| rule_row(r, &name_of)).collect();
-    // A new rule goes to every confirmed channel unless the visitor chose.
-    let ticked = |c: &ChannelOut| {
-        if draft.channels.is_empty() {
-            c.status == "confirmed"
-        } else {
-            draft.channels.contains(&c.id)
-        }
-    };
-    let channels: Vec<ChannelRow> = channels
-        .iter()
-        .map(|c| ChannelRow {
-            checked: ticked(c),
-            id: c.id.clone(),
-            kind: protocol_name(&c.protocol),
-            protocol: c.protocol.clone(),
-            endpoint: c.endpoint.clone(),
-            confirmed: c.status == "confirmed",
-            status: c.status.clone(),
-        })
-        .collect();
-    let mut stations: Vec<(String, String)> = web
-        .app
-        .store()
-        .stations()
-        .await?
-        .into_iter()
-        .filter(|s| s.active)
-        .map(|s| (s.id.to_string(), format!("{} ({})", s.name, s.id)))
-        .collect();
-    stations.sort_by(|a, b| a.1.cmp(&b.1));
-    let mut measures = vec![("aqi".to_string(), "AQI (the highest pollutant)".to_string())];
-    measures.extend(
-        Parameter::ALL
-            .iter()
-            .filter(|p| Table::for_charts(**p).is_some())
-            .map(|p| (p.as_str().to_string(), format!("{} AQI", p.display_name()))),
-    );
-    let thresholds = Category::UPPER_BOUNDS
-        .iter()
-        .skip(1)
-        .map(|(c, _)| (category_key(*c), format!("{} or worse", c.label())));
-    let protocol = if channel.protocol.is_empty() {
-        "email"
-    } else {
-        channel.protocol.as_str()
-    };
-    let protocols = [
-        ("email", "E-mail"),
-        ("webhook", "Webhook (an https URL)"),
-        ("live", "This site, while it is open"),
-    ]
-    .map(|(v, l)| (v.to_string(), l.to_string()));
+    let channels = my_channels(web, user).await?;
+    let name_of = channel_namer(&channels);
+    let rules = my_rules(web, user).await?;
     Ok(AlertsPage {
         layout,
-        available: web.app.notifier().is_some() && web.app.rules().is_some(),
-        channels,
-        rules,
-        stations: choices(stations, &draft.station),
-        measures: choices(measures, &draft.measure),
-        thresholds: choices(thresholds, &draft.threshold),
-        protocols: choices(protocols, protocol),
+        available: available(web),
+        rules: rules.iter().map(|r| rule_row(r, &name_of)).collect(),
+        form: rule_form(web, &channels, draft, FormFor::New).await?,
+        channels: channel_rows(&channels, |_| false),
+        protocols: protocol_choices(&channel.protocol),
         channel_endpoint: if channel.protocol.is_empty() {
             user.email.clone()
         } else {
             channel.endpoint
         },
-        draft,
         new_secret,
         push_key: web
             .app
             .notifier()
             .and_then(|n| n.vapid_public_key())
             .map(str::to_string),
+    })
+}
+
+/// The view model of a rule's edit page: the rule as stored, its form filled in from `draft`.
+pub async fn edit_view(
+    web: &WebState,
+    user: &SessionUser,
+    layout: Layout,
+    rule: &RuleOut,
+    draft: RuleDraft,
+) -> WebResult<EditRulePage> {
+    let channels = my_channels(web, user).await?;
+    let row = rule_row(rule, &channel_namer(&channels));
+    Ok(EditRulePage {
+        layout,
+        rule: row,
+        form: rule_form(web, &channels, draft, FormFor::Edit(&rule.id)).await?,
     })
 }
 
@@ -480,10 +666,20 @@ async fn after<T>(
     }
 }
 
-/// `GET /account/alerts`.
-pub async fn alerts(State(web): State<WebState>, visitor: Visitor) -> WebResult<Response> {
+#[derive(serde::Deserialize)]
+pub struct AlertsQuery {
+    /// The rule just changed on its edit page (the redirect back here).
+    changed: Option<String>,
+}
+
+/// `GET /account/alerts` (`?changed=ID` after a rule's edit page saved it).
+pub async fn alerts(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    Query(q): Query<AlertsQuery>,
+) -> WebResult<Response> {
     let user = visitor.require()?;
-    let page = alerts_view(
+    let mut page = alerts_view(
         &web,
         user,
         layout(&web, &visitor),
@@ -492,6 +688,17 @@ pub async fn alerts(State(web): State<WebState>, visitor: Visitor) -> WebResult<
         None,
     )
     .await?;
+    if let Some(id) = q.changed {
+        let text = match page.rules.iter().find(|r| r.id == id) {
+            Some(r) => format!(
+                "The alert is changed: {} ({}).",
+                r.description,
+                r.threshold.to_lowercase()
+            ),
+            None => "The alert is changed.".into(),
+        };
+        page.layout = page.layout.flash(text);
+    }
     answer(StatusCode::OK, page)
 }
 
@@ -670,6 +877,16 @@ pub async fn test_channel(
 
 // ---- rules ---------------------------------------------------------------------------------
 
+/// An API error as a form answers it: the API's words and status for a mistake of the
+/// visitor's; a fault of ours keeps its detail (for the error page and the log).
+fn mistake(e: ApiError) -> (StatusCode, String) {
+    if e.status().is_server_error() {
+        (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    } else {
+        (status_of(&e), say(&e))
+    }
+}
+
 /// `POST /account/alerts/rules`: adds a rule; a mistake is said on the page, with the form as
 /// it was filled in.
 pub async fn add_rule(
@@ -679,13 +896,8 @@ pub async fn add_rule(
 ) -> WebResult<Response> {
     let user = visitor.require()?;
     let draft = RuleDraft::from_fields(&fields);
-    let spec = draft.to_spec();
-    let result = match spec {
+    let result = match draft.to_rule() {
         Err(why) => Err((StatusCode::BAD_REQUEST, why)),
-        Ok(_) if draft.channels.is_empty() => Err((
-            StatusCode::BAD_REQUEST,
-            "Choose at least one channel for the alerts (add one first if you have none).".into(),
-        )),
         Ok(spec) => api_alerts::create_rule(
             State(web.app.clone()),
             user.signed_in(&web.app),
@@ -696,41 +908,87 @@ pub async fn add_rule(
             }),
         )
         .await
-        .map_err(|e| {
-            if e.status().is_server_error() {
-                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            } else {
-                (status_of(&e), say(&e))
-            }
-        }),
+        .map_err(mistake),
+    };
+    let (layout, draft, status) = match result {
+        Ok((_, Json(rule))) => (
+            layout(&web, &visitor).flash(format!("The alert is saved: {}.", rule.description)),
+            RuleDraft::default(),
+            StatusCode::OK,
+        ),
+        Err((status, detail)) if status.is_server_error() => {
+            return Err(WebError::Internal(detail))
+        }
+        Err((status, why)) => (layout(&web, &visitor).error(why), draft, status),
+    };
+    let page = alerts_view(&web, user, layout, draft, ChannelDraft::default(), None).await?;
+    answer(status, page)
+}
+
+fn edit_layout(web: &WebState, visitor: &Visitor) -> Layout {
+    Layout::new(web, visitor, "Change an alert").section("account")
+}
+
+/// `GET /account/alerts/rules/{id}/edit`: the rule form, filled in from the stored rule.
+pub async fn edit_rule_form(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
+    let user = visitor.require()?;
+    if !available(&web) {
+        return Err(WebError::NotFound(
+            "Alerts are not set up on this server.".into(),
+        ));
+    }
+    let rule = my_rule(&web, user, &id).await?;
+    let draft = RuleDraft::from_rule(&stored_spec(&rule)?, &rule.channels);
+    let page = edit_view(&web, user, edit_layout(&web, &visitor), &rule, draft).await?;
+    Ok(Html(page.render()?).into_response())
+}
+
+/// `POST /account/alerts/rules/{id}/edit`: saves the changed rule (a changed condition starts
+/// a new evaluation) and goes back to "My alerts"; a mistake is said on the edit page, with the
+/// form as it was filled in.
+pub async fn edit_rule(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    CsrfForm(fields): CsrfForm<Vec<(String, String)>>,
+) -> WebResult<Response> {
+    let user = visitor.require()?;
+    let rule = my_rule(&web, user, &id).await?;
+    let stored = stored_spec(&rule)?;
+    let draft = RuleDraft::from_fields(&fields);
+    let result = match draft.to_rule() {
+        Err(why) => Err((StatusCode::BAD_REQUEST, why)),
+        Ok(spec) => {
+            let spec = keep_unshown(spec, &stored);
+            api_alerts::update_rule(
+                State(web.app.clone()),
+                user.signed_in(&web.app),
+                ApiPath(id),
+                ApiJson(RulePatch {
+                    rule: (spec != stored).then_some(spec),
+                    channels: Some(draft.channels.clone()),
+                    paused: None,
+                }),
+            )
+            .await
+            .map_err(mistake)
+        }
     };
     match result {
-        Ok((_, Json(rule))) => {
-            let layout =
-                layout(&web, &visitor).flash(format!("The alert is saved: {}.", rule.description));
-            let page = alerts_view(
-                &web,
-                user,
-                layout,
-                RuleDraft::default(),
-                ChannelDraft::default(),
-                None,
-            )
-            .await?;
-            answer(StatusCode::OK, page)
-        }
+        Ok(Json(saved)) => Ok(Redirect::to(&format!(
+            "/account/alerts?changed={}",
+            view::url_encode(&saved.id)
+        ))
+        .into_response()),
         Err((status, detail)) if status.is_server_error() => Err(WebError::Internal(detail)),
         Err((status, why)) => {
-            let page = alerts_view(
-                &web,
-                user,
-                layout(&web, &visitor).error(why),
-                draft,
-                ChannelDraft::default(),
-                None,
-            )
-            .await?;
-            answer(status, page)
+            let layout = edit_layout(&web, &visitor).error(why);
+            let page = edit_view(&web, user, layout, &rule, draft).await?;
+            Ok((status, Html(page.render()?)).into_response())
         }
     }
 }
@@ -895,5 +1153,60 @@ mod tests {
         assert_eq!(bad.to_spec().unwrap_err(), "Choose a station.");
         let defaults = RuleDraft::default();
         assert_eq!(defaults.threshold, "unhealthy_for_sensitive_groups");
+    }
+
+    #[test]
+    fn a_stored_rule_fills_in_the_form_it_came_from_and_keeps_what_the_form_does_not_show() {
+        let draft = RuleDraft::from_fields(&fields(&[
+            ("target", "area"),
+            ("lat", "52.52"),
+            ("lon", "13.4"),
+            ("radius_km", "2.5"),
+            ("measure", "o3"),
+            ("threshold", "very_unhealthy"),
+            ("trigger", "forecast"),
+            ("timezone", "Europe/Berlin"),
+            ("quiet_start", "22:00"),
+            ("quiet_end", "07:30"),
+            ("label", "Home"),
+            ("channel", "sub_a"),
+        ]));
+        let spec = draft.to_rule().unwrap();
+        assert_eq!(RuleDraft::from_rule(&spec, &draft.channels), draft);
+        let station = RuleSpec {
+            target: Target::Station("s1".into()),
+            ..spec.clone()
+        };
+        let back = RuleDraft::from_rule(&station, &[]);
+        assert_eq!(
+            (back.target.as_str(), back.station.as_str()),
+            ("station", "s1")
+        );
+        assert_eq!(back.to_spec().unwrap(), station);
+        assert_eq!(
+            back.to_rule().unwrap_err(),
+            "Choose at least one channel for the alerts (add one first if you have none)."
+        );
+
+        let stored = RuleSpec {
+            trigger: Trigger::Measured {
+                hold_minutes: 30,
+                clear_minutes: 90,
+                notify_clear: true,
+                cooldown_minutes: 240,
+            },
+            digest_at: NaiveTime::from_hms_opt(8, 0, 0),
+            ..station.clone()
+        };
+        let edited = RuleDraft::from_rule(&stored, &[]).to_spec().unwrap();
+        assert_eq!(edited.trigger, Trigger::default());
+        assert_eq!(keep_unshown(edited, &stored), stored);
+        // A changed kind of trigger is the form's; a forecast keeps how far it looks ahead.
+        assert_eq!(keep_unshown(spec.clone(), &stored).trigger, spec.trigger);
+        let far = RuleSpec {
+            trigger: Trigger::Forecast { days_ahead: 2 },
+            ..spec.clone()
+        };
+        assert_eq!(keep_unshown(spec, &far).trigger, far.trigger);
     }
 }

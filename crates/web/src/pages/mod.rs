@@ -68,6 +68,10 @@ pub fn routes() -> Router<WebState> {
         )
         .route("/account/alerts/push", post(alerts::add_push))
         .route("/account/alerts/rules", post(alerts::add_rule))
+        .route(
+            "/account/alerts/rules/{id}/edit",
+            get(alerts::edit_rule_form).post(alerts::edit_rule),
+        )
         .route("/account/alerts/rules/{id}/pause", post(alerts::pause_rule))
         .route(
             "/account/alerts/rules/{id}/delete",
@@ -75,7 +79,10 @@ pub fn routes() -> Router<WebState> {
         )
         .route("/account/alerts/rules/{id}/test", post(alerts::test_rule))
         .route("/account/events", get(alerts::events))
-        .route("/notify/confirm", get(notify::confirm))
+        .route(
+            "/notify/confirm",
+            get(notify::confirm_form).post(notify::confirm),
+        )
         .route(
             "/unsubscribe/{token}",
             get(notify::unsubscribe_form).post(notify::unsubscribe),

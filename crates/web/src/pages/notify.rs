@@ -1,8 +1,8 @@
 //! The pages the links in notification messages open, without signing in (the token in the
 //! link is the proof): `/notify/confirm?token=…` confirms a pending channel (e-mail or
-//! webhook), `/unsubscribe/{token}` removes a subscription. The unsubscribe page only asks; its
-//! form (or a mail client's RFC 8058 one-click `POST` with `List-Unsubscribe=One-Click`) does
-//! it, so a link scanner following the link changes nothing.
+//! webhook), `/unsubscribe/{token}` removes a subscription. Both pages only ask: the confirm
+//! page's button, and the unsubscribe page's (or a mail client's RFC 8058 one-click `POST` with
+//! `List-Unsubscribe=One-Click`), do it, so a link scanner following a link changes nothing.
 
 use std::sync::Arc;
 
@@ -46,13 +46,49 @@ pub fn protocol_name(protocol: &str) -> &'static str {
 
 // ---- confirm a channel ---------------------------------------------------------------------
 
+/// Where the confirmation page is.
+enum Confirm {
+    /// The link looks like one of ours: ask (the store cannot tell what a token confirms
+    /// without confirming it, so the page does not say which channel).
+    Ask { token: String },
+    /// Confirmed now: what the channel is and where it goes.
+    Done {
+        kind: &'static str,
+        endpoint: String,
+    },
+    /// The link is unknown, used or expired.
+    Invalid,
+}
+
 #[derive(Template)]
 #[template(path = "notify/confirm.html")]
 struct ConfirmPage {
     layout: Layout,
-    /// The confirmed channel: what it is and where it goes.
-    confirmed: Option<(&'static str, String)>,
+    state: Confirm,
     ttl_days: i64,
+}
+
+fn confirm_page(web: &WebState, visitor: &Visitor, state: Confirm) -> WebResult<Response> {
+    let (status, title) = match state {
+        Confirm::Ask { .. } => (StatusCode::OK, "Confirm this channel"),
+        Confirm::Done { .. } => (StatusCode::OK, "Channel confirmed"),
+        Confirm::Invalid => (StatusCode::NOT_FOUND, "This link does not work"),
+    };
+    let page = ConfirmPage {
+        layout: Layout::new(web, visitor, title),
+        state,
+        ttl_days: CONFIRM_TTL_DAYS,
+    };
+    Ok(private_page(status, page.render()?))
+}
+
+/// A token could be one of the notifier's (URL-safe base64 of a random value), so it is
+/// worth a button; anything else is a broken link.
+fn plausible_token(token: &str) -> bool {
+    (20..=200).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[derive(Deserialize)]
@@ -60,36 +96,57 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// `GET /notify/confirm?token=…`: confirms the channel the link was sent to.
-pub async fn confirm(
+/// `GET /notify/confirm?token=…`: the link of a confirmation message. It only asks (mail
+/// scanners and link previews fetch links): the page's button confirms.
+pub async fn confirm_form(
     State(web): State<WebState>,
     visitor: Visitor,
     Query(q): Query<TokenQuery>,
 ) -> WebResult<Response> {
-    let notifier = notifier(&web)?;
+    notifier(&web)?;
     let token = q.token.as_deref().map(str::trim).unwrap_or_default();
-    let confirmed = if token.is_empty() || token.len() > 200 {
-        None
+    let state = if plausible_token(token) {
+        Confirm::Ask {
+            token: token.to_string(),
+        }
     } else {
+        Confirm::Invalid
+    };
+    confirm_page(&web, &visitor, state)
+}
+
+/// `POST /notify/confirm` (`token=…`, from the page's button): confirms the channel the link
+/// was sent to. The token is the proof, so no session or CSRF token is asked for (as for
+/// `POST /api/v1/notify/confirm`).
+pub async fn confirm(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    body: Bytes,
+) -> WebResult<Response> {
+    let notifier = notifier(&web)?;
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let token = fields
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim())
+        .unwrap_or_default();
+    let confirmed = if plausible_token(token) {
         notifier.confirm(token).await.map_err(api_error)?
+    } else {
+        None
     };
-    let (status, title) = match confirmed {
-        Some(_) => (StatusCode::OK, "Channel confirmed"),
-        None => (StatusCode::NOT_FOUND, "This link does not work"),
+    let state = match confirmed {
+        Some(row) => {
+            tracing::info!("a channel was confirmed through its link");
+            let out = ChannelOut::from(&row);
+            Confirm::Done {
+                kind: protocol_name(&out.protocol),
+                endpoint: out.endpoint,
+            }
+        }
+        None => Confirm::Invalid,
     };
-    let confirmed = confirmed.map(|row| {
-        let out = ChannelOut::from(&row);
-        (protocol_name(&out.protocol), out.endpoint)
-    });
-    if confirmed.is_some() {
-        tracing::info!("a channel was confirmed through its link");
-    }
-    let page = ConfirmPage {
-        layout: Layout::new(&web, &visitor, title),
-        confirmed,
-        ttl_days: CONFIRM_TTL_DAYS,
-    };
-    Ok(private_page(status, page.render()?))
+    confirm_page(&web, &visitor, state)
 }
 
 fn api_error(e: ecocityhub_notify::NotifyError) -> WebError {
@@ -213,4 +270,23 @@ pub async fn unsubscribe(
             .into_response());
     }
     unsubscribe_page(&web, &visitor, &token, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_token_like_the_notifiers_gets_a_button() {
+        assert!(plausible_token(&ecocityhub_notify::ids::token()));
+        for bad in [
+            "",
+            "not-a-token",
+            "a b c d e f g h i j k l m",
+            &"x".repeat(201),
+        ] {
+            assert!(!plausible_token(bad), "{bad}");
+        }
+        assert!(!plausible_token("<script>alert(1)</script>-padding"));
+    }
 }

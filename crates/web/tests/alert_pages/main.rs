@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ecocityhub_api::{ApiConfig, AppState, Services};
+use ecocityhub_domain::aqi::us_epa::Category;
 use ecocityhub_domain::{GeoPoint, Station, StationId};
 use ecocityhub_identity::{password, Role};
+use ecocityhub_notify::rules::{RuleSpec, Trigger};
 use ecocityhub_notify::Notifier;
 use ecocityhub_store::identity::User;
 use ecocityhub_store::notify::{DeliveryOutcome, DeliveryStatus};
@@ -155,6 +157,28 @@ impl Site {
 
 impl Browser {}
 
+/// A station rule's form fields (quiet from 22:00, named "Home office"), with its channels.
+fn form<'a>(
+    threshold: &'a str,
+    station: &'a str,
+    quiet_end: &'a str,
+    channels: &[&'a str],
+) -> Vec<(&'a str, &'a str)> {
+    let mut fields = vec![
+        ("target", "station"),
+        ("station", station),
+        ("measure", "aqi"),
+        ("threshold", threshold),
+        ("trigger", "measured"),
+        ("timezone", "Europe/Berlin"),
+        ("quiet_start", "22:00"),
+        ("quiet_end", quiet_end),
+        ("label", "Home office"),
+    ];
+    fields.extend(channels.iter().map(|c| ("channel", *c)));
+    fields
+}
+
 /// The id in the first `action="/account/alerts/{what}/{ID}/…"` of a page.
 fn first_id(html: &str, what: &str) -> String {
     let prefix = format!("action=\"/account/alerts/{what}/");
@@ -163,7 +187,7 @@ fn first_id(html: &str, what: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_confirmation_link_confirms_once_and_a_bad_one_says_why() {
+async fn a_confirmation_link_asks_the_button_confirms_once_and_a_bad_one_says_why() {
     let site = site().await;
     let (mut b, user) = site.signed_in("ada@example.org", &[Role::Citizen]).await;
     b.get("/account/alerts").await;
@@ -178,11 +202,34 @@ async fn a_confirmation_link_confirms_once_and_a_bad_one_says_why() {
     assert!(body.contains("waiting for confirmation"));
     let token = site.confirm_token("ada.work@example.org").await;
 
-    // Anyone with the link confirms it: no sign-in.
+    // Following the link (a mail scanner, a preview) only asks: the channel stays pending.
     let anonymous = site.browser();
+    let link = format!("/notify/confirm?token={token}");
+    for _ in 0..2 {
+        let resp = anonymous
+            .client
+            .get(anonymous.url(&link))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("Confirm this channel"), "{body}");
+        assert!(body.contains(r#"<form class="inline" method="post" action="/notify/confirm">"#));
+        assert!(body.contains(&format!(r#"name="token" value="{token}""#)));
+        assert!(body.contains(r#"<button type="submit">Confirm</button>"#));
+        assert!(!body.contains("<script>") && !body.contains("onclick"));
+        assert!(!body.contains("the channel is confirmed"));
+    }
+    let subs = site.store.subscriptions_of(&user.id).await.unwrap();
+    assert_eq!(subs[0].status, "pending");
+
+    // Pressing the button (anyone with the link: no sign-in, no CSRF token) confirms it.
     let resp = anonymous
         .client
-        .get(anonymous.url(&format!("/notify/confirm?token={token}")))
+        .post(anonymous.url("/notify/confirm"))
+        .form(&[("token", token.as_str())])
         .send()
         .await
         .unwrap();
@@ -197,13 +244,33 @@ async fn a_confirmation_link_confirms_once_and_a_bad_one_says_why() {
     // Used, unknown, or missing: a 404 page that says what to do.
     let mut other = site.browser();
     for path in [
-        format!("/notify/confirm?token={token}"),
-        "/notify/confirm?token=not-a-token".to_string(),
-        "/notify/confirm".to_string(),
+        "/notify/confirm?token=not-a-token",
+        "/notify/confirm?token=%3Cscript%3Ealert(1)%3C%2Fscript%3E-padding-padding",
+        "/notify/confirm",
     ] {
-        let (status, body) = other.get(&path).await;
+        let (status, body) = other.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(body.contains("unknown, already used or expired (links last 3 days)"));
+        assert!(!body.contains("name=\"token\""));
+    }
+    for token in [
+        token.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "",
+    ] {
+        let resp = other
+            .client
+            .post(other.url("/notify/confirm"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{token}");
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("unknown, already used or expired"));
     }
 }
 
@@ -493,6 +560,157 @@ async fn my_alerts_adds_tests_pauses_and_deletes_channels_and_rules() {
     assert_eq!(
         site.store.subscriptions_of(&user.id).await.unwrap().len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_rule_is_changed_on_its_edit_page_and_a_bad_change_keeps_the_form() {
+    let site = site().await;
+    let (mut b, user) = site.signed_in("eli@example.org", &[Role::Citizen]).await;
+    b.get("/account/alerts").await;
+    for fields in [
+        &[("protocol", "email"), ("endpoint", "eli@example.org")][..],
+        &[("protocol", "live")][..],
+    ] {
+        let (status, _, body) = b.post("/account/alerts/channels", fields).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let channels = site.store.subscriptions_of(&user.id).await.unwrap();
+    let (status, _, body) = b
+        .post(
+            "/account/alerts/rules",
+            &[
+                ("target", "station"),
+                ("station", "s1"),
+                ("measure", "aqi"),
+                ("threshold", "moderate"),
+                ("timezone", "Europe/Berlin"),
+                ("quiet_start", "22:00"),
+                ("quiet_end", "07:00"),
+                ("label", "Home"),
+                ("channel", &channels[0].id),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut row = site.store.rules_of(&user.id).await.unwrap().remove(0);
+    let id = row.id.clone();
+    // Set through the API, not shown by the form: kept by an edit.
+    let mut spec: RuleSpec = serde_json::from_str(&row.spec).unwrap();
+    spec.trigger = Trigger::Measured {
+        hold_minutes: 30,
+        clear_minutes: 90,
+        notify_clear: true,
+        cooldown_minutes: 240,
+    };
+    spec.digest_at = Some(chrono::NaiveTime::from_hms_opt(8, 0, 0).unwrap());
+    row.spec = serde_json::to_string(&spec).unwrap();
+    assert!(site.store.update_rule(&row).await.unwrap());
+
+    // The list links each rule's edit page; the page is the rule form, filled in.
+    let edit = format!("/account/alerts/rules/{id}/edit");
+    let (_, page) = b.get("/account/alerts").await;
+    assert!(
+        page.contains(&format!(
+            r#"<a class="button secondary" href="{edit}" aria-label="Edit The AQI at s1">Edit</a>"#
+        )),
+        "{page}"
+    );
+    let (status, page) = b.get(&edit).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!(
+        r#"<form class="stack" method="post" action="{edit}">"#
+    )));
+    assert!(page.contains(r#"<option value="s1" selected>Station s1 (s1)</option>"#));
+    assert!(page.contains(r#"<option value="moderate" selected>"#));
+    assert!(page.contains(r#"<option value="aqi" selected>"#));
+    assert!(page.contains(r#"value="Europe/Berlin""#) && page.contains(r#"value="Home""#));
+    assert!(page.contains(r#"value="22:00""#) && page.contains(r#"value="07:00""#));
+    assert!(page.contains(&format!(r#"value="{}" checked>"#, channels[0].id)));
+    assert!(page.contains(&format!(r#"value="{}">"#, channels[1].id)));
+    assert!(page.contains(">Save changes</button>") && page.contains(">Cancel</a>"));
+    assert!(!page.contains("<script>") && !page.contains(" onclick="));
+
+    // A mistake of the form, and one the notification layer finds: said on the edit page, with
+    // the form as it was filled in; nothing changes.
+    let first = channels[0].id.as_str();
+    let second = channels[1].id.as_str();
+    let (status, _, body) = b.post(&edit, &form("unhealthy", "s1", "", &[first])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("class=\"flash error\""), "{body}");
+    assert!(body.contains("Give both the start and the end of the quiet hours"));
+    assert!(body.contains(&format!(r#"action="{edit}""#)));
+    assert!(body.contains(r#"value="Home office""#));
+    assert!(body.contains(r#"<option value="unhealthy" selected>"#));
+    let (status, _, body) = b
+        .post(&edit, &form("unhealthy", "nowhere", "07:00", &[first]))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("class=\"flash error\"") && body.contains(r#"value="Home office""#));
+    let (status, _, body) = b.post(&edit, &form("unhealthy", "s1", "07:00", &[])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("Choose at least one channel"));
+    for c in [first, second] {
+        assert!(
+            !body.contains(&format!(r#"value="{c}" checked"#)),
+            "as sent"
+        );
+    }
+    assert_eq!(site.store.rule(&id).await.unwrap().unwrap().spec, row.spec);
+
+    // A good change: back to the list, which says it and shows the new threshold.
+    let (status, location, _) = b
+        .post(&edit, &form("unhealthy", "s1", "07:00", &[first, second]))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, format!("/account/alerts?changed={id}"));
+    let (status, page) = b.get(&location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("The alert is changed: The AQI at s1 (unhealthy or worse)."),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>Unhealthy or worse</td>")
+            && !page.contains("<td>Moderate or worse</td>")
+    );
+    let saved = site.store.rule(&id).await.unwrap().unwrap();
+    let spec: RuleSpec = serde_json::from_str(&saved.spec).unwrap();
+    assert_eq!(spec.threshold, Category::Unhealthy);
+    assert_eq!(spec.label.as_deref(), Some("Home office"));
+    assert_eq!(saved.channels, [first, second]);
+    assert!(matches!(
+        spec.trigger,
+        Trigger::Measured {
+            hold_minutes: 30,
+            clear_minutes: 90,
+            notify_clear: true,
+            cooldown_minutes: 240
+        }
+    ));
+    assert!(spec.digest_at.is_some() && !saved.paused);
+
+    // Only the owner, signed in, with the page's CSRF token.
+    let (mut eve, _) = site.signed_in("eve@example.org", &[Role::Citizen]).await;
+    let (status, _) = eve.get(&edit).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = eve
+        .post(&edit, &form("hazardous", "s1", "07:00", &[]))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, location) = site.browser().get(&edit).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let resp = b
+        .client
+        .post(b.url(&edit))
+        .form(&form("hazardous", "s1", "07:00", &[first]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        site.store.rule(&id).await.unwrap().unwrap().spec,
+        saved.spec
     );
 }
 
