@@ -40,6 +40,9 @@ pub struct FileConfig {
     /// The edge (`[edge]`: rate limits, load shedding, cache, compression, timeouts, TLS).
     #[serde(default)]
     pub edge: ecocityhub_edge::config::EdgeConfig,
+    /// Citizens' reports (`[reports]`: categories, rate limits).
+    #[serde(default)]
+    pub reports: ecocityhub_api::reports::ReportsConfig,
     /// The web application firewall (`[waf]`: rule actions and exclusions over the shipped set).
     #[serde(default)]
     pub waf: ecocityhub_waf::WafConfig,

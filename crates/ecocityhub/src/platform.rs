@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use ecocityhub_api::AppState;
+use ecocityhub_blobs::photo_uploads::PhotoUploads;
+use ecocityhub_blobs::uploads::LocalUploadSigner;
 use ecocityhub_blobs::OpenedBlobs;
 use ecocityhub_notify::{Message, Notifier, Publisher, RuleEngine, Topic, WorkerHandle};
 use ecocityhub_observe::alarms::{AlarmEvent, AlarmSink};
@@ -35,8 +37,34 @@ pub struct Platform {
     pub observer: Arc<Observer>,
     pub edge: ecocityhub_edge::Edge,
     pub waf: Arc<ecocityhub_waf::Waf>,
+    /// Photo uploads of reports (signed URLs, local or S3).
+    pub uploads: PhotoUploads,
     worker: tokio::sync::Mutex<Option<WorkerHandle>>,
     worker_heartbeat: ecocityhub_notify::Heartbeat,
+}
+
+/// Uploads the blob configuration asks for: S3 presigned PUTs for an S3 bucket (feature `aws`),
+/// else URLs served by EcoCityHub at `public_url`.
+async fn photo_uploads(
+    blobs: &OpenedBlobs,
+    file: &FileConfig,
+    public_url: &str,
+) -> Result<PhotoUploads> {
+    let config = file.blobs.clone().unwrap_or_default();
+    #[cfg(feature = "aws")]
+    if config.backend == ecocityhub_blobs::config::Backend::S3 {
+        let signer = ecocityhub_blobs::s3::S3UploadSigner::from_config(&config.s3, config.uploads)
+            .context("S3 upload URLs")?;
+        return Ok(PhotoUploads::remote(
+            blobs.store(),
+            Arc::new(signer),
+            config.photos,
+        ));
+    }
+    let signer = LocalUploadSigner::open(blobs.blobs.as_ref(), public_url, config.uploads)
+        .await
+        .context("upload URLs")?;
+    Ok(PhotoUploads::local(blobs.store(), signer, config.photos))
 }
 
 /// Alarm changes go to the operators' alarm topic of the notification layer.
@@ -112,7 +140,9 @@ impl Platform {
         edge_config.tls.enabled |= settings.tls;
         let edge = ecocityhub_edge::Edge::new(edge_config).context("the edge")?;
         let waf = Arc::new(ecocityhub_waf::Waf::new(file.waf.clone()).context("the firewall")?);
+        let uploads = photo_uploads(&blobs, file, &settings.public_url).await?;
         Ok(Platform {
+            uploads,
             blobs,
             worker_heartbeat: worker.heartbeat(),
             worker: tokio::sync::Mutex::new(Some(worker.spawn())),
@@ -133,6 +163,7 @@ impl Platform {
             audit: Some(self.observer.audit().clone()),
             cache: self.edge.cache().cloned(),
             delivery: None,
+            uploads: Some(self.uploads.clone()),
             readiness: vec![Arc::new(ecocityhub_api::HeartbeatCheck {
                 name: "delivery_worker",
                 heartbeat: self.worker_heartbeat.clone(),

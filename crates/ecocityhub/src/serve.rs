@@ -107,6 +107,11 @@ fn api_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> Result<A
         config.identity.policies = Some(text);
     }
     config.identity.tokens.issuer = public_url.trim_end_matches('/').to_string();
+    file.reports
+        .categories
+        .check()
+        .map_err(|e| anyhow::anyhow!("[reports] {e}"))?;
+    config.reports = file.reports.clone();
     if let Some(seconds) = args.key_refresh_seconds.or(file.key_refresh_seconds) {
         config.identity.key_refresh = std::time::Duration::from_secs(seconds);
     }
@@ -380,6 +385,15 @@ async fn housekeeping(
         match blobs.versions().expire_versions(now).await {
             Ok(expired) => tracing::debug!(?expired, "old blob versions expired"),
             Err(e) => tracing::warn!(error = %e, "could not expire blob versions"),
+        }
+        if let Some(uploads) = state.photo_uploads() {
+            let blobs = uploads.blobs().clone();
+            match ecocityhub_blobs::uploads::expire_uploads(blobs.as_ref(), uploads.config(), now)
+                .await
+            {
+                Ok(expired) => tracing::debug!(?expired, "unattached uploads expired"),
+                Err(e) => tracing::warn!(error = %e, "could not expire unattached uploads"),
+            }
         }
     }
 }
