@@ -134,7 +134,7 @@ fn summarize(series: &[&RecentSeries]) -> (Vec<LatestValue>, HourlyWindow) {
         if let Some(p) = s
             .points
             .last()
-            .filter(|p| p.flag != QualityFlag::Invalid && end - p.ts < 86_400)
+            .filter(|p| p.flag.counts() && end - p.ts < 86_400)
         {
             window.daily_means.insert(s.parameter, p.value);
         }

@@ -266,6 +266,7 @@ fn signed_in_table() -> RouteTable {
         .delete("/api/v1/me", r::auth::delete_me)
         .post("/api/v1/stations", r::stations::create)
         .patch("/api/v1/stations/{id}", r::stations::update)
+        .post("/api/v1/stations/{id}/readings/flag", r::readings::set_flag)
         .get("/api/v1/me/channels", r::alerts::list_channels)
         .post("/api/v1/me/channels", r::alerts::create_channel)
         .delete("/api/v1/me/channels/{id}", r::alerts::delete_channel)

@@ -72,6 +72,7 @@ use crate::routes;
         routes::alerts::list_deliveries,
         routes::alerts::redrive_delivery,
         routes::alerts::redrive_all,
+        routes::readings::set_flag,
         routes::reports::categories,
         routes::reports::list,
         routes::reports::pins,

@@ -2273,7 +2273,103 @@ async fn operators_make_and_change_stations(app: TestApp) {
     problem(resp, StatusCode::NOT_FOUND).await;
 }
 
+/// A spike the anomaly checks flagged stays stored and shown, but does not drive the index
+/// until an operator confirms it valid (and marking it invalid takes it out again).
+async fn suspect_readings_leave_the_index_until_an_operator_confirms_them(app: TestApp) {
+    use ecocityhub_domain::{QualityFlag, Reading, StationId};
+    use ecocityhub_identity::{password, Role};
+    use ecocityhub_store::identity::User;
+    let now = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    app.seed_hourly(
+        "s1",
+        Parameter::Pm25,
+        now - Duration::hours(23),
+        &[Some(10.0); 23],
+    )
+    .await;
+    let spike = Reading {
+        station: StationId::parse("s1").unwrap(),
+        parameter: Parameter::Pm25,
+        time: now,
+        value: 480.0,
+        flag: QualityFlag::Suspect,
+    };
+    app.store.insert_readings(&[spike]).await.unwrap();
+    let aqi_of_s1 = |latest: Value| {
+        let s1 = latest
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["station"] == "s1")
+            .cloned()
+            .unwrap();
+        (s1["aqi"]["aqi"].as_u64().unwrap(), s1["values"][0].clone())
+    };
+    let (aqi, newest) = aqi_of_s1(app.get_json("/api/v1/latest").await);
+    assert!(aqi < 60, "the suspect spike drove the AQI to {aqi}");
+    assert_eq!(newest["value"], 480.0, "the reading is still shown");
+    assert_eq!(newest["flag"], "suspect");
+
+    let operator = User {
+        id: "op-1".into(),
+        email: "op@example.org".into(),
+        password_hash: password::hash(PASSWORD),
+        roles: vec![Role::Operator],
+        confirmed: true,
+        created_at: Utc::now(),
+    };
+    assert!(app.store.insert_user(&operator).await.unwrap());
+    let op = app.tokens("op@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.sign_up_confirmed("cit@example.org").await;
+    let citizen = app.tokens("cit@example.org").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let verdict = json!({"parameter": "pm25", "time": iso(now), "flag": "valid"});
+    let path = "/api/v1/stations/s1/readings/flag";
+    problem(
+        app.post_as(&citizen, path, verdict.clone()).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let resp = app.post_as(&op, path, verdict).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let changed: Value = resp.json().await.unwrap();
+    assert_eq!(changed["previous"], "suspect");
+    let (confirmed, _) = aqi_of_s1(app.get_json("/api/v1/latest").await);
+    assert!(
+        confirmed > aqi + 50,
+        "confirmed valid, the spike counts: {confirmed}"
+    );
+    let invalid = json!({"parameter": "pm25", "time": iso(now), "flag": "invalid"});
+    assert_eq!(
+        app.post_as(&op, path, invalid).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(aqi_of_s1(app.get_json("/api/v1/latest").await).0, aqi);
+    for (body, status) in [
+        (
+            json!({"parameter": "pm25", "time": iso(now - Duration::days(400)), "flag": "valid"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"parameter": "pm25", "time": iso(now), "flag": "fine"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"parameter": "smog", "time": iso(now), "flag": "valid"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        problem(app.post_as(&op, path, body).await, status).await;
+    }
+}
+
 both_backends!(
+    suspect_readings_leave_the_index_until_an_operator_confirms_them,
     operators_make_and_change_stations,
     a_json_batch_is_stored_and_resending_it_changes_nothing,
     ndjson_and_csv_batches_are_accepted,

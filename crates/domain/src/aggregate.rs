@@ -196,7 +196,7 @@ impl Aggregator {
                 ));
             }
         }
-        if flag != QualityFlag::Invalid {
+        if flag.counts() {
             let (_, acc) = self.current.as_mut().expect("just set");
             acc.sum += value;
             acc.min = acc.min.min(value);
@@ -297,9 +297,10 @@ mod tests {
     }
 
     #[test]
-    fn invalid_readings_count_as_missing() {
+    fn suspect_and_invalid_readings_count_as_missing() {
         let data = vec![
             (0, 100.0, QualityFlag::Invalid),
+            (900, 480.0, QualityFlag::Suspect),
             (1800, 4.0, QualityFlag::Valid),
         ];
         let a = aggregate(&data, Interval::Hour, AggregateFn::Avg, 1800);

@@ -26,6 +26,13 @@ pub enum QualityFlag {
 }
 
 impl QualityFlag {
+    /// Whether the reading counts towards averages, indices, trends and forecasts: only valid
+    /// ones do. Suspect and invalid readings stay stored and shown, marked, until an operator
+    /// confirms them valid.
+    pub const fn counts(self) -> bool {
+        matches!(self, QualityFlag::Valid)
+    }
+
     pub const fn as_i16(self) -> i16 {
         match self {
             QualityFlag::Valid => 0,

@@ -58,6 +58,16 @@ pub async fn notify_bench(backend: &str, server: Option<&str>) -> Result<()> {
         ms(latency.max),
         latency.samples
     );
+    let through =
+        crate::bench_alerts::ingest_to_webhook(fresh(dir.path(), "ingest", server).await?, 200)
+            .await?;
+    println!(
+        "notify ({backend}): reading's 2xx → alert webhook arrival p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples, default worker settings)",
+        ms(through.p50),
+        ms(through.p99),
+        ms(through.max),
+        through.samples
+    );
     let cost = bench::rule_cost(fresh(dir.path(), "rules", server).await?, 1_000, 400, 100).await?;
     println!(
         "notify ({backend}): ingest with {} alert rules {:.0} readings/s vs {:.0} without ({:+.1} %); rule evaluation {:.3} ms per batch of {} ({:.1} % of the time)",

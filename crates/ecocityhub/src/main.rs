@@ -8,6 +8,7 @@
 
 mod audit;
 mod bench;
+mod bench_alerts;
 mod bench_layers;
 mod bench_ml;
 mod config;

@@ -1,7 +1,7 @@
 //! Reading a station's history out of the store as hourly series: the pollutant to forecast and
 //! the station's own weather.
 
-use ecocityhub_domain::{Parameter, QualityFlag, StationId};
+use ecocityhub_domain::{Parameter, StationId};
 use ecocityhub_store::{Store, StoreError};
 
 use crate::features::Weather;
@@ -34,7 +34,7 @@ pub async fn load_series(
     Ok(HourlySeries::from_points(
         points
             .into_iter()
-            .filter(|p| p.flag != QualityFlag::Invalid)
+            .filter(|p| p.flag.counts())
             .map(|p| (p.ts, p.value)),
     ))
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use ecocityhub_domain::{Parameter, QualityFlag, Reading, StationId};
+use ecocityhub_domain::{Parameter, Reading, StationId};
 use ecocityhub_store::ml::AnomalyRecord;
 use ecocityhub_store::{Store, StoreError};
 
@@ -46,7 +46,7 @@ async fn values(
         .readings(station, parameter, from, to, 100_000)
         .await?
         .into_iter()
-        .filter(|p| p.flag != QualityFlag::Invalid)
+        .filter(|p| p.flag.counts())
         .map(|p| (p.ts, p.value))
         .collect())
 }

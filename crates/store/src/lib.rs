@@ -150,6 +150,16 @@ pub trait Store:
         seconds: i64,
     ) -> Result<()>;
 
+    /// Sets the flag of one stored reading (an operator confirming a suspect reading valid, or
+    /// marking one invalid); returns the flag it had, `None` if there is no such reading.
+    async fn set_reading_flag(
+        &self,
+        station: &StationId,
+        parameter: Parameter,
+        ts: i64,
+        flag: QualityFlag,
+    ) -> Result<Option<QualityFlag>>;
+
     /// Readings of one series with `from <= ts < to`, in time order, at most `limit`.
     async fn readings(
         &self,

@@ -464,6 +464,37 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn set_reading_flag(
+        &self,
+        station: &StationId,
+        parameter: Parameter,
+        ts: i64,
+        flag: QualityFlag,
+    ) -> Result<Option<QualityFlag>> {
+        let Some(series) = self.series_id(station, parameter).await? else {
+            return Ok(None);
+        };
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let old: Option<i64> =
+            sqlx::query_scalar("SELECT flag FROM readings WHERE series_id = $1 AND ts = $2")
+                .bind(series)
+                .bind(ts)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE readings SET flag = $1 WHERE series_id = $2 AND ts = $3")
+            .bind(i64::from(flag.as_i16()))
+            .bind(series)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(QualityFlag::from_i16(old as i16)))
+    }
+
     async fn readings(
         &self,
         station: &StationId,

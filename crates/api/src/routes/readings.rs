@@ -470,3 +470,79 @@ mod tests {
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("v2:5")).is_err());
     }
 }
+
+/// An operator's verdict on one reading.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagChange {
+    /// Parameter (OpenAQ name).
+    pub parameter: String,
+    /// The reading's time (ISO-8601).
+    pub time: String,
+    /// `valid` (confirmed: it counts again), `suspect` or `invalid`.
+    pub flag: String,
+}
+
+/// What the verdict changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlagChanged {
+    pub parameter: Parameter,
+    pub time: DateTime<Utc>,
+    pub previous: QualityFlag,
+    pub flag: QualityFlag,
+}
+
+/// Confirms a suspect reading valid (it counts towards indices, averages, trends and forecasts
+/// again) or marks a reading suspect or invalid. Operators and admins; audited.
+#[utoipa::path(post, path = "/api/v1/stations/{id}/readings/flag", tag = "readings",
+    security(("bearer_jwt" = [])),
+    params(("id" = String, Path, description = "Station id")), request_body = FlagChange,
+    responses((status = 200, body = FlagChanged),
+              (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn set_flag(
+    State(app): State<AppState>,
+    me: crate::signed_in::SignedIn,
+    ApiPath(id): ApiPath<String>,
+    crate::extract::ApiJson(change): crate::extract::ApiJson<FlagChange>,
+) -> ApiResult<Json<FlagChanged>> {
+    let station = find(&app, &id).await?;
+    me.authorize(
+        &app,
+        ecocityhub_identity::Action::ManageStations,
+        &ecocityhub_identity::Resource::Station(station.id.to_string()),
+    )?;
+    let parameter: Parameter =
+        change
+            .parameter
+            .parse()
+            .map_err(|e: ecocityhub_domain::parameter::UnknownParameter| {
+                ApiError::BadRequest(e.to_string())
+            })?;
+    let time = parse_time(&change.time).map_err(ApiError::BadRequest)?;
+    let flag: QualityFlag = change.flag.parse().map_err(ApiError::BadRequest)?;
+    let previous = app
+        .store()
+        .set_reading_flag(&station.id, parameter, time.timestamp(), flag)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "station {} has no {parameter} reading at {}",
+                station.id,
+                time.to_rfc3339()
+            ))
+        })?;
+    app.readings_changed();
+    app.invalidate(&[
+        "latest".into(),
+        "stations".into(),
+        format!("station:{}", station.id),
+    ]);
+    Ok(Json(FlagChanged {
+        parameter,
+        time,
+        previous,
+        flag,
+    }))
+}

@@ -24,7 +24,7 @@ pub struct HourlyWindow {
 
 impl HourlyWindow {
     /// Builds the window whose most recent hour is the one holding `end` (epoch seconds) from
-    /// raw readings of any spacing: readings are averaged per hour, invalid ones left out.
+    /// raw readings of any spacing: readings are averaged per hour, suspect and invalid ones left out.
     pub fn from_readings(
         end: i64,
         readings: impl IntoIterator<Item = (Parameter, i64, f64, QualityFlag)>,
@@ -33,7 +33,7 @@ impl HourlyWindow {
         let mut sums: HashMap<(Parameter, usize), (f64, u32)> = HashMap::new();
         for (p, ts, v, flag) in readings {
             let ago = end_hour - ts.div_euclid(3600);
-            if flag == QualityFlag::Invalid || !(0..24).contains(&ago) {
+            if !flag.counts() || !(0..24).contains(&ago) {
                 continue;
             }
             let e = sums.entry((p, ago as usize)).or_insert((0.0, 0));
@@ -81,13 +81,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readings_are_averaged_per_hour_back_from_the_end() {
+    fn readings_are_averaged_per_hour_back_from_the_end_without_doubtful_ones() {
         let end = 10 * 3600 + 1800;
         let w = HourlyWindow::from_readings(
             end,
             [
                 (Parameter::Pm25, 10 * 3600, 10.0, QualityFlag::Valid),
                 (Parameter::Pm25, 10 * 3600 + 900, 20.0, QualityFlag::Valid),
+                (
+                    Parameter::Pm25,
+                    10 * 3600 + 1200,
+                    480.0,
+                    QualityFlag::Suspect,
+                ),
                 (Parameter::Pm25, 9 * 3600, 99.0, QualityFlag::Invalid),
                 (Parameter::Pm25, 8 * 3600, 7.0, QualityFlag::Valid),
                 (Parameter::Pm25, -20 * 3600, 1.0, QualityFlag::Valid),
