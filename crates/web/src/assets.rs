@@ -139,7 +139,7 @@ mod tests {
             assert_eq!(a.hashed.len(), a.name.len() + 13, "{}", a.hashed);
             assert_eq!(a.url, format!("/static/{}", a.hashed));
         }
-        for name in ["app.css", "app.js", "favicon.svg", "sw.js"] {
+        for name in ["app.css", "app.js", "reports.js", "favicon.svg", "sw.js"] {
             assert!(url(name).starts_with("/static/"));
         }
     }

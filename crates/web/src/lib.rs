@@ -44,6 +44,9 @@ pub struct WebConfig {
     pub tile_attribution: Option<String>,
     /// The name shown in the title and header.
     pub site_name: String,
+    /// Other origins (`https://bucket.s3.eu-west-1.amazonaws.com`) the pages' scripts may send
+    /// to: where photos of reports are uploaded when the signed URLs are not this site's.
+    pub connect_origins: Vec<String>,
 }
 
 impl WebConfig {
@@ -53,6 +56,7 @@ impl WebConfig {
             tile_url: None,
             tile_attribution: None,
             site_name: "EcoCityHub".into(),
+            connect_origins: Vec::new(),
         }
     }
 
@@ -122,7 +126,8 @@ pub fn app(state: AppState, config: WebConfig) -> Router {
 }
 
 /// The Content-Security-Policy of every page: only first-party scripts and styles, no
-/// inline code, no framing; map tiles from their host when configured.
+/// inline code, no framing; map tiles from their host and uploads to their origins when
+/// configured.
 fn content_security_policy(config: &WebConfig) -> String {
     let tiles = config
         .tile_url
@@ -132,10 +137,19 @@ fn content_security_policy(config: &WebConfig) -> String {
             Some(format!(" {}://{}", rest.0, rest.1.split('/').next()?))
         })
         .unwrap_or_default();
+    let connect: String = config
+        .connect_origins
+        .iter()
+        .filter(|o| {
+            o.bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'\''))
+        })
+        .map(|o| format!(" {}", o.trim_end_matches('/')))
+        .collect();
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{tiles}; \
-         connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-         base-uri 'none'; object-src 'none'"
+         connect-src 'self'{connect}; font-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
     )
 }
 
@@ -246,5 +260,13 @@ mod tests {
         config.tile_url = Some("https://tile.example.org/{z}/{x}/{y}.png".into());
         let csp = content_security_policy(&config);
         assert!(csp.contains("img-src 'self' data: https://tile.example.org;"));
+        assert!(csp.contains("connect-src 'self';"));
+        config.connect_origins = vec![
+            "https://photos.s3.eu-west-1.amazonaws.com/".into(),
+            "https://x.org; script-src *".into(),
+        ];
+        let csp = content_security_policy(&config);
+        assert!(csp.contains("connect-src 'self' https://photos.s3.eu-west-1.amazonaws.com;"));
+        assert!(!csp.contains("script-src *"));
     }
 }

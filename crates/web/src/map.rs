@@ -1,10 +1,23 @@
 //! The map of stations: a Web Mercator projection of their coordinates fitted to the view,
 //! drawn as SVG with one link per station, coloured by its AQI category. It needs no network;
-//! with a tile URL configured, the tiles covering the view are drawn underneath.
+//! with a tile URL configured, the tiles covering the view are drawn underneath. Citizens'
+//! reports are a second layer ([`report_layer`]), drawn per request into the cached station
+//! map at [`REPORTS_SLOT`], over the stations (a report is often filed at a station's place).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use ecocityhub_domain::aqi::us_epa::Category;
+use ecocityhub_domain::ReportState;
+use ecocityhub_store::reports::ReportPin;
+
+/// Where [`render`] leaves room for the reports layer (over the stations).
+pub const REPORTS_SLOT: &str = "<!--reports-->";
+
+/// The side of a cell of the reports layer, in SVG units: reports sharing a cell are drawn as
+/// one marker with their number, so the layer has at most a few hundred markers however many
+/// reports there are.
+pub const REPORT_CELL: f64 = 32.0;
 
 /// A station as the map draws it.
 #[derive(Debug, Clone)]
@@ -83,6 +96,17 @@ impl Projection {
     pub fn project(&self, lat: f64, lon: f64) -> (f64, f64) {
         let (x, y) = mercator(lat, lon);
         ((x - self.x0) * self.scale, (y - self.y0) * self.scale)
+    }
+
+    /// The point (lat, lon) at SVG coordinates.
+    pub fn unproject(&self, x: f64, y: f64) -> (f64, f64) {
+        let lon = (x / self.scale + self.x0) * 360.0 - 180.0;
+        (inverse_lat(y / self.scale + self.y0), lon)
+    }
+
+    /// The point falls inside the view.
+    pub fn shows(&self, x: f64, y: f64) -> bool {
+        (0.0..WIDTH).contains(&x) && (0.0..self.height).contains(&y)
     }
 }
 
@@ -165,8 +189,93 @@ pub fn render(stations: &[MapStation], tile_url: Option<&str>, label: &str) -> S
         }
         svg.push_str("</g></a>");
     }
+    svg.push_str(REPORTS_SLOT);
     svg.push_str("</svg>");
     svg
+}
+
+/// The reports in one cell of the layer.
+#[derive(Default)]
+struct Cell<'a> {
+    pins: Vec<&'a ReportPin>,
+    open: usize,
+}
+
+fn is_open(pin: &ReportPin) -> bool {
+    pin.state.parse::<ReportState>().is_ok_and(|s| s.is_open())
+}
+
+/// The reports inside the view as SVG markers (small squares: filled when open, hollow when
+/// closed), one per cell of [`REPORT_CELL`] units; a cell of several reports is one bigger
+/// square with their number, linking to the list of the reports there. Returns the layer and
+/// how many reports it shows.
+pub fn report_layer(p: &Projection, pins: &[ReportPin]) -> (String, usize) {
+    let mut cells: BTreeMap<(i64, i64), Cell> = BTreeMap::new();
+    for pin in pins {
+        let (x, y) = p.project(pin.lat, pin.lon);
+        if !p.shows(x, y) {
+            continue;
+        }
+        let key = ((x / REPORT_CELL) as i64, (y / REPORT_CELL) as i64);
+        let cell = cells.entry(key).or_default();
+        cell.open += usize::from(is_open(pin));
+        cell.pins.push(pin);
+    }
+    let shown = cells.values().map(|c| c.pins.len()).sum();
+    let mut svg = String::with_capacity(64 + cells.len() * 260);
+    svg.push_str(r#"<g class="reports">"#);
+    for ((cx, cy), cell) in &cells {
+        match cell.pins.as_slice() {
+            [one] => draw_report(&mut svg, p, one),
+            _ => draw_cluster(&mut svg, p, (*cx, *cy), cell),
+        }
+    }
+    svg.push_str("</g>");
+    (svg, shown)
+}
+
+fn draw_report(svg: &mut String, p: &Projection, pin: &ReportPin) {
+    let (x, y) = p.project(pin.lat, pin.lon);
+    let state = pin.state.parse::<ReportState>().ok();
+    let words = format!(
+        "Report: {} ({})",
+        escape(&pin.title),
+        state.map_or(pin.state.as_str(), |s| s.label())
+    );
+    write!(
+        svg,
+        r#"<a href="/reports/{id}" aria-label="{words}"><g class="report {class}"><title>{words}</title><rect x="{rx:.1}" y="{ry:.1}" width="9" height="9"/></g></a>"#,
+        id = escape(&pin.id),
+        class = if is_open(pin) { "open" } else { "closed" },
+        rx = x - 4.5,
+        ry = y - 4.5,
+    )
+    .unwrap();
+}
+
+fn draw_cluster(svg: &mut String, p: &Projection, (cx, cy): (i64, i64), cell: &Cell) {
+    let n = cell.pins.len();
+    let (x0, y0) = (cx as f64 * REPORT_CELL, cy as f64 * REPORT_CELL);
+    let (x1, y1) = (x0 + REPORT_CELL, y0 + REPORT_CELL);
+    let (min_lat, min_lon) = p.unproject(x0, y1);
+    let (max_lat, max_lon) = p.unproject(x1, y0);
+    // The square sits at the reports' mean position.
+    let (sx, sy) = cell.pins.iter().fold((0.0, 0.0), |(ax, ay), pin| {
+        let (x, y) = p.project(pin.lat, pin.lon);
+        (ax + x, ay + y)
+    });
+    let (x, y) = (sx / n as f64, sy / n as f64);
+    let words = format!("{n} reports here ({} open)", cell.open);
+    write!(
+        svg,
+        r#"<a href="/reports?state=all&amp;bbox={min_lon:.5},{min_lat:.5},{max_lon:.5},{max_lat:.5}" aria-label="{words}"><g class="report cluster {class}"><title>{words}</title><rect x="{rx:.1}" y="{ry:.1}" width="16" height="16"/><text x="{x:.1}" y="{ty:.1}" font-size="9" text-anchor="middle" aria-hidden="true">{label}</text></g></a>"#,
+        class = if cell.open > 0 { "open" } else { "closed" },
+        rx = x - 8.0,
+        ry = y - 8.0,
+        ty = y + 3.0,
+        label = if n > 99 { "99+".to_string() } else { n.to_string() },
+    )
+    .unwrap();
 }
 
 fn draw_graticule(svg: &mut String, p: &Projection) {
@@ -297,6 +406,47 @@ mod tests {
         assert!(svg.contains("Station &lt;a&gt;: AQI 160, Unhealthy"));
         assert!(svg.contains("Station &lt;b&gt;: no current AQI"));
         assert!(!svg.contains("<image"));
+    }
+
+    fn pin(id: &str, lat: f64, lon: f64, state: &str) -> ReportPin {
+        ReportPin {
+            id: id.into(),
+            lat,
+            lon,
+            category: "noise".into(),
+            state: state.into(),
+            title: format!("Noise <{id}>"),
+        }
+    }
+
+    #[test]
+    fn reports_are_squares_in_the_view_and_crowds_of_them_one_marker_each_cell() {
+        let p = Projection::fit(&[(52.0, 13.0), (52.5, 13.5)]);
+        let svg = render(&[station("a", 52.0, 13.0, Some(10))], None, "Stations");
+        assert!(svg.find(REPORTS_SLOT).unwrap() > svg.find("/stations/a").unwrap());
+        let mut pins = vec![
+            pin("rep_one", 52.25, 13.25, "submitted"),
+            pin("rep_far", 10.0, 100.0, "submitted"),
+            pin("rep_done", 52.0, 13.45, "fixed"),
+        ];
+        // 10,000 reports in one corner of the view.
+        pins.extend((0..10_000).map(|i| {
+            let d = f64::from(i % 100) * 0.0001;
+            pin(&format!("rep_{i}"), 52.45 + d, 13.05 + d, "closed")
+        }));
+        let (layer, shown) = report_layer(&p, &pins);
+        assert_eq!(shown, 10_002, "the one far away is outside the view");
+        assert!(layer.contains(
+            r#"href="/reports/rep_one" aria-label="Report: Noise &lt;rep_one&gt; (Submitted)""#
+        ));
+        assert!(
+            layer.contains(r#"class="report closed""#),
+            "a fixed report is closed"
+        );
+        assert!(!layer.contains("rep_far"));
+        assert!(layer.contains("reports here (0 open)"));
+        assert!(layer.contains("/reports?state=all&amp;bbox="));
+        assert!(layer.len() < 20_000, "{} bytes", layer.len());
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Layout {
     /// The page listens for the user's live alerts (`/account/events`): signed in, on a
     /// server with a notification layer.
     pub live_events: bool,
+    /// The page's own scripts (static files) besides `app.js`.
+    pub scripts: Vec<&'static str>,
 }
 
 impl Layout {
@@ -58,6 +60,7 @@ impl Layout {
             section: "",
             flash: None,
             live_events: visitor.user.is_some() && web.app.notifier().is_some(),
+            scripts: Vec::new(),
         }
     }
 
@@ -74,11 +77,18 @@ impl Layout {
             section: "",
             flash: None,
             live_events: false,
+            scripts: Vec::new(),
         }
     }
 
     pub fn section(mut self, section: &'static str) -> Layout {
         self.section = section;
+        self
+    }
+
+    /// Loads the static script `name` (deferred) on this page too.
+    pub fn script(mut self, name: &str) -> Layout {
+        self.scripts.push(assets::url(name));
         self
     }
 

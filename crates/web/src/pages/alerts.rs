@@ -36,7 +36,10 @@ pub struct Choice {
     pub selected: bool,
 }
 
-fn choices(items: impl IntoIterator<Item = (String, String)>, selected: &str) -> Vec<Choice> {
+pub(crate) fn choices(
+    items: impl IntoIterator<Item = (String, String)>,
+    selected: &str,
+) -> Vec<Choice> {
     items
         .into_iter()
         .map(|(value, label)| Choice {

@@ -1,11 +1,13 @@
 //! The home page: a map of the stations of one region coloured by their current AQI, the
 //! legend, and the region's summary (the worst stations now, how each pollutant moved over
-//! the last day, every station in a table). The region part is computed once per "latest"
-//! snapshot and shared by all visitors until the next.
+//! the last day, every station in a table), with citizens' reports as a second map layer. The
+//! region part is computed once per "latest" snapshot and shared by all visitors until the
+//! next; the reports layer is drawn into it per request from the map pins (one query, kept for
+//! a few seconds and dropped when a page changes a report).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -14,6 +16,7 @@ use chrono::Utc;
 use ecocityhub_api::latest::LatestStation;
 use ecocityhub_domain::aqi::us_epa::Category;
 use ecocityhub_domain::Parameter;
+use ecocityhub_store::reports::ReportPin;
 use serde::Deserialize;
 
 use crate::error::WebResult;
@@ -66,12 +69,37 @@ pub struct RegionView {
     pub trends: Vec<Trend>,
     pub reporting: usize,
     pub total: usize,
+    /// How the map was fitted (to draw the reports on it).
+    pub projection: map::Projection,
 }
 
-/// Region views of the current snapshot.
+/// Region views of the current snapshot, and the reports' map pins.
 #[derive(Default)]
 pub struct HomeCache {
     inner: Mutex<Option<Cached>>,
+    pins: Mutex<Option<(Instant, Arc<Vec<ReportPin>>)>>,
+}
+
+/// How long the reports' pins are kept (reports changed through the API show after this).
+const PINS_TTL: Duration = Duration::from_secs(10);
+
+impl HomeCache {
+    /// A report changed: the next map reads the pins again.
+    pub fn reports_changed(&self) {
+        *self.pins.lock().expect("not poisoned") = None;
+    }
+}
+
+/// Every visible report's pin: one query, shared for [`PINS_TTL`].
+async fn report_pins(web: &WebState) -> WebResult<Arc<Vec<ReportPin>>> {
+    if let Some((at, pins)) = web.cache.pins.lock().expect("not poisoned").as_ref() {
+        if at.elapsed() < PINS_TTL {
+            return Ok(pins.clone());
+        }
+    }
+    let pins = Arc::new(web.app.store().report_pins().await?);
+    *web.cache.pins.lock().expect("not poisoned") = Some((Instant::now(), pins.clone()));
+    Ok(pins)
 }
 
 /// The views of one snapshot (known by when it was computed and its generation), by region.
@@ -100,6 +128,10 @@ pub fn legend() -> Vec<(&'static str, &'static str)> {
 struct HomePage {
     layout: Layout,
     view: Arc<RegionView>,
+    /// The region's map with the reports drawn in.
+    map_svg: String,
+    /// Reports on the map.
+    reports: usize,
     legend: Vec<(&'static str, &'static str)>,
     tile_attribution: Option<String>,
 }
@@ -121,6 +153,8 @@ pub async fn home(
     Query(q): Query<HomeQuery>,
 ) -> WebResult<Response> {
     let view = region_view(&web, q.region.as_deref()).await?;
+    let (layer, reports) = map::report_layer(&view.projection, &report_pins(&web).await?);
+    let map_svg = view.map_svg.replacen(map::REPORTS_SLOT, &layer, 1);
     let layout = Layout::new(
         &web,
         &visitor,
@@ -130,6 +164,8 @@ pub async fn home(
     super::page(HomePage {
         layout,
         view,
+        map_svg,
+        reports,
         legend: legend(),
         tile_attribution: web
             .config
@@ -252,6 +288,7 @@ async fn build_view(
         region_label(&current)
     );
     let map_svg = map::render(&map_stations, web.config.tile_url.as_deref(), &label);
+    let points: Vec<(f64, f64)> = map_stations.iter().map(|s| (s.lat, s.lon)).collect();
     let mut ranked: Vec<&&LatestStation> = here.iter().filter(|s| s.aqi.is_some()).collect();
     ranked.sort_by_key(|s| std::cmp::Reverse(s.aqi.as_ref().map(|a| a.aqi)));
     let worst = ranked.iter().take(5).map(|s| row(s, now)).collect();
@@ -269,6 +306,7 @@ async fn build_view(
         trends,
         reporting: here.iter().filter(|s| !s.stale && s.time.is_some()).count(),
         total: here.len(),
+        projection: map::Projection::fit(&points),
     })
 }
 

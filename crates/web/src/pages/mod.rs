@@ -1,7 +1,8 @@
-//! The page handlers, by audience: [`home`], [`station`] and [`model`] for everyone, [`notify`]
-//! for whoever follows a link of a notification message, [`account`] and [`alerts`] for users,
-//! [`admin`] for operators and admins, with [`monitoring`] (operators and admins) and [`audit`]
-//! (admins). Handlers are thin: read the visitor, ask the policies, call the store, the identity
+//! The page handlers, by audience: [`home`], [`station`], [`model`] and citizens' [`reports`]
+//! (each one's page: [`report`]) for everyone, [`notify`] for whoever follows a link of a
+//! notification message, [`account`] and [`alerts`] for users, [`admin`] for operators and
+//! admins, with the reports' [`triage`] queue and [`monitoring`] (operators and admins) and
+//! [`audit`] (admins). Handlers are thin: read the visitor, ask the policies, call the store, the identity
 //! layer or the ML layer (often through the API's own handlers, so both front doors behave
 //! alike), render a template.
 
@@ -13,7 +14,10 @@ pub mod home;
 pub mod model;
 pub mod monitoring;
 pub mod notify;
+pub mod report;
+pub mod reports;
 pub mod station;
+pub mod triage;
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
@@ -79,6 +83,16 @@ pub fn routes() -> Router<WebState> {
         )
         .route("/account/alerts/rules/{id}/test", post(alerts::test_rule))
         .route("/account/events", get(alerts::events))
+        .route("/reports", get(reports::list))
+        .route("/reports/new", get(reports::new_form).post(reports::file))
+        .route("/reports/uploads", post(reports::sign_upload))
+        .route("/reports/{id}", get(report::show))
+        .route("/reports/{id}/follow", post(report::follow))
+        .route("/reports/{id}/comments", post(report::comment))
+        .route("/reports/{id}/triage", post(report::triage))
+        .route("/reports/{id}/hide", post(report::hide))
+        .route("/reports/{id}/photos/{n}", get(report::photo))
+        .route("/reports/{id}/photos/{n}/hide", post(report::hide_photo))
         .route(
             "/notify/confirm",
             get(notify::confirm_form).post(notify::confirm),
@@ -109,6 +123,8 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/deliveries", get(admin::deliveries))
         .route("/admin/deliveries/redrive", post(admin::redrive_all))
         .route("/admin/deliveries/{id}/redrive", post(admin::redrive))
+        .route("/admin/reports", get(triage::queue))
+        .route("/admin/reports/bulk", post(triage::bulk))
         .route("/admin/audit", get(audit::audit))
         .route("/admin/monitoring", get(monitoring::monitoring))
 }
