@@ -155,14 +155,14 @@ async fn post_reading(
     client: &reqwest::Client,
     url: &str,
     key: &str,
-    minute: i64,
+    hour: i64,
     value: f64,
 ) -> Result<()> {
     let t0 = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
         .context("t0")?;
-    let time = t0 + chrono::Duration::minutes(minute);
+    let time = t0 + chrono::Duration::hours(hour);
     let body =
         serde_json::json!([{"parameter": "pm25", "time": time.to_rfc3339(), "value": value}]);
     let resp = client.post(url).bearer_auth(key).json(&body).send().await?;
@@ -172,8 +172,9 @@ async fn post_reading(
     Ok(())
 }
 
-/// `samples` probes: a reading over the threshold (timed from its 2xx to the webhook's
-/// arrival), then one below it that clears the episode.
+/// `samples` probes: an hourly reading over the threshold (timed from its 2xx to the
+/// webhook's arrival), then two below it that clear the episode. (PM2.5's NowCast wants two
+/// of the last three hours, hence hourly readings and a first one below the threshold.)
 pub async fn ingest_to_webhook(store: Arc<dyn Store>, samples: usize) -> Result<IngestLatency> {
     let (hook, mut arrivals) = receiver().await?;
     let key = set_up(&store, &hook).await?;
@@ -181,8 +182,9 @@ pub async fn ingest_to_webhook(store: Arc<dyn Store>, samples: usize) -> Result<
     let url = format!("http://{addr}/api/v1/readings");
     let client = reqwest::Client::new();
     let mut times = Vec::with_capacity(samples);
+    post_reading(&client, &url, &key, 0, 5.0).await?;
     for i in 0..samples as i64 {
-        post_reading(&client, &url, &key, i * 2, 250.0).await?;
+        post_reading(&client, &url, &key, 1 + i * 3, 250.0).await?;
         let answered = Instant::now();
         let arrived = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
             .await
@@ -190,7 +192,9 @@ pub async fn ingest_to_webhook(store: Arc<dyn Store>, samples: usize) -> Result<
             .flatten()
             .with_context(|| format!("probe {i}: no webhook within 30 s"))?;
         times.push(arrived.saturating_duration_since(answered));
-        post_reading(&client, &url, &key, i * 2 + 1, 5.0).await?;
+        // Two clean hours bring the NowCast back below the threshold: the episode clears.
+        post_reading(&client, &url, &key, 2 + i * 3, 5.0).await?;
+        post_reading(&client, &url, &key, 3 + i * 3, 5.0).await?;
     }
     worker.shutdown().await;
     times.sort();

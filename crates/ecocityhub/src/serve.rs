@@ -95,7 +95,38 @@ fn web_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> WebConfi
     if let Some(name) = args.site_name.clone().or_else(|| file.site_name.clone()) {
         config.site_name = name;
     }
+    config.connect_origins = upload_origins(file);
     config
+}
+
+/// Where browsers PUT photo uploads other than this server (an S3 bucket), for the pages'
+/// `connect-src`. (The bucket needs a CORS rule allowing PUT from the public URL too.)
+fn upload_origins(file: &FileConfig) -> Vec<String> {
+    let Some(blobs) = &file.blobs else {
+        return Vec::new();
+    };
+    if blobs.backend != ecocityhub_blobs::config::Backend::S3 {
+        return Vec::new();
+    }
+    let s3 = &blobs.s3;
+    let endpoint = s3
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    match endpoint {
+        Some(e) => vec![e.trim_end_matches('/').to_string()],
+        None => {
+            let region = s3
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .unwrap_or_else(|| "us-east-1".into());
+            vec![
+                format!("https://{}.s3.{region}.amazonaws.com", s3.bucket),
+                format!("https://s3.{region}.amazonaws.com"),
+            ]
+        }
+    }
 }
 
 /// The API's settings for a service reachable at `public_url`.

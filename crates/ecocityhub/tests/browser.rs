@@ -330,6 +330,7 @@ async fn people_use_the_site_in_a_real_browser() {
     visitor_sees_the_map_and_opens_a_station(&c, &server).await;
     user_signs_up_confirms_signs_in_and_out(&c, &server, &env).await;
     admin_makes_a_key_trains_and_promotes_a_model(&c, &server).await;
+    citizen_reports_a_problem_and_an_operator_triages_it(&c, &server, &env).await;
     if provider.is_some() {
         someone_signs_in_with_an_outside_provider(&c, &server).await;
     }
@@ -549,6 +550,108 @@ async fn admin_makes_a_key_trains_and_promotes_a_model(c: &Client, server: &Serv
     assert!(flash.contains("Version 2 now serves"), "{flash}");
     check_page_basics(c).await;
     screenshot(c, "admin-models").await;
+}
+
+/// Signs out whoever is signed in and signs in as `email`, landing on `next`.
+async fn sign_in_as(c: &Client, server: &Server, email: &str, next: &str) {
+    c.delete_all_cookies().await.unwrap();
+    c.goto(&server.url(&format!("/account/sign-in?next={next}")))
+        .await
+        .unwrap();
+    fill(c, "#email", email).await;
+    fill(c, "#password", PASSWORD).await;
+    click(c, Locator::Css("form[action='/account/sign-in'] button")).await;
+    wait_for_path(c, next).await;
+}
+
+/// A citizen files a report with a phone's photo (EXIF with GPS) uploaded straight to its
+/// signed URL; the photo served has no EXIF; an admin finds it in the triage queue and moves
+/// it to "investigating" with a public update; the citizen sees the update, and it reached
+/// their live page through the notification layer.
+async fn citizen_reports_a_problem_and_an_operator_triages_it(
+    c: &Client,
+    server: &Server,
+    env: &Env,
+) {
+    let citizen = "ada@example.org";
+    sign_in_as(c, server, citizen, "/reports/new").await;
+    let photo_dir = tempfile::tempdir().unwrap();
+    let photo_path = photo_dir.path().join("canal.jpg");
+    let jpeg = ecocityhub_blobs::photos::testing::jpeg_with_exif_gps(1200, 900, 6);
+    assert!(jpeg.windows(4).any(|w| w == b"Exif"));
+    std::fs::write(&photo_path, &jpeg).unwrap();
+
+    wait_for(c, "#category")
+        .await
+        .select_by_value("illegal_dumping")
+        .await
+        .unwrap();
+    fill(c, "#title", "Fridges dumped by the canal").await;
+    fill(c, "#description", "Three fridges and a mattress").await;
+    fill(c, "#lat", "51.5225").await;
+    fill(c, "#lon", "-0.1545").await;
+    wait_for(c, "#photos")
+        .await
+        .send_keys(photo_path.to_str().unwrap())
+        .await
+        .unwrap();
+    // The page's script hashes the file, asks for a signed URL and PUTs it there.
+    wait_for(c, "input[type=hidden][name=photo]").await;
+    check_page_basics(c).await;
+    screenshot(c, "report-new").await;
+    click(c, Locator::Css("[data-report-submit]")).await;
+    wait_for_path(c, "/reports/rep_").await;
+    assert_eq!(text(c, "h1").await, "Fridges dumped by the canal");
+    wait_for(c, "ul.photos img").await;
+    let url = c.current_url().await.unwrap();
+    let id = url.path().trim_start_matches("/reports/").to_string();
+    let served = reqwest::get(server.url(&format!("/api/v1/reports/{id}/photos/0")))
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    let served = served.bytes().await.unwrap();
+    assert!(served.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    assert!(
+        !served.windows(4).any(|w| w == b"Exif"),
+        "the served photo has no EXIF"
+    );
+    check_page_basics(c).await;
+    screenshot(c, "report").await;
+
+    // The admin triages it from the queue.
+    sign_in_as(c, server, "root@example.org", "/admin/reports").await;
+    click(c, Locator::LinkText("Fridges dumped by the canal")).await;
+    wait_for_path(c, &format!("/reports/{id}")).await;
+    wait_for(c, "#state")
+        .await
+        .select_by_value("investigating")
+        .await
+        .unwrap();
+    fill(c, "#text", "A crew is on its way.").await;
+    click(c, Locator::Css("form[action$='/triage'] button")).await;
+    wait_for_path(c, &format!("/reports/{id}")).await;
+    assert!(text(c, "ol.history").await.contains("A crew is on its way."));
+    screenshot(c, "report-triage").await;
+
+    // The citizen sees it, and was told.
+    sign_in_as(c, server, citizen, &format!("/reports/{id}")).await;
+    let page = text(c, "main").await;
+    assert!(page.contains("Investigating"), "{page}");
+    assert!(page.contains("A crew is on its way."), "{page}");
+    let store = env.store().await;
+    let ada = ecocityhub_store::IdentityStore::user_by_email(&store, citizen)
+        .await
+        .unwrap()
+        .unwrap();
+    let events = ecocityhub_store::NotifyStore::live_events_after(&store, &ada.id, 0, 100)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.body.contains("A crew is on its way.")),
+        "the update reached the citizen's live page: {events:?}"
+    );
 }
 
 async fn someone_signs_in_with_an_outside_provider(c: &Client, server: &Server) {

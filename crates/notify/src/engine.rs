@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ecocityhub_domain::aqi::{us_epa, HourlyWindow};
-use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station};
+use ecocityhub_domain::{GeoPoint, Parameter, Reading, Station};
 use ecocityhub_store::notify::{
     AlertRuleRow, EpisodeChange, EpisodeNotice, EpisodeRow, NewDelivery, SubscriptionRow,
 };
@@ -276,11 +276,7 @@ impl RuleEngine {
                     .windows
                     .entry(series.station.as_str().to_string())
                     .or_default();
-                for p in series
-                    .points
-                    .iter()
-                    .filter(|p| p.flag != QualityFlag::Invalid)
-                {
+                for p in series.points.iter().filter(|p| p.flag.counts()) {
                     w.add(series.parameter, p.ts, p.value, daily);
                 }
             }
@@ -306,7 +302,7 @@ impl RuleEngine {
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for r in readings {
             let station = r.station.as_str();
-            if r.flag == QualityFlag::Invalid || !state.by_station.contains_key(station) {
+            if !r.flag.counts() || !state.by_station.contains_key(station) {
                 continue;
             }
             stats.watched_readings += 1;

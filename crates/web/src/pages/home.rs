@@ -78,7 +78,20 @@ pub struct RegionView {
 pub struct HomeCache {
     inner: Mutex<Option<Cached>>,
     pins: Mutex<Option<(Instant, Arc<Vec<ReportPin>>)>>,
+    /// Report layers drawn for (region view, pins): drawing 10,000 pins costs more than the
+    /// rest of the page, so each pair is drawn once.
+    layers: Mutex<Vec<DrawnLayer>>,
 }
+
+struct DrawnLayer {
+    view: Arc<RegionView>,
+    pins: Arc<Vec<ReportPin>>,
+    svg: Arc<String>,
+    shown: usize,
+}
+
+/// Layers kept (a few regions × the pins of the last seconds).
+const LAYERS_KEPT: usize = 16;
 
 /// How long the reports' pins are kept (reports changed through the API show after this).
 const PINS_TTL: Duration = Duration::from_secs(10);
@@ -87,6 +100,34 @@ impl HomeCache {
     /// A report changed: the next map reads the pins again.
     pub fn reports_changed(&self) {
         *self.pins.lock().expect("not poisoned") = None;
+    }
+
+    /// The reports layer of `view` with `pins`, drawn once per pair.
+    fn report_layer(
+        &self,
+        view: &Arc<RegionView>,
+        pins: &Arc<Vec<ReportPin>>,
+    ) -> (Arc<String>, usize) {
+        let mut layers = self.layers.lock().expect("not poisoned");
+        if let Some(l) = layers
+            .iter()
+            .find(|l| Arc::ptr_eq(&l.view, view) && Arc::ptr_eq(&l.pins, pins))
+        {
+            return (l.svg.clone(), l.shown);
+        }
+        let (svg, shown) = map::report_layer(&view.projection, pins);
+        let svg = Arc::new(svg);
+        layers.retain(|l| Arc::ptr_eq(&l.pins, pins));
+        if layers.len() >= LAYERS_KEPT {
+            layers.remove(0);
+        }
+        layers.push(DrawnLayer {
+            view: view.clone(),
+            pins: pins.clone(),
+            svg: svg.clone(),
+            shown,
+        });
+        (svg, shown)
     }
 }
 
@@ -153,7 +194,8 @@ pub async fn home(
     Query(q): Query<HomeQuery>,
 ) -> WebResult<Response> {
     let view = region_view(&web, q.region.as_deref()).await?;
-    let (layer, reports) = map::report_layer(&view.projection, &report_pins(&web).await?);
+    let pins = report_pins(&web).await?;
+    let (layer, reports) = web.cache.report_layer(&view, &pins);
     let map_svg = view.map_svg.replacen(map::REPORTS_SLOT, &layer, 1);
     let layout = Layout::new(
         &web,
