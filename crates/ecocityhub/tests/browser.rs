@@ -630,7 +630,9 @@ async fn citizen_reports_a_problem_and_an_operator_triages_it(
     fill(c, "#text", "A crew is on its way.").await;
     click(c, Locator::Css("form[action$='/triage'] button")).await;
     wait_for_path(c, &format!("/reports/{id}")).await;
-    assert!(text(c, "ol.history").await.contains("A crew is on its way."));
+    assert!(text(c, "ol.history")
+        .await
+        .contains("A crew is on its way."));
     screenshot(c, "report-triage").await;
 
     // The citizen sees it, and was told.
