@@ -130,6 +130,15 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownStation(id) => {
                 ApiError::NotFound(format!("station {id} does not exist"))
             }
+            // A failover, a restart or a full disk: nothing was acknowledged, try again.
+            StoreError::Unavailable { reason } => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::Unavailable(
+                    "the database cannot take requests for a moment (a failover or a restart); \
+                     nothing of this request was stored, try again shortly"
+                        .into(),
+                )
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

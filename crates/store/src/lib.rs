@@ -10,6 +10,7 @@ pub mod ml;
 pub mod notify;
 pub mod observe;
 pub mod reports;
+pub mod resilience;
 mod sql;
 mod sql_identity;
 mod sql_ml;
@@ -27,15 +28,27 @@ pub use ml::MlStore;
 pub use notify::NotifyStore;
 pub use observe::ObserveStore;
 pub use reports::ReportStore;
+pub use resilience::Resilience;
 pub use sql::{Backend, SqlStore};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database cannot take the call now (a failover, a restart, a hung primary, a full
+    /// disk, a lock): nothing of it was acknowledged, and trying again shortly may succeed.
+    #[error("the database is unavailable: {reason}")]
+    Unavailable { reason: String },
     #[error("migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer EcoCityHub than this one.
+    #[error(
+        "the database has schema version {database}, newer than this binary knows (it knows up \
+         to {known}): run the EcoCityHub version that migrated it, or restore a backup made \
+         for this one"
+    )]
+    SchemaTooNew { database: i64, known: i64 },
     #[error("station {0} does not exist")]
     UnknownStation(StationId),
     #[error("stored data is corrupt: {0}")]
@@ -45,6 +58,34 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Whether the call may succeed if tried again shortly (see [`resilience`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match resilience::classify(&error) {
+            Some(reason) => StoreError::Unavailable { reason },
+            None => StoreError::Database(error),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError as M;
+        match error {
+            M::Execute(e) | M::ExecuteMigration(e, _) if resilience::classify(&e).is_some() => {
+                e.into()
+            }
+            other => StoreError::Migration(other),
+        }
+    }
+}
 
 /// One stored value of a series, as the store hands it out: `(epoch seconds, value, flag)`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -14,6 +14,9 @@ use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, Stat
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use futures::TryFutureExt;
+
+use crate::resilience::{self, Resilience};
 use crate::{DeviceKey, Point, RecentSeries, Result, SeriesInfo, Store, StoreError, Written};
 
 /// Which database a [`SqlStore`] talks to.
@@ -50,6 +53,8 @@ const INSERT_CHUNK: usize = 500;
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// How calls ride through transient faults (a failover, a restart).
+    resilience: Resilience,
     /// (station, parameter) → series id, filled only after the series' creation has committed.
     series_ids: Mutex<HashMap<(StationId, Parameter), i64>>,
     /// SQLite allows one writer; taking turns here avoids busy errors between our own writers.
@@ -57,8 +62,14 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`. Does not migrate.
+    /// Connects to `sqlite://PATH` (creating the file) or `postgres://…`, with the default
+    /// [`Resilience`]. Does not migrate.
     pub async fn connect(url: &str) -> Result<SqlStore> {
+        SqlStore::connect_with(url, Resilience::default()).await
+    }
+
+    /// Connects as [`SqlStore::connect`] does, riding through faults as `resilience` says.
+    pub async fn connect_with(url: &str, resilience: Resilience) -> Result<SqlStore> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let pool = match backend {
@@ -70,6 +81,7 @@ impl SqlStore {
                 };
                 AnyPoolOptions::new()
                     .max_connections(8)
+                    .after_release(|conn, _meta| Box::pin(drop_if_still_in_transaction(conn)))
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             // WAL: readers never block the writer. synchronous=FULL: a commit is on
@@ -86,8 +98,13 @@ impl SqlStore {
                     .await?
             }
             Backend::Postgres => {
+                // A pooled connection is checked before it is handed out (sqlx's default), so
+                // after a failover the dead ones are dropped and new ones reach the endpoint.
                 AnyPoolOptions::new()
                     .max_connections(16)
+                    .acquire_timeout(resilience.acquire_timeout)
+                    .test_before_acquire(true)
+                    .after_release(|conn, _meta| Box::pin(drop_if_still_in_transaction(conn)))
                     .connect(url)
                     .await?
             }
@@ -95,6 +112,7 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             backend,
+            resilience,
             series_ids: Mutex::new(HashMap::new()),
             sqlite_writer: tokio::sync::Mutex::new(()),
         })
@@ -133,6 +151,24 @@ impl SqlStore {
         }
         Ok(id)
     }
+}
+
+/// Whether a connection coming back to the pool may be used again: not when it is still in a
+/// transaction after its failed one was rolled back. SQLite rolls some failed transactions back
+/// by itself (a full disk, an I/O error); sqlx's ROLLBACK then fails and its count of open
+/// transactions stays at one, so the connection's next transaction would be a SAVEPOINT whose
+/// rollback keeps the write lock — every other writer would see "database is locked".
+async fn drop_if_still_in_transaction(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if conn.is_in_transaction() {
+        // Lets a rollback that a dropped transaction queued run first.
+        conn.ping().await?;
+    }
+    let keep = !conn.is_in_transaction();
+    if !keep {
+        tracing::warn!("a database connection left in a failed transaction is closed");
+    }
+    Ok(keep)
 }
 
 pub(crate) fn time(ts: i64) -> Result<DateTime<Utc>> {
@@ -233,115 +269,9 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
     sql
 }
 
-#[async_trait]
-impl Store for SqlStore {
-    fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(&self.pool)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.pool)
-                    .await?
-            }
-        }
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn upsert_station(&self, s: &Station) -> Result<()> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO stations (id, name, lat, lon, area, timezone, metadata, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, lat = excluded.lat, lon = excluded.lon, \
-             area = excluded.area, timezone = excluded.timezone, metadata = excluded.metadata, active = excluded.active",
-        )
-        .bind(s.id.as_str())
-        .bind(&s.name)
-        .bind(s.location.lat)
-        .bind(s.location.lon)
-        .bind(s.area.as_deref())
-        .bind(&s.timezone)
-        .bind(s.metadata.to_string())
-        .bind(i64::from(s.active))
-        .bind(Utc::now().timestamp())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_station_if_missing(&self, s: &Station) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "INSERT INTO stations (id, name, lat, lon, area, timezone, metadata, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(s.id.as_str())
-        .bind(&s.name)
-        .bind(s.location.lat)
-        .bind(s.location.lon)
-        .bind(s.area.as_deref())
-        .bind(&s.timezone)
-        .bind(s.metadata.to_string())
-        .bind(i64::from(s.active))
-        .bind(Utc::now().timestamp())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn station(&self, id: &StationId) -> Result<Option<Station>> {
-        let row = sqlx::query(&format!(
-            "SELECT {STATION_COLUMNS} FROM stations WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(station_from_row).transpose()
-    }
-
-    async fn stations(&self) -> Result<Vec<Station>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {STATION_COLUMNS} FROM stations ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(station_from_row).collect()
-    }
-
-    async fn series(&self) -> Result<Vec<SeriesInfo>> {
-        let rows = sqlx::query("SELECT station_id, parameter, first_ts, last_ts, period_s FROM series ORDER BY station_id, parameter")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SeriesInfo {
-                    station: station_id(row.try_get("station_id")?)?,
-                    parameter: parameter(&row.try_get::<String, _>("parameter")?)?,
-                    first: opt_time(row.try_get("first_ts")?)?,
-                    last: opt_time(row.try_get("last_ts")?)?,
-                    period_seconds: row.try_get("period_s")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn insert_readings(&self, readings: &[Reading]) -> Result<Written> {
-        if readings.is_empty() {
-            return Ok(Written::default());
-        }
+impl SqlStore {
+    /// One attempt of [`Store::insert_readings`], in one transaction.
+    async fn insert_readings_once(&self, readings: &[Reading]) -> Result<Written> {
         // Last one wins within a batch, as it would across batches; PostgreSQL refuses to
         // update one row twice in a statement.
         let mut latest: HashMap<(&StationId, Parameter, i64), &Reading> =
@@ -446,6 +376,133 @@ impl Store for SqlStore {
             rows: rows.len() as u64,
             changed,
         })
+    }
+
+    /// Whether calls get [`Resilience::attempt_timeout`]: on PostgreSQL only.
+    fn timed(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        match migrator.run(&self.pool).await {
+            Err(sqlx::migrate::MigrateError::VersionMissing(_)) => {
+                let database: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&self.pool)
+                    .await?;
+                let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+                Err(StoreError::SchemaTooNew { database, known })
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        resilience::retry(&self.resilience, self.timed(), "checking the database", || async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert_station(&self, s: &Station) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO stations (id, name, lat, lon, area, timezone, metadata, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, lat = excluded.lat, lon = excluded.lon, \
+             area = excluded.area, timezone = excluded.timezone, metadata = excluded.metadata, active = excluded.active",
+        )
+        .bind(s.id.as_str())
+        .bind(&s.name)
+        .bind(s.location.lat)
+        .bind(s.location.lon)
+        .bind(s.area.as_deref())
+        .bind(&s.timezone)
+        .bind(s.metadata.to_string())
+        .bind(i64::from(s.active))
+        .bind(Utc::now().timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_station_if_missing(&self, s: &Station) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "INSERT INTO stations (id, name, lat, lon, area, timezone, metadata, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(s.id.as_str())
+        .bind(&s.name)
+        .bind(s.location.lat)
+        .bind(s.location.lon)
+        .bind(s.area.as_deref())
+        .bind(&s.timezone)
+        .bind(s.metadata.to_string())
+        .bind(i64::from(s.active))
+        .bind(Utc::now().timestamp())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn station(&self, id: &StationId) -> Result<Option<Station>> {
+        let row = sqlx::query(&format!(
+            "SELECT {STATION_COLUMNS} FROM stations WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(station_from_row).transpose()
+    }
+
+    async fn stations(&self) -> Result<Vec<Station>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STATION_COLUMNS} FROM stations ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(station_from_row).collect()
+    }
+
+    async fn series(&self) -> Result<Vec<SeriesInfo>> {
+        let rows = sqlx::query("SELECT station_id, parameter, first_ts, last_ts, period_s FROM series ORDER BY station_id, parameter")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SeriesInfo {
+                    station: station_id(row.try_get("station_id")?)?,
+                    parameter: parameter(&row.try_get::<String, _>("parameter")?)?,
+                    first: opt_time(row.try_get("first_ts")?)?,
+                    last: opt_time(row.try_get("last_ts")?)?,
+                    period_seconds: row.try_get("period_s")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Retried through transient faults: the write is an upsert, so an attempt that committed
+    /// without being acknowledged is stored once.
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<Written> {
+        if readings.is_empty() {
+            return Ok(Written::default());
+        }
+        resilience::retry(&self.resilience, self.timed(), "storing readings", || {
+            self.insert_readings_once(readings)
+        })
+        .await
     }
 
     async fn set_series_period(
@@ -607,11 +664,13 @@ impl Store for SqlStore {
     }
 
     async fn device_key(&self, prefix: &str) -> Result<Option<DeviceKey>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_KEY_COLUMNS} FROM device_keys WHERE prefix = $1"
-        ))
-        .bind(prefix)
-        .fetch_optional(&self.pool)
+        let sql = format!("SELECT {DEVICE_KEY_COLUMNS} FROM device_keys WHERE prefix = $1");
+        let row = resilience::retry(&self.resilience, self.timed(), "reading a device key", || {
+            sqlx::query(&sql)
+                .bind(prefix)
+                .fetch_optional(&self.pool)
+                .map_err(StoreError::from)
+        })
         .await?;
         row.as_ref().map(device_key_from_row).transpose()
     }
@@ -628,12 +687,15 @@ impl Store for SqlStore {
 
     async fn touch_device_key(&self, prefix: &str, at: DateTime<Utc>) -> Result<()> {
         let _turn = self.write_turn().await;
-        sqlx::query("UPDATE device_keys SET last_used_at = $1 WHERE prefix = $2")
-            .bind(at.timestamp())
-            .bind(prefix)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        resilience::retry(&self.resilience, self.timed(), "recording a key's use", || async {
+            sqlx::query("UPDATE device_keys SET last_used_at = $1 WHERE prefix = $2")
+                .bind(at.timestamp())
+                .bind(prefix)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn revoke_device_key(&self, prefix: &str, at: DateTime<Utc>) -> Result<bool> {

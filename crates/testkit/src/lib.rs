@@ -9,6 +9,12 @@
 //!
 //! **Helper servers.** [`HelperServer`] starts a process that binds its own port (port 0) and
 //! prints it, so a port is bound once, by its user, and never found free and re-used later.
+//!
+//! **Failover.** [`forwarder::Forwarder`] plays a database endpoint whose DNS name flips, and a
+//! replication link that lags; [`pg_ha_script`] is the script that starts, kills and promotes a
+//! PostgreSQL primary and standby (`.ci/postgres ha …`).
+
+pub mod forwarder;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -82,6 +88,15 @@ pub fn require_test_python(what: &str) -> Option<PathBuf> {
         what,
         "scripts/test makes the Python virtualenv and sets ECOCITYHUB_TEST_PYTHON",
     )
+}
+
+/// The repository's `.ci/postgres`: `start`/`stop` one server, or `ha start|kill-primary|promote|
+/// stop|status` a primary and a synchronous standby (the script's header documents the commands,
+/// their variables and what they print).
+pub fn pg_ha_script() -> PathBuf {
+    let testkit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = testkit.parent().and_then(|crates| crates.parent());
+    root.unwrap_or(testkit).join(".ci").join("postgres")
 }
 
 /// A process started by a test, killed when dropped.
@@ -180,6 +195,11 @@ mod tests {
         assert!(ci_value_means_ci(Some("true")));
         assert!(ci_value_means_ci(Some("1")));
         assert!(ci_value_means_ci(Some("yes")));
+    }
+
+    #[test]
+    fn the_ha_script_is_found() {
+        assert!(pg_ha_script().is_file(), "{}", pg_ha_script().display());
     }
 
     #[test]
