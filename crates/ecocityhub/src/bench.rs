@@ -5,7 +5,8 @@
 //! - ingest through HTTP batches against a server process;
 //! - p50/p99 latency of `/latest` and of one year of hourly history at 64 concurrent clients;
 //! - start-up time to the first answered request on an existing data directory;
-//! - idle resident memory of the server.
+//! - idle resident memory of the server;
+//! - backup, verify and restore of 1,000,000 readings (`bench_backup`).
 //!
 //! Servers are separate processes of this same binary, so client and server do not share a
 //! runtime. Nothing here is a pass/fail test; the numbers go into the issue notes.
@@ -40,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     clients: usize,
     /// Only these parts (identity, anomalies, ml, store, import, http, latency, web, startup,
-    /// blobs, notify, observe, edge, waf); default all.
+    /// blobs, notify, observe, edge, waf, backup); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -89,6 +90,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         if wants(&args, "observe") {
             crate::bench_layers::observe_bench(name, server.as_deref()).await?;
         }
+    }
+    if wants(&args, "backup") {
+        crate::bench_backup::backup_bench(args.postgres.as_deref()).await?;
     }
     for (name, server) in &backends {
         if wants(&args, "store") {
@@ -511,13 +515,13 @@ async fn enumeration_timing(template: &ecocityhub_store::identity::User) -> Resu
     Ok(())
 }
 
-async fn open(url: &str) -> Result<Arc<dyn Store>> {
+pub(crate) async fn open(url: &str) -> Result<Arc<dyn Store>> {
     let store = ecocityhub_store::connect(url).await?;
     store.migrate().await?;
     Ok(Arc::new(store))
 }
 
-async fn fresh_postgres(server: &str) -> Result<String> {
+pub(crate) async fn fresh_postgres(server: &str) -> Result<String> {
     ecocityhub_store::testing::create_database(server)
         .await
         .context("create a PostgreSQL database for the benchmark")
@@ -780,7 +784,7 @@ async fn fresh_store(dir: &Path, server: Option<&str>) -> Result<Arc<dyn Store>>
     open(&url).await
 }
 
-async fn store_insert(store: &dyn Store, n: usize) -> Result<f64> {
+pub(crate) async fn store_insert(store: &dyn Store, n: usize) -> Result<f64> {
     let stations: Vec<Station> = (0..10)
         .map(|i| {
             Station::new(

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub map_tile_attribution: Option<String>,
     /// The name in the pages' header and titles (default "EcoCityHub").
     pub site_name: Option<String>,
+    /// The index the pages put first: `us_aqi` (the default) or `eaqi` (the European index).
+    pub headline_index: Option<String>,
     /// How often the token-signing keys are read again from the database, in seconds.
     pub key_refresh_seconds: Option<u64>,
     /// The blob layer (`[blobs]`: backend, keys, versioning, uploads, photos).
@@ -46,6 +48,9 @@ pub struct FileConfig {
     /// The web application firewall (`[waf]`: rule actions and exclusions over the shipped set).
     #[serde(default)]
     pub waf: ecocityhub_waf::WafConfig,
+    /// Backups (`[backup]`: schedule, retention, PostgreSQL client tools).
+    #[serde(default)]
+    pub backup: ecocityhub_backup::BackupConfig,
     /// Outside OpenID Connect providers users may sign in with (`[[oidc_providers]]`).
     #[serde(default)]
     pub oidc_providers: Vec<OidcProviderFile>,

@@ -1,14 +1,16 @@
 //! The `ecocityhub` binary: one command line for every runtime.
 //!
 //! `serve` runs the API on this machine (or under AWS Lambda when the Lambda runtime starts the
-//! process); `migrate`, `import`, `device`, `user`, `keys`, `ml`, `audit`, `waf` and `bench`
-//! manage, check and measure the platform. Commands that change state write an audit record
+//! process); `migrate`, `import`, `device`, `user`, `keys`, `ml`, `audit`, `waf`, `backup` and
+//! `bench` manage, check and measure the platform. Commands that change state write an audit record
 //! (see `audit::record`).
 //! Configuration: flags, environment variables, an optional TOML file (see `config`).
 
 mod audit;
+mod backup;
 mod bench;
 mod bench_alerts;
+mod bench_backup;
 mod bench_layers;
 mod bench_ml;
 mod config;
@@ -59,7 +61,7 @@ struct StorageArgs {
     /// Default: SQLite in the data directory.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
-    /// Directory of blobs (model artifacts and reports). Default: DATA_DIR/blobs
+    /// Directory of blobs (model artifacts, reports, photos, backups). Default: DATA_DIR/blobs
     #[arg(long, env = "ECOCITYHUB_BLOBS_DIR")]
     blobs_dir: Option<PathBuf>,
 }
@@ -117,6 +119,13 @@ enum Command {
     Waf {
         #[command(subcommand)]
         command: waf::WafCommand,
+    },
+    /// Backups of the database into the blob store: create, list, verify, restore, prune.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Measure ingest, query latency, start-up time and memory; prints the numbers.
     Bench(bench::BenchArgs),
@@ -306,6 +315,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ml { command } => ml::run(command, &file).await,
         Command::Audit { command } => audit::run(command, &file).await,
         Command::Waf { command } => waf::run(command, &file),
+        Command::Backup { command, storage } => backup::run(command, &storage, &file).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Static {
             command: StaticCommand::Export { dir },

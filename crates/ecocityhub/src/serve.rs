@@ -3,7 +3,9 @@
 //!
 //! The same `Router` runs either way. When the Lambda runtime starts the process
 //! (`AWS_LAMBDA_RUNTIME_API` is set) it is handed to `lambda_http::run`; otherwise it is served
-//! with `axum::serve` until SIGTERM or Ctrl-C.
+//! with `axum::serve` until SIGTERM or Ctrl-C. Besides the requests, the server runs its periodic
+//! tasks: forecasts every hour, housekeeping every minute and hour, and backups on the
+//! `[backup]` schedule (`crate::backup::scheduled`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,8 +84,11 @@ pub struct ServeArgs {
 }
 
 /// The web pages' settings.
-fn web_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> WebConfig {
+fn web_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> anyhow::Result<WebConfig> {
     let mut config = WebConfig::new(public_url);
+    if let Some(index) = &file.headline_index {
+        config.headline_index = index.parse().map_err(anyhow::Error::msg)?;
+    }
     config.tile_url = args
         .map_tile_url
         .clone()
@@ -96,7 +101,7 @@ fn web_config(public_url: &str, args: &ServeArgs, file: &FileConfig) -> WebConfi
         config.site_name = name;
     }
     config.connect_origins = upload_origins(file);
-    config
+    Ok(config)
 }
 
 /// Where browsers PUT photo uploads other than this server (an S3 bucket), for the pages'
@@ -181,7 +186,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         )?;
         let (platform, state) =
             open_platform(&store, opened, file, &args, &public_url, tls, true).await?;
-        let app = platform.site(state, web_config(&public_url, &args, file));
+        let app = platform.site(state, web_config(&public_url, &args, file)?);
         tracing::info!(store = store.backend().name(), "running under AWS Lambda");
         return lambda_http::run(app)
             .await
@@ -221,7 +226,10 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
         platform.blobs.clone(),
         platform.rules.clone(),
     ));
-    let app = platform.site(state, web_config(&public_url, &args, file));
+    if let Some(backups) = crate::backup::scheduled(&args.storage, file, &platform.blobs)? {
+        tokio::spawn(backups);
+    }
+    let app = platform.site(state, web_config(&public_url, &args, file)?);
     // Tests and scripts read this line to find the port.
     println!("listening on {scheme}://{addr}");
     if let Some(metrics) = platform.observer.metrics_addr() {

@@ -194,7 +194,7 @@ async fn a_full_or_read_only_disk_answers_503_loses_nothing_and_recovers() {
         .execute(&mut lock)
         .await
         .unwrap();
-    let refused = device.until(&server, 503, 2).await;
+    let refused = device.until(&server, 503, 1).await;
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     assert!(refused, "a locked database is answered with 503");
     assert!(

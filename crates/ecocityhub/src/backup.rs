@@ -1,0 +1,277 @@
+//! `ecocityhub backup …`: backups of the database into the blob store by hand (`create`,
+//! `list`, `verify`, `restore`, `prune`), through `ecocityhub_backup`, with the storage flags of
+//! `serve`; and [`scheduled`], the task `serve` runs to take them on the `[backup]` schedule.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use clap::Subcommand;
+use ecocityhub_backup::{BackupConfig, BackupId, Backups, Database, Manifest, Retention};
+
+use crate::config::{self, FileConfig};
+use crate::{open_blobs, StorageArgs};
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now (SQLite: a snapshot while the server may be writing, compressed;
+    /// PostgreSQL: pg_dump -Fc). Prints the new backup's id last.
+    Create,
+    /// List the backups, oldest first.
+    List {
+        /// Print the manifests as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup: its SHA-256, then a restore into a scratch database (a temporary file,
+    /// or a database made and dropped on the PostgreSQL server) whose row counts must match.
+    Verify {
+        /// The backup's id (see `backup list`).
+        #[arg(value_parser = parse_id)]
+        id: BackupId,
+    },
+    /// Restore a backup into the database the flags name. It must be empty (no SQLite file, no
+    /// PostgreSQL tables) unless --force; stop any server using it first.
+    Restore {
+        /// The backup's id (see `backup list`).
+        #[arg(value_parser = parse_id)]
+        id: BackupId,
+        /// Replace what is there (SQLite: the file; PostgreSQL: pg_restore --clean --if-exists).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete the backups the retention policy does not keep (every backup younger than the
+    /// retention period, plus the newest of each of the last weekly calendar weeks).
+    Prune {
+        /// Keep every backup younger than this many days (1 to 35). Default: [backup]
+        /// retention_days, else 7.
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Also keep the newest backup of each of this many calendar weeks before the current
+        /// one. Default: [backup] weekly, else 4.
+        #[arg(long)]
+        weekly: Option<u32>,
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print what was kept and deleted as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_id(text: &str) -> Result<BackupId, String> {
+    BackupId::parse(text).map_err(|e| e.to_string())
+}
+
+/// The database the storage flags, environment and file name.
+pub fn database(storage: &StorageArgs, file: &FileConfig) -> Result<Database> {
+    let url = config::database_url(storage.data_dir.clone(), storage.database_url.clone(), file)?;
+    Database::from_url(&url).map_err(Into::into)
+}
+
+pub async fn run(command: BackupCommand, storage: &StorageArgs, file: &FileConfig) -> Result<()> {
+    file.backup.check().context("[backup]")?;
+    // Bad flags are refused before anything is opened or created.
+    let retention = match &command {
+        BackupCommand::Prune {
+            retention_days,
+            weekly,
+            ..
+        } => Retention::new(
+            retention_days.unwrap_or(file.backup.retention_days),
+            weekly.unwrap_or(file.backup.weekly),
+        )?,
+        _ => file.backup.retention()?,
+    };
+    let db = database(storage, file)?;
+    let blobs = open_blobs(storage, file).await?;
+    let backups = Backups::new(blobs.store(), file.backup.clone());
+    match command {
+        BackupCommand::Create => create(&backups, &db).await,
+        BackupCommand::List { json } => list(&backups, json).await,
+        BackupCommand::Verify { id } => verify(&backups, &id, &db).await,
+        BackupCommand::Restore { id, force } => restore(&backups, &id, &db, force).await,
+        BackupCommand::Prune { dry_run, json, .. } => {
+            prune(&backups, &retention, dry_run, json).await
+        }
+    }
+}
+
+async fn verify(backups: &Backups, id: &BackupId, db: &Database) -> Result<()> {
+    let verified = backups.verify(id, db).await?;
+    let m = &verified.manifest;
+    println!(
+        "backup {id} verified: SHA-256 of {} bytes matches; restored {} rows in {} tables, as counted ({:.2} s)",
+        m.size,
+        m.total_rows(),
+        m.tables.len(),
+        verified.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn restore(backups: &Backups, id: &BackupId, db: &Database, force: bool) -> Result<()> {
+    let m = backups
+        .restore(id, db, force)
+        .await
+        .with_context(|| format!("restoring backup {id}"))?;
+    println!(
+        "backup {id} of {} restored into {}: {} rows in {} tables, schema version {}",
+        m.created_at.to_rfc3339(),
+        db.describe(),
+        m.total_rows(),
+        m.tables.len(),
+        m.schema_version
+    );
+    Ok(())
+}
+
+async fn create(backups: &Backups, db: &Database) -> Result<()> {
+    let m = backups
+        .create(db)
+        .await
+        .with_context(|| format!("backing up {}", db.describe()))?;
+    println!(
+        "backup of {} ({}): {} rows in {} tables, {} stored ({} before compression), schema version {}, {:.2} s",
+        db.describe(),
+        m.kind.name(),
+        m.total_rows(),
+        m.tables.len(),
+        mib(m.size),
+        mib(m.database_size),
+        m.schema_version,
+        m.duration_ms as f64 / 1000.0
+    );
+    // Scripts take the last line.
+    println!("{}", m.id);
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+async fn list(backups: &Backups, json: bool) -> Result<()> {
+    let manifests = backups.list().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&manifests)?);
+        return Ok(());
+    }
+    if manifests.is_empty() {
+        eprintln!("no backups yet");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<25} {:<16} {:>10} {:>10} schema",
+        "id", "created", "kind", "size", "rows"
+    );
+    for m in &manifests {
+        println!("{}", list_line(m));
+    }
+    Ok(())
+}
+
+fn list_line(m: &Manifest) -> String {
+    format!(
+        "{:<24} {:<25} {:<16} {:>10} {:>10} {}",
+        m.id,
+        m.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+        m.kind.name(),
+        mib(m.size),
+        m.total_rows(),
+        m.schema_version
+    )
+}
+
+async fn prune(backups: &Backups, retention: &Retention, dry_run: bool, json: bool) -> Result<()> {
+    let pruned = backups.prune(retention, Utc::now(), dry_run).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&pruned)?);
+        return Ok(());
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for (id, reason) in &pruned.kept {
+        println!(
+            "kept {id} ({})",
+            serde_json::to_value(reason)?.as_str().unwrap_or("")
+        );
+    }
+    for id in &pruned.deleted {
+        println!("{verb} {id}");
+    }
+    for id in &pruned.orphans {
+        println!("{verb} {id} (data without a manifest)");
+    }
+    eprintln!(
+        "{} kept, {} {verb} (keeping {} days and {} weekly copies)",
+        pruned.kept.len(),
+        pruned.deleted.len() + pruned.orphans.len(),
+        retention.days(),
+        retention.weekly()
+    );
+    Ok(())
+}
+
+/// The task `serve` runs for the `[backup]` schedule (`None` when it is off): a backup when one
+/// is due, then pruning.
+pub fn scheduled(
+    storage: &StorageArgs,
+    file: &FileConfig,
+    blobs: &ecocityhub_blobs::OpenedBlobs,
+) -> Result<Option<impl std::future::Future<Output = ()>>> {
+    let config = file.backup.clone();
+    config.check().context("[backup]")?;
+    if config.every == ecocityhub_backup::Schedule::Off {
+        tracing::info!("scheduled backups are off ([backup] every = \"off\")");
+        return Ok(None);
+    }
+    let db = database(storage, file)?;
+    let backups = Backups::new(blobs.store(), config.clone());
+    Ok(Some(backups_on_schedule(backups, db, config)))
+}
+
+/// Takes a backup whenever one is due (`every` after the newest), prunes after each, and on a
+/// failure tries again after a while.
+async fn backups_on_schedule(backups: Backups, db: Database, config: BackupConfig) {
+    let started = Utc::now();
+    let retention = config.retention().expect("checked before");
+    let ecocityhub_backup::Schedule::Every(every) = config.every else {
+        return;
+    };
+    let retry = every.min(Duration::from_secs(600));
+    tracing::info!(every = %humantime::format_duration(every), database = %db.describe(), "scheduled backups on");
+    loop {
+        let due = match backups.newest().await {
+            Ok(newest) => config.every.next_due(newest.map(|m| m.created_at), started),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the backups");
+                Some(Utc::now() + chrono::Duration::from_std(retry).expect("small"))
+            }
+        };
+        let Some(due) = due else { return };
+        tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await;
+        match backups.create(&db).await {
+            Ok(m) => {
+                tracing::info!(backup = %m.id, bytes = m.size, rows = m.total_rows(), ms = m.duration_ms, "scheduled backup taken")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled backup failed");
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        }
+        match backups.prune(&retention, Utc::now(), false).await {
+            Ok(p) => tracing::info!(
+                kept = p.kept.len(),
+                deleted = p.deleted.len() + p.orphans.len(),
+                "backups pruned"
+            ),
+            Err(e) => tracing::warn!(error = %e, "backups not pruned"),
+        }
+    }
+}
