@@ -69,7 +69,7 @@ impl From<ApiError> for WebError {
             ApiError::Unauthorized { .. } => WebError::SignIn { next: "/".into() },
             ApiError::TooManyRequests(_) => WebError::TooManyRequests(message),
             ApiError::Internal(detail) => WebError::Internal(detail),
-            ApiError::Unavailable(detail) => WebError::Internal(detail),
+            ApiError::Unavailable(_) => WebError::Busy(message),
             ApiError::Busy(_) => WebError::Busy(message),
             _ => WebError::BadRequest(message),
         }
@@ -78,6 +78,13 @@ impl From<ApiError> for WebError {
 
 impl From<ecocityhub_store::StoreError> for WebError {
     fn from(e: ecocityhub_store::StoreError) -> Self {
+        if e.is_transient() {
+            // A failover or a restart: a 503 page that says to try again, not a 500.
+            tracing::warn!(error = %e, "database unavailable");
+            return WebError::Busy(
+                "The database cannot take requests for a moment; please try again shortly.".into(),
+            );
+        }
         WebError::Internal(e.to_string())
     }
 }

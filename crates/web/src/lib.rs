@@ -9,14 +9,18 @@
 //!
 //! - [`pages`]: the handlers — public map and station pages, accounts, operator/admin pages.
 //! - [`session`]: cookie sessions on the identity layer's refresh tokens, and CSRF protection.
-//! - [`map`] and [`charts`]: the SVG map of stations and the plotters charts.
+//! - [`map`] and [`charts`]: the SVG map of stations and the charts (SVG a phone can read).
+//! - [`indices`]: why the US AQI and the European index disagree, in one sentence.
+//! - [`replay`]: a replay of historical data said as such on every page.
 //! - [`error`]: error pages that never show internals.
 
 pub mod assets;
 pub mod charts;
 pub mod error;
+pub mod indices;
 pub mod map;
 pub mod pages;
+pub mod replay;
 pub mod session;
 pub mod view;
 
@@ -47,6 +51,44 @@ pub struct WebConfig {
     /// Other origins (`https://bucket.s3.eu-west-1.amazonaws.com`) the pages' scripts may send
     /// to: where photos of reports are uploaded when the signed URLs are not this site's.
     pub connect_origins: Vec<String>,
+    /// The index the city has chosen as its headline: named when the US AQI and the
+    /// European index disagree, and shown first (large) on the station pages.
+    pub headline_index: HeadlineIndex,
+}
+
+/// The air quality index a city puts first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeadlineIndex {
+    /// The US EPA Air Quality Index (the default).
+    #[default]
+    UsAqi,
+    /// The European Environment Agency's European Air Quality Index.
+    Eaqi,
+}
+
+impl HeadlineIndex {
+    /// The index's name as the pages say it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HeadlineIndex::UsAqi => "the US AQI",
+            HeadlineIndex::Eaqi => "the European index",
+        }
+    }
+}
+
+impl std::str::FromStr for HeadlineIndex {
+    type Err = String;
+
+    /// `us_aqi` (or `aqi`, `us`) and `eaqi` (or `eu`, `european`), in any case.
+    fn from_str(s: &str) -> Result<HeadlineIndex, String> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "us_aqi" | "aqi" | "us" | "epa" => Ok(HeadlineIndex::UsAqi),
+            "eaqi" | "eu" | "european" | "eea" => Ok(HeadlineIndex::Eaqi),
+            other => Err(format!(
+                "the headline index {other:?} is not known: use us_aqi or eaqi"
+            )),
+        }
+    }
 }
 
 impl WebConfig {
@@ -57,6 +99,7 @@ impl WebConfig {
             tile_attribution: None,
             site_name: "EcoCityHub".into(),
             connect_origins: Vec::new(),
+            headline_index: HeadlineIndex::default(),
         }
     }
 
@@ -81,6 +124,8 @@ pub struct WebState {
     pub app: AppState,
     pub config: Arc<WebConfig>,
     pub cache: Arc<pages::home::HomeCache>,
+    /// Whether the site shows a replay (the banner of every page).
+    pub replay: Arc<replay::ReplayState>,
 }
 
 impl axum::extract::FromRef<WebState> for AppState {
@@ -96,8 +141,13 @@ pub fn app(state: AppState, config: WebConfig) -> Router {
         app: state.clone(),
         config: Arc::new(config),
         cache: Arc::new(pages::home::HomeCache::default()),
+        replay: Arc::new(replay::ReplayState::default()),
     };
     let pages = pages::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            replay::refresh,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),
             session::ensure_csrf_cookie,
@@ -249,6 +299,17 @@ mod tests {
         );
         assert!(WebConfig::new("https://x.org").secure_cookies());
         assert!(!WebConfig::new("http://127.0.0.1:8080").secure_cookies());
+    }
+
+    #[test]
+    fn the_headline_index_is_the_us_aqi_unless_chosen() {
+        assert_eq!(
+            WebConfig::new("http://x").headline_index,
+            HeadlineIndex::UsAqi
+        );
+        assert_eq!("EAQI".parse::<HeadlineIndex>(), Ok(HeadlineIndex::Eaqi));
+        assert_eq!("us-aqi".parse::<HeadlineIndex>(), Ok(HeadlineIndex::UsAqi));
+        assert!("pm25".parse::<HeadlineIndex>().is_err());
     }
 
     #[test]

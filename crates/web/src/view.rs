@@ -41,6 +41,8 @@ pub struct Layout {
     pub live_events: bool,
     /// The page's own scripts (static files) besides `app.js`.
     pub scripts: Vec<&'static str>,
+    /// "Replay: …" when the page shows historical data replayed on today's calendar.
+    pub replay: Option<String>,
 }
 
 impl Layout {
@@ -61,6 +63,7 @@ impl Layout {
             flash: None,
             live_events: visitor.user.is_some() && web.app.notifier().is_some(),
             scripts: Vec::new(),
+            replay: web.replay.banner(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Layout {
             flash: None,
             live_events: false,
             scripts: Vec::new(),
+            replay: web.replay.banner(),
         }
     }
 
@@ -89,6 +93,12 @@ impl Layout {
     /// Loads the static script `name` (deferred) on this page too.
     pub fn script(mut self, name: &str) -> Layout {
         self.scripts.push(assets::url(name));
+        self
+    }
+
+    /// The replay banner of a page about particular stations (theirs, not the site's).
+    pub fn replay(mut self, banner: Option<String>) -> Layout {
+        self.replay = banner;
         self
     }
 
@@ -198,6 +208,63 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+/// How old the newest reading may be for a page to call it "now" (older readings are shown
+/// as the latest readings of their date, never as current).
+pub const RECENT_SECONDS: i64 = 3 * 3_600;
+
+/// Whether a reading at `t` is recent at `now` (see [`RECENT_SECONDS`]).
+pub fn is_recent(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> bool {
+    (now - t).num_seconds() <= RECENT_SECONDS
+}
+
+/// A date as the pages say it: `31 Dec 2008`.
+pub fn fmt_date(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%-d %b %Y").to_string()
+}
+
+/// The 16 points of the compass, clockwise from north.
+const COMPASS: [&str; 16] = [
+    "N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW",
+    "NNW",
+];
+
+/// The compass point of a direction in degrees: `NNW` for 340.
+pub fn compass_point(degrees: f64) -> &'static str {
+    let sector = (degrees.rem_euclid(360.0) / 22.5).round() as usize % 16;
+    COMPASS[sector]
+}
+
+/// A wind direction as people read it: `NNW 340°`.
+pub fn compass(degrees: f64) -> String {
+    format!(
+        "{} {:.0}°",
+        compass_point(degrees),
+        degrees.rem_euclid(360.0)
+    )
+}
+
+/// A parameter's value with its unit, as the pages show it (a wind direction as a compass
+/// point).
+pub fn fmt_with_unit(parameter: ecocityhub_domain::Parameter, value: f64) -> String {
+    if parameter == ecocityhub_domain::Parameter::WindDirection {
+        compass(value)
+    } else {
+        format!(
+            "{} {}",
+            fmt_value(value),
+            parameter.canonical_unit().symbol()
+        )
+    }
+}
+
+/// The unit the pages write after a parameter's values: `°` for degrees, else the symbol.
+pub fn unit_of(parameter: ecocityhub_domain::Parameter) -> &'static str {
+    match parameter.canonical_unit().symbol() {
+        "deg" => "°",
+        symbol => symbol,
+    }
+}
+
 /// Only a local path may be a place to go back to after signing in (no open redirect).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
@@ -256,9 +323,30 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(ago(old, now), "on 2004-12-31");
+        assert!(!is_recent(old, now));
+        assert!(is_recent(now - chrono::Duration::hours(3), now));
+        assert!(!is_recent(now - chrono::Duration::minutes(181), now));
+        assert_eq!(fmt_date(old), "31 Dec 2004");
         assert_eq!(
             url_encode("/stations/a b?x=1&y"),
             "/stations/a%20b%3Fx%3D1%26y"
+        );
+    }
+
+    #[test]
+    fn wind_directions_read_as_compass_points() {
+        assert_eq!(compass(340.0), "NNW 340°");
+        assert_eq!(compass(0.0), "N 0°");
+        assert_eq!(compass(359.0), "N 359°");
+        assert_eq!(compass(90.0), "E 90°");
+        assert_eq!(compass(202.0), "SSW 202°");
+        assert_eq!(compass(360.0), "N 0°");
+        let wind = ecocityhub_domain::Parameter::WindDirection;
+        assert_eq!(fmt_with_unit(wind, 340.0), "NNW 340°");
+        assert_eq!(unit_of(wind), "°");
+        assert_eq!(
+            fmt_with_unit(ecocityhub_domain::Parameter::Pm25, 12.34),
+            "12.3 µg/m³"
         );
     }
 }

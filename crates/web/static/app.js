@@ -14,40 +14,48 @@ document.querySelectorAll("[data-confirm]").forEach(function (el) {
   });
 });
 
-// Chart tooltips: a figure carries its plot area (in SVG units), axis ranges and points
-// (epoch seconds, value) in data attributes; the nearest point to the pointer is shown.
+// Chart tooltips: a figure carries its axis ranges and points (epoch seconds, value) in data
+// attributes; the chart's plot area is its rect.plot-area (the SVG has no viewBox: positions are
+// taken from the page). The nearest point to the pointer is shown; a wind direction
+// (data-compass) as a compass point.
 function fmtTime(ts) {
   var d = new Date(ts * 1000);
   return d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
+var COMPASS = ["N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"];
+function fmtCompass(deg) {
+  var d = ((deg % 360) + 360) % 360;
+  return COMPASS[Math.round(d / 22.5) % 16] + " " + Math.round(d) + "°";
+}
 document.querySelectorAll("figure.chart[data-points]").forEach(function (fig) {
   var svg = fig.querySelector("svg");
-  if (!svg) { return; }
+  var plot = svg && svg.querySelector(".plot-area");
+  if (!plot) { return; }
   var pts = fig.getAttribute("data-points").split(";").filter(Boolean).map(function (p) {
     var a = p.split(","); return [Number(a[0]), Number(a[1]), a.length > 2 ? Number(a[2]) : NaN, a.length > 3 ? Number(a[3]) : NaN];
   });
   if (!pts.length) { return; }
-  var area = fig.getAttribute("data-area").split(",").map(Number); // x0,x1,y0,y1 in SVG units
   var range = fig.getAttribute("data-range").split(",").map(Number); // t0,t1,v0,v1
   var unit = fig.getAttribute("data-unit") || "";
-  var vb = svg.viewBox.baseVal;
+  var compass = fig.hasAttribute("data-compass");
+  function value(v) { return compass ? fmtCompass(v) : v.toFixed(1) + " " + unit; }
   var tip = document.createElement("div");
   tip.className = "tooltip"; tip.hidden = true; tip.setAttribute("role", "status");
   fig.appendChild(tip);
   function show(clientX) {
-    var r = svg.getBoundingClientRect();
-    var sx = (clientX - r.left) / r.width * vb.width;
-    if (sx < area[0] || sx > area[1]) { tip.hidden = true; return; }
-    var t = range[0] + (sx - area[0]) / (area[1] - area[0]) * (range[1] - range[0]);
+    var r = plot.getBoundingClientRect(), f = fig.getBoundingClientRect();
+    var fx = (clientX - r.left) / r.width;
+    if (fx < 0 || fx > 1) { tip.hidden = true; return; }
+    var t = range[0] + fx * (range[1] - range[0]);
     var best = pts[0];
     pts.forEach(function (p) { if (Math.abs(p[0] - t) < Math.abs(best[0] - t)) { best = p; } });
-    var px = area[0] + (best[0] - range[0]) / (range[1] - range[0]) * (area[1] - area[0]);
-    var py = area[3] - (best[1] - range[2]) / (range[3] - range[2]) * (area[3] - area[2]);
-    var text = fmtTime(best[0]) + ": " + best[1].toFixed(1) + " " + unit;
+    var px = r.left - f.left + (best[0] - range[0]) / (range[1] - range[0]) * r.width;
+    var fy = 1 - (best[1] - range[2]) / (range[3] - range[2]);
+    var text = fmtTime(best[0]) + ": " + value(best[1]);
     if (!isNaN(best[2])) { text += " (" + best[2].toFixed(1) + "–" + best[3].toFixed(1) + ")"; }
     tip.textContent = text;
-    tip.style.left = (px / vb.width * r.width) + "px";
-    tip.style.top = (Math.max(area[2], Math.min(py, area[3])) / vb.height * r.height) + "px";
+    tip.style.left = Math.max(60, Math.min(px, f.width - 60)) + "px";
+    tip.style.top = (r.top - f.top + Math.max(0, Math.min(fy, 1)) * r.height) + "px";
     tip.hidden = false;
   }
   svg.addEventListener("pointermove", function (e) { show(e.clientX); });

@@ -195,7 +195,7 @@ async fn public_pages_show_the_map_stations_charts_and_clear_errors(site: Site) 
     assert!(page.contains(r#"<figure class="chart" id="history-chart""#));
     assert!(page.contains(r#"<svg role="img" aria-label="Line chart of PM2.5"#));
     assert!(
-        page.contains("above 35 µg/m³"),
+        page.contains("Unhealthy for Sensitive Groups above 35.4<"),
         "the category lines are drawn"
     );
     assert!(page.contains("No forecast model serves PM2.5 here yet"));

@@ -1,21 +1,23 @@
-//! The home page: a map of the stations of one region coloured by their current AQI, the
-//! legend, and the region's summary (the worst stations now, how each pollutant moved over
-//! the last day, every station in a table), with citizens' reports as a second map layer. The
+//! The home page: a map of the stations of one region coloured by their latest AQI, the
+//! legend, and the region's summary (the worst stations, how each pollutant moved over the
+//! last day, every station in a table), with citizens' reports as a second map layer. Only
+//! readings of the last hours ([`view::RECENT_SECONDS`]) are called "now": older ones are
+//! "the latest readings" of their date, and a replay of historical data says so. The
 //! region part is computed once per "latest" snapshot and shared by all visitors until the
 //! next; the reports layer is drawn into it per request from the map pins (one query, kept for
 //! a few seconds and dropped when a page changes a report).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ecocityhub_api::latest::LatestStation;
 use ecocityhub_domain::aqi::us_epa::Category;
-use ecocityhub_domain::Parameter;
+use ecocityhub_domain::{Parameter, Station};
 use ecocityhub_store::reports::ReportPin;
 use serde::Deserialize;
 
@@ -23,7 +25,7 @@ use crate::error::WebResult;
 use crate::map::{self, MapStation};
 use crate::session::Visitor;
 use crate::view::{self, category_class, Layout};
-use crate::WebState;
+use crate::{replay, WebState};
 
 /// A group of stations shown on one map: those of one time zone (one city or country).
 #[derive(Debug, Clone)]
@@ -69,8 +71,43 @@ pub struct RegionView {
     pub trends: Vec<Trend>,
     pub reporting: usize,
     pub total: usize,
+    /// The time of the region's newest reading.
+    pub newest: Option<DateTime<Utc>>,
+    /// "Replay: …" when the region's stations replay historical data.
+    pub replay: Option<String>,
     /// How the map was fitted (to draw the reports on it).
     pub projection: map::Projection,
+}
+
+/// What the page calls its readings: "now" only when they are recent.
+pub struct Headings {
+    pub title: String,
+    pub h1: String,
+    pub worst: String,
+    pub trends: String,
+}
+
+/// The headings of a region's page at `now`: "Air quality now" when its newest reading is
+/// recent, else "latest readings, 31 Dec 2008".
+pub fn headings(view: &RegionView, now: DateTime<Utc>) -> Headings {
+    let label = &view.current_label;
+    match view.newest {
+        Some(t) if !view::is_recent(t, now) => {
+            let date = view::fmt_date(t);
+            Headings {
+                title: format!("Air quality: latest readings, {date} — {label}"),
+                h1: format!("{label}: latest readings, {date}"),
+                worst: "Worst air in the latest readings".into(),
+                trends: format!("Over the last day of readings, to {date}"),
+            }
+        }
+        _ => Headings {
+            title: format!("Air quality now — {label}"),
+            h1: format!("Air quality now: {label}"),
+            worst: "Worst air now".into(),
+            trends: "Over the last day".into(),
+        },
+    }
 }
 
 /// Region views of the current snapshot, and the reports' map pins.
@@ -168,6 +205,7 @@ pub fn legend() -> Vec<(&'static str, &'static str)> {
 #[template(path = "home.html")]
 struct HomePage {
     layout: Layout,
+    headings: Headings,
     view: Arc<RegionView>,
     /// The region's map with the reports drawn in.
     map_svg: String,
@@ -197,14 +235,13 @@ pub async fn home(
     let pins = report_pins(&web).await?;
     let (layer, reports) = web.cache.report_layer(&view, &pins);
     let map_svg = view.map_svg.replacen(map::REPORTS_SLOT, &layer, 1);
-    let layout = Layout::new(
-        &web,
-        &visitor,
-        format!("Air quality now — {}", view.current_label),
-    )
-    .section("map");
+    let headings = headings(&view, Utc::now());
+    let layout = Layout::new(&web, &visitor, headings.title.clone())
+        .section("map")
+        .replay(view.replay.clone());
     super::page(HomePage {
         layout,
+        headings,
         view,
         map_svg,
         reports,
@@ -229,11 +266,7 @@ pub async fn region_view(web: &WebState, region: Option<&str>) -> WebResult<Arc<
         }
     }
     let stations = web.app.store().stations().await?;
-    let timezone_of: HashMap<String, String> = stations
-        .iter()
-        .map(|s| (s.id.to_string(), s.timezone.clone()))
-        .collect();
-    let view = Arc::new(build_view(web, &snapshot.stations, &timezone_of, &wanted).await?);
+    let view = Arc::new(build_view(web, &snapshot.stations, &stations, &wanted).await?);
     let mut cache = web.cache.inner.lock().expect("not poisoned");
     match cache.as_mut() {
         Some(c) if c.at == snapshot.computed_at && c.generation == snapshot.generation => {
@@ -276,31 +309,40 @@ fn row(s: &LatestStation, now: chrono::DateTime<Utc>) -> StationRow {
     }
 }
 
-async fn build_view(
-    web: &WebState,
-    latest: &[LatestStation],
-    timezone_of: &HashMap<String, String>,
-    wanted: &str,
-) -> WebResult<RegionView> {
-    let now = Utc::now();
-    let mut by_region: BTreeMap<String, Vec<&LatestStation>> = BTreeMap::new();
+/// The stations of the snapshot by region (time zone).
+fn by_region<'a>(
+    latest: &'a [LatestStation],
+    stations: &[Station],
+) -> BTreeMap<String, Vec<&'a LatestStation>> {
+    let timezone_of: HashMap<&str, &str> = stations
+        .iter()
+        .map(|s| (s.id.as_str(), s.timezone.as_str()))
+        .collect();
+    let mut out: BTreeMap<String, Vec<&LatestStation>> = BTreeMap::new();
     for s in latest {
         let tz = timezone_of
             .get(s.station.as_str())
-            .cloned()
-            .unwrap_or_else(|| "UTC".into());
-        by_region.entry(tz).or_default().push(s);
+            .copied()
+            .unwrap_or("UTC");
+        out.entry(tz.to_string()).or_default().push(s);
     }
-    // The region asked for, else the one with the most stations.
-    let current = if by_region.contains_key(wanted) {
-        wanted.to_string()
-    } else {
-        by_region
-            .iter()
-            .max_by_key(|(k, v)| (v.len(), std::cmp::Reverse((*k).clone())))
-            .map(|(k, _)| k.clone())
-            .unwrap_or_default()
-    };
+    out
+}
+
+/// The region asked for, else the one with the most stations.
+fn pick_region(by_region: &BTreeMap<String, Vec<&LatestStation>>, wanted: &str) -> String {
+    if by_region.contains_key(wanted) {
+        return wanted.to_string();
+    }
+    by_region
+        .iter()
+        .max_by_key(|(k, v)| (v.len(), std::cmp::Reverse((*k).clone())))
+        .map(|(k, _)| k.clone())
+        .unwrap_or_default()
+}
+
+/// The region tabs, the largest first.
+fn region_tabs(by_region: &BTreeMap<String, Vec<&LatestStation>>) -> Vec<Region> {
     let mut regions: Vec<Region> = by_region
         .iter()
         .map(|(k, v)| Region {
@@ -311,21 +353,34 @@ async fn build_view(
         })
         .collect();
     regions.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
+    regions
+}
+
+fn map_station(s: &LatestStation) -> MapStation {
+    MapStation {
+        id: s.station.to_string(),
+        name: s.name.clone(),
+        lat: s.location.lat,
+        lon: s.location.lon,
+        aqi: s.aqi.as_ref().map(|a| a.aqi),
+        category: s.aqi.as_ref().map(|a| a.category),
+        stale: s.stale,
+    }
+}
+
+async fn build_view(
+    web: &WebState,
+    latest: &[LatestStation],
+    stations: &[Station],
+    wanted: &str,
+) -> WebResult<RegionView> {
+    let now = Utc::now();
+    let by_region = by_region(latest, stations);
+    let current = pick_region(&by_region, wanted);
     let here: Vec<&LatestStation> = by_region.get(&current).cloned().unwrap_or_default();
-    let map_stations: Vec<MapStation> = here
-        .iter()
-        .map(|s| MapStation {
-            id: s.station.to_string(),
-            name: s.name.clone(),
-            lat: s.location.lat,
-            lon: s.location.lon,
-            aqi: s.aqi.as_ref().map(|a| a.aqi),
-            category: s.aqi.as_ref().map(|a| a.category),
-            stale: s.stale,
-        })
-        .collect();
+    let map_stations: Vec<MapStation> = here.iter().map(|s| map_station(s)).collect();
     let label = format!(
-        "Map of {} stations in {}, coloured by their current air quality index",
+        "Map of {} stations in {}, coloured by their latest air quality index",
         here.len(),
         region_label(&current)
     );
@@ -337,17 +392,20 @@ async fn build_view(
     let mut all: Vec<StationRow> = here.iter().map(|s| row(s, now)).collect();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     let ids: Vec<String> = here.iter().map(|s| s.station.to_string()).collect();
+    let here_ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let trends = trends(web, &ids).await?;
     Ok(RegionView {
         current_label: region_label(&current),
+        regions: region_tabs(&by_region),
         current,
-        regions,
         map_svg,
         worst,
         all,
         trends,
         reporting: here.iter().filter(|s| !s.stale && s.time.is_some()).count(),
         total: here.len(),
+        newest: here.iter().filter_map(|s| s.time).max(),
+        replay: replay::banner(stations.iter().filter(|s| here_ids.contains(s.id.as_str()))),
         projection: map::Projection::fit(&points),
     })
 }

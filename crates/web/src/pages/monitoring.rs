@@ -19,7 +19,7 @@ use ecocityhub_observe::{stations, ObserveConfig, ObserveError};
 use ecocityhub_store::observe::ObserveStore;
 use serde::Deserialize;
 
-use crate::charts::{self, Chart, Line};
+use crate::charts::{self, Chart, DataTable, Line};
 use crate::error::{WebError, WebResult};
 use crate::session::Visitor;
 use crate::view::{self, Layout};
@@ -50,6 +50,8 @@ pub struct MetricChart {
     pub unit: &'static str,
     pub caption: String,
     pub chart: Option<Chart>,
+    /// The chart's data as a table.
+    pub table: DataTable,
 }
 
 pub struct AlarmRow {
@@ -313,19 +315,14 @@ impl Frame {
             "Line chart of {title} ({unit}), {}",
             self.range.to_lowercase()
         );
-        let chart = if empty {
-            None
-        } else {
-            // A chart that fails to draw is left out rather than failing the page.
-            charts::metric(&shown, self.from, self.to, unit, &label)
-                .inspect_err(|e| tracing::warn!(error = %e, chart = id, "chart not drawn"))
-                .ok()
-        };
+        let chart = (!empty).then(|| charts::metric(&shown, self.from, self.to, unit, &label));
+        let caption = format!("{title}, {}, in {unit}.", self.range.to_lowercase());
         MetricChart {
             id,
             title,
             unit,
-            caption: format!("{title}, {}, in {unit}.", self.range.to_lowercase()),
+            table: DataTable::lines(caption.clone(), &shown, crate::view::fmt_value),
+            caption,
             chart,
         }
     }

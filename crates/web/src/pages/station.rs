@@ -1,23 +1,28 @@
-//! A station's page: its latest values with the AQI and the health advice of its category,
-//! the history of a chosen parameter over a chosen range, the 24-hour forecast with its
-//! interval, and the forecast's held-out skill said in plain words. Every chart has a CSV link
-//! to the same data through the API.
+//! A station's page: its latest values with the city's headline index and the health advice
+//! of its category (both indices, and why they differ when they do), the history of a chosen
+//! parameter over a chosen range — by default the pollutant driving the station's AQI — the
+//! 24-hour forecast with its interval, and the forecast's held-out skill said in plain words.
+//! Old readings are dated, never called "now"; a replay says so. Every chart has a table of
+//! its data and a CSV link to the same data through the API.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use ecocityhub_domain::aqi::us_epa::{Category, Table};
-use ecocityhub_domain::{Parameter, QualityFlag, StationId};
+use ecocityhub_api::latest::LatestStation;
+use ecocityhub_domain::aqi::eaqi::{EaqiReport, Level};
+use ecocityhub_domain::aqi::us_epa::{AqiReport, Category, Table};
+use ecocityhub_domain::{Parameter, QualityFlag, Station, StationId};
 use ecocityhub_ml::data::FORECASTABLE;
 use ecocityhub_ml::forecast::{ForecastError, StationForecast};
+use ecocityhub_store::SeriesInfo;
 use serde::Deserialize;
 
-use crate::charts::{self, Chart};
+use crate::charts::{self, Chart, DataTable, Spec};
 use crate::error::{WebError, WebResult};
 use crate::session::Visitor;
 use crate::view::{self, category_class, Layout};
-use crate::WebState;
+use crate::{indices, replay, HeadlineIndex, WebState};
 
 /// How far back the history chart looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +84,8 @@ pub struct StationQuery {
 
 pub struct ValueRow {
     pub parameter: &'static str,
+    /// The value with its unit (a wind direction as a compass point).
     pub value: String,
-    pub unit: &'static str,
     pub when: String,
     pub note: &'static str,
 }
@@ -91,9 +96,51 @@ pub struct Choice {
     pub selected: bool,
 }
 
+/// One index as the "now" card shows it.
+pub struct IndexView {
+    /// "US AQI", "European index".
+    pub name: &'static str,
+    /// What the large box says: the AQI's number, the European index's band.
+    pub big: String,
+    /// The CSS class of its colours.
+    pub class: String,
+    /// The category in words.
+    pub label: &'static str,
+    pub dominant: &'static str,
+}
+
+/// The card of the latest readings.
+pub struct NowView {
+    /// "Now" when the newest reading is recent, else "Latest readings, 31 Dec 2008".
+    pub heading: String,
+    /// The city's headline index, and the other one.
+    pub headline: Option<IndexView>,
+    pub other: Option<IndexView>,
+    /// The EPA's advice for the US AQI's category (when it is the headline).
+    pub advice: &'static str,
+    /// Why the two indices disagree, when they do notably.
+    pub explanation: Option<String>,
+    pub updated: String,
+}
+
+pub struct HistoryView {
+    pub parameter_name: &'static str,
+    /// The unit the tooltips write.
+    pub unit: &'static str,
+    pub range_label: &'static str,
+    pub chart: Option<Chart>,
+    pub table: Option<DataTable>,
+    pub caption: String,
+    pub csv: String,
+    /// A wind direction (tooltips write compass points).
+    pub compass: bool,
+}
+
 pub struct ForecastView {
     pub model_id: i64,
     pub chart: Chart,
+    pub table: DataTable,
+    pub unit: &'static str,
     pub caption: String,
     pub csv: String,
     pub skill: String,
@@ -103,29 +150,17 @@ pub struct ForecastView {
 
 #[derive(Template)]
 #[template(path = "station.html")]
-struct StationPage {
+pub struct StationPage {
     layout: Layout,
     id: String,
     name: String,
     area: String,
     coordinates: String,
-    replay_note: Option<String>,
-    aqi: Option<String>,
-    aqi_class: &'static str,
-    category: &'static str,
-    advice: &'static str,
-    dominant: String,
-    eaqi: Option<String>,
-    updated: String,
+    now: NowView,
     values: Vec<ValueRow>,
     parameters: Vec<Choice>,
     ranges: Vec<Choice>,
-    parameter_name: &'static str,
-    unit: &'static str,
-    range_label: &'static str,
-    history: Option<Chart>,
-    history_caption: String,
-    history_csv: String,
+    history: Option<HistoryView>,
     forecast: Option<ForecastView>,
     forecast_missing: Option<String>,
 }
@@ -199,238 +234,385 @@ pub async fn station(
     Path(id): Path<String>,
     Query(q): Query<StationQuery>,
 ) -> WebResult<Response> {
+    super::page(station_page(&web, &visitor, &id, &q).await?)
+}
+
+/// The station page's view model.
+pub async fn station_page(
+    web: &WebState,
+    visitor: &Visitor,
+    id: &str,
+    q: &StationQuery,
+) -> WebResult<StationPage> {
+    let station = find_station(web, id).await?;
+    let snapshot = web.app.latest().await?;
+    let latest = snapshot.stations.iter().find(|s| s.station == station.id);
+    let series = station_series(web, &station.id).await?;
+    let range = Range::parse(q.range.as_deref())?;
+    let parameter = chosen_parameter(&station, &series, latest, q.parameter.as_deref())?;
+    let info = parameter.and_then(|p| series.iter().find(|s| s.parameter == p));
+    let history = match info {
+        Some(info) => Some(history_view(web, &station, info, range).await?),
+        None => None,
+    };
+    let (forecast, forecast_missing) = match parameter {
+        Some(p) => forecast_section(web, &station, p).await?,
+        None => (None, None),
+    };
+    let now = Utc::now();
+    Ok(StationPage {
+        layout: Layout::new(web, visitor, station.name.clone())
+            .section("map")
+            .replay(replay::banner([&station])),
+        id: station.id.to_string(),
+        name: station.name.clone(),
+        area: station.area.clone().unwrap_or_default(),
+        coordinates: format!("{:.4}, {:.4}", station.location.lat, station.location.lon),
+        now: now_view(latest, now, web.config.headline_index),
+        values: latest.map(|l| value_rows(l, now)).unwrap_or_default(),
+        parameters: parameter_choices(&series, parameter),
+        ranges: range_choices(range),
+        history,
+        forecast,
+        forecast_missing,
+    })
+}
+
+async fn find_station(web: &WebState, id: &str) -> WebResult<Station> {
     let not_found =
         || WebError::NotFound(format!("There is no station {id:?}. Pick one on the map."));
-    let station_id = StationId::parse(&id).map_err(|_| not_found())?;
-    let station = web
-        .app
+    let station_id = StationId::parse(id).map_err(|_| not_found())?;
+    web.app
         .store()
         .station(&station_id)
         .await?
-        .ok_or_else(not_found)?;
-    let snapshot = web.app.latest().await?;
-    let latest = snapshot.stations.iter().find(|s| s.station == station_id);
-    let now = Utc::now();
-    let series: Vec<_> = web
+        .ok_or_else(not_found)
+}
+
+/// The station's series that have readings.
+async fn station_series(web: &WebState, station: &StationId) -> WebResult<Vec<SeriesInfo>> {
+    Ok(web
         .app
         .store()
         .series()
         .await?
         .into_iter()
-        .filter(|s| s.station == station_id && s.last.is_some())
-        .collect();
-    let range = Range::parse(q.range.as_deref())?;
-    let default_parameter = latest
-        .and_then(|l| l.aqi.as_ref().map(|a| a.dominant))
-        .filter(|p| series.iter().any(|s| s.parameter == *p))
-        .or_else(|| {
-            series
-                .iter()
-                .map(|s| s.parameter)
-                .find(|p| FORECASTABLE.contains(p))
-        })
-        .or_else(|| series.first().map(|s| s.parameter));
-    let parameter = match q.parameter.as_deref() {
-        Some(p) => {
-            let parsed: Parameter = p.parse().map_err(|_| {
-                WebError::BadRequest(format!("{p:?} is not a parameter this platform knows."))
-            })?;
-            if !series.iter().any(|s| s.parameter == parsed) {
-                return Err(WebError::NotFound(format!(
-                    "{} has no {} readings.",
-                    station.name,
-                    parsed.display_name()
-                )));
-            }
-            Some(parsed)
-        }
-        None => default_parameter,
-    };
+        .filter(|s| s.station == *station && s.last.is_some())
+        .collect())
+}
 
-    let mut page = StationPage {
-        layout: Layout::new(&web, &visitor, station.name.clone()).section("map"),
-        id: station.id.to_string(),
-        name: station.name.clone(),
-        area: station.area.clone().unwrap_or_default(),
-        coordinates: format!("{:.4}, {:.4}", station.location.lat, station.location.lon),
-        replay_note: station
-            .metadata
-            .pointer("/replay/note")
-            .and_then(|v| v.as_str())
-            .map(str::to_string),
-        aqi: None,
-        aqi_class: "none",
-        category: "No current AQI",
-        advice: "",
-        dominant: String::new(),
-        eaqi: None,
-        updated: "never".into(),
-        values: Vec::new(),
-        parameters: series
-            .iter()
-            .map(|s| Choice {
-                value: s.parameter.as_str(),
-                label: s.parameter.display_name(),
-                selected: Some(s.parameter) == parameter,
-            })
-            .collect(),
-        ranges: Range::ALL
-            .iter()
-            .map(|r| Choice {
-                value: r.key(),
-                label: r.label(),
-                selected: *r == range,
-            })
-            .collect(),
-        parameter_name: parameter.map(|p| p.display_name()).unwrap_or(""),
-        unit: parameter.map(|p| p.canonical_unit().symbol()).unwrap_or(""),
-        range_label: range.label(),
-        history: None,
-        history_caption: String::new(),
-        history_csv: String::new(),
-        forecast: None,
-        forecast_missing: None,
-    };
-    if let Some(l) = latest {
-        if let Some(a) = &l.aqi {
-            page.aqi = Some(a.aqi.to_string());
-            page.aqi_class = category_class(Some(a.category));
-            page.category = a.category.label();
-            page.advice = a.category.advice();
-            page.dominant = a.dominant.display_name().to_string();
-        }
-        page.eaqi = l.eaqi.as_ref().map(|e| e.label.to_string());
-        page.updated = match l.time {
-            Some(t) if l.stale => format!(
-                "{} — {} (no recent data)",
-                view::fmt_time(t),
-                view::ago(t, now)
-            ),
-            Some(t) => format!("{} — {}", view::fmt_time(t), view::ago(t, now)),
-            None => "never".into(),
-        };
-        page.values = l
-            .values
-            .iter()
-            .map(|v| ValueRow {
-                parameter: v.parameter.display_name(),
-                value: view::fmt_value(v.value),
-                unit: v.unit,
-                when: view::ago(v.time, now),
-                note: match (v.flag, v.period_seconds) {
-                    (QualityFlag::Suspect, _) => "suspect",
-                    (QualityFlag::Invalid, _) => "invalid",
-                    (_, Some(86_400)) => "daily mean",
-                    _ => "",
-                },
-            })
-            .collect();
-    }
+/// The station's main pollutant: the one driving its AQI (else its European index), else the
+/// first it measures of those forecast, else its first series.
+pub fn main_pollutant(latest: Option<&LatestStation>, series: &[SeriesInfo]) -> Option<Parameter> {
+    let measured = |p: &Parameter| series.iter().any(|s| s.parameter == *p);
+    let us = latest.and_then(|l| l.aqi.as_ref()).map(|a| a.dominant);
+    let eu = latest.and_then(|l| l.eaqi.as_ref()).map(|e| e.dominant);
+    us.filter(measured)
+        .or(eu.filter(measured))
+        .or_else(|| FORECASTABLE.iter().copied().find(measured))
+        .or_else(|| series.first().map(|s| s.parameter))
+}
 
-    if let Some(parameter) = parameter {
-        let info = series
-            .iter()
-            .find(|s| s.parameter == parameter)
-            .expect("chosen from series");
-        let last = info.last.expect("filtered").timestamp();
-        let from = last - range.seconds();
-        let raw = web
-            .app
-            .store()
-            .readings(&station_id, parameter, from + 1, last + 1, 20_000)
-            .await?;
-        let points: Vec<(i64, f64)> = raw
-            .iter()
-            .filter(|p| p.flag != QualityFlag::Invalid)
-            .map(|p| (p.ts, p.value))
-            .collect();
-        let hourly = info.period_seconds.is_none_or(|s| s < 86_400);
-        let (points, interval) = if range == Range::Year && hourly {
-            (daily_means(&points), "1d")
-        } else {
-            (points, "raw")
-        };
-        let thresholds = Table::for_charts(parameter)
-            .map(Table::category_upper_bounds)
-            .unwrap_or_default();
-        let unit = parameter.canonical_unit().symbol();
-        page.history_caption = format!(
-            "{} at {}, {} up to {}{}. Dashed lines: where the AQI category changes.",
-            parameter.display_name(),
+/// The parameter asked for (which the station must measure), else its main pollutant.
+fn chosen_parameter(
+    station: &Station,
+    series: &[SeriesInfo],
+    latest: Option<&LatestStation>,
+    asked: Option<&str>,
+) -> WebResult<Option<Parameter>> {
+    let Some(p) = asked else {
+        return Ok(main_pollutant(latest, series));
+    };
+    let parsed: Parameter = p.parse().map_err(|_| {
+        WebError::BadRequest(format!("{p:?} is not a parameter this platform knows."))
+    })?;
+    if !series.iter().any(|s| s.parameter == parsed) {
+        return Err(WebError::NotFound(format!(
+            "{} has no {} readings.",
             station.name,
-            range.label().to_lowercase(),
-            view::fmt_time(DateTime::from_timestamp(last, 0).unwrap_or_default()),
-            if interval == "1d" {
-                " (daily means)"
-            } else {
-                ""
-            }
+            parsed.display_name()
+        )));
+    }
+    Ok(Some(parsed))
+}
+
+fn parameter_choices(series: &[SeriesInfo], parameter: Option<Parameter>) -> Vec<Choice> {
+    series
+        .iter()
+        .map(|s| Choice {
+            value: s.parameter.as_str(),
+            label: s.parameter.display_name(),
+            selected: Some(s.parameter) == parameter,
+        })
+        .collect()
+}
+
+fn range_choices(range: Range) -> Vec<Choice> {
+    Range::ALL
+        .iter()
+        .map(|r| Choice {
+            value: r.key(),
+            label: r.label(),
+            selected: *r == range,
+        })
+        .collect()
+}
+
+/// The CSS class of a European index level (`eaqi-very_poor`).
+fn eaqi_class(level: Level) -> String {
+    format!("eaqi-{}", level.label().to_lowercase().replace(' ', "_"))
+}
+
+fn us_index(a: &AqiReport) -> IndexView {
+    IndexView {
+        name: "US AQI",
+        big: a.aqi.to_string(),
+        class: format!("aqi-{}", category_class(Some(a.category))),
+        label: a.category.label(),
+        dominant: a.dominant.display_name(),
+    }
+}
+
+fn eu_index(e: &EaqiReport) -> IndexView {
+    IndexView {
+        name: "European index",
+        big: e.label.to_string(),
+        class: eaqi_class(e.level),
+        label: e.label,
+        dominant: e.dominant.display_name(),
+    }
+}
+
+/// "Now", or the date of the newest reading when it is not recent.
+fn now_heading(time: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match time {
+        Some(t) if view::is_recent(t, now) => "Now".into(),
+        Some(t) => format!("Latest readings, {}", view::fmt_date(t)),
+        None => "Latest readings".into(),
+    }
+}
+
+fn updated(l: &LatestStation, now: DateTime<Utc>) -> String {
+    match l.time {
+        Some(t) if l.stale => format!(
+            "{} — {} (no recent data)",
+            view::fmt_time(t),
+            view::ago(t, now)
+        ),
+        Some(t) => format!("{} — {}", view::fmt_time(t), view::ago(t, now)),
+        None => "never".into(),
+    }
+}
+
+/// The card of the latest readings, the headline index first.
+fn now_view(
+    latest: Option<&LatestStation>,
+    now: DateTime<Utc>,
+    headline: HeadlineIndex,
+) -> NowView {
+    let us = latest.and_then(|l| l.aqi.as_ref());
+    let eu = latest.and_then(|l| l.eaqi.as_ref());
+    let (first, second) = match headline {
+        HeadlineIndex::UsAqi => (us.map(us_index), eu.map(eu_index)),
+        HeadlineIndex::Eaqi => (eu.map(eu_index), us.map(us_index)),
+    };
+    let advice = match (headline, us) {
+        (HeadlineIndex::UsAqi, Some(a)) => a.category.advice(),
+        _ => "",
+    };
+    NowView {
+        heading: now_heading(latest.and_then(|l| l.time), now),
+        headline: first,
+        other: second,
+        advice,
+        explanation: us
+            .zip(eu)
+            .and_then(|(a, e)| indices::explain(a, e, headline)),
+        updated: latest.map_or_else(|| "never".into(), |l| updated(l, now)),
+    }
+}
+
+fn value_rows(l: &LatestStation, now: DateTime<Utc>) -> Vec<ValueRow> {
+    l.values
+        .iter()
+        .map(|v| ValueRow {
+            parameter: v.parameter.display_name(),
+            value: view::fmt_with_unit(v.parameter, v.value),
+            when: view::ago(v.time, now),
+            note: match (v.flag, v.period_seconds) {
+                (QualityFlag::Suspect, _) => "suspect",
+                (QualityFlag::Invalid, _) => "invalid",
+                (_, Some(86_400)) => "daily mean",
+                _ => "",
+            },
+        })
+        .collect()
+}
+
+/// The AQI category bounds of a parameter in its unit (none for weather).
+fn thresholds_of(parameter: Parameter) -> Vec<(Category, f64)> {
+    Table::for_charts(parameter)
+        .map(Table::category_upper_bounds)
+        .unwrap_or_default()
+}
+
+/// The readings a history chart shows: (points, interval of the CSV, from, last).
+async fn history_points(
+    web: &WebState,
+    station: &StationId,
+    info: &SeriesInfo,
+    range: Range,
+) -> WebResult<(Vec<(i64, f64)>, &'static str, i64, i64)> {
+    let last = info.last.map_or(0, |t| t.timestamp());
+    let from = last - range.seconds();
+    let points: Vec<(i64, f64)> = web
+        .app
+        .store()
+        .readings(station, info.parameter, from + 1, last + 1, 20_000)
+        .await?
+        .iter()
+        .filter(|p| p.flag != QualityFlag::Invalid)
+        .map(|p| (p.ts, p.value))
+        .collect();
+    let hourly = info.period_seconds.is_none_or(|s| s < 86_400);
+    Ok(if range == Range::Year && hourly {
+        (daily_means(&points), "1d", from, last)
+    } else {
+        (points, "raw", from, last)
+    })
+}
+
+/// What a figure's caption adds about the lines drawn.
+fn legend_sentence(parameter: Parameter, chart: Option<&Chart>) -> &'static str {
+    if parameter == Parameter::WindDirection {
+        " Each dot is a reading: the direction the wind blows from."
+    } else if chart.is_some_and(charts::shows_category_lines) {
+        " Dashed lines: where the AQI category changes."
+    } else {
+        ""
+    }
+}
+
+/// The history section: chart, table, caption and CSV link of one parameter over a range.
+async fn history_view(
+    web: &WebState,
+    station: &Station,
+    info: &SeriesInfo,
+    range: Range,
+) -> WebResult<HistoryView> {
+    let parameter = info.parameter;
+    let (points, interval, from, last) = history_points(web, &station.id, info, range).await?;
+    let unit = view::unit_of(parameter);
+    let compass = parameter == Parameter::WindDirection;
+    let what = format!(
+        "{} at {}, {}",
+        parameter.display_name(),
+        station.name,
+        range.label().to_lowercase()
+    );
+    let thresholds = thresholds_of(parameter);
+    let (chart, table) = if points.is_empty() {
+        (None, None)
+    } else {
+        let label = format!(
+            "{} chart of {what}: from {} to {}",
+            if compass { "Dot" } else { "Line" },
+            view::fmt_with_unit(
+                parameter,
+                points.iter().map(|p| p.1).fold(f64::MAX, f64::min)
+            ),
+            view::fmt_with_unit(
+                parameter,
+                points.iter().map(|p| p.1).fold(f64::MIN, f64::max)
+            ),
         );
-        page.history_csv = format!(
+        let spec = Spec::new(&label, unit)
+            .thresholds(&thresholds)
+            .compass(compass);
+        let header = format!("{} ({unit})", parameter.display_name());
+        let table = DataTable::series(what.clone(), &header, &points, |v| {
+            if compass {
+                view::compass(v)
+            } else {
+                view::fmt_value(v)
+            }
+        });
+        (Some(charts::history(&points, &spec)), Some(table))
+    };
+    let caption = format!(
+        "{what} up to {}{}.{}",
+        view::fmt_time(DateTime::from_timestamp(last, 0).unwrap_or_default()),
+        if interval == "1d" {
+            " (daily means)"
+        } else {
+            ""
+        },
+        legend_sentence(parameter, chart.as_ref())
+    );
+    Ok(HistoryView {
+        parameter_name: parameter.display_name(),
+        unit,
+        range_label: range.label(),
+        csv: format!(
             "/api/v1/stations/{}/readings?parameter={}&from={}&to={}&interval={interval}&format=csv",
             station.id,
             parameter.as_str(),
             iso(from + 1),
             iso(last + 1)
-        );
-        if !points.is_empty() {
-            let label = format!(
-                "Line chart of {} at {}, {}: from {} to {} {unit}",
-                parameter.display_name(),
-                station.name,
-                range.label().to_lowercase(),
-                view::fmt_value(points.iter().map(|p| p.1).fold(f64::MAX, f64::min)),
-                view::fmt_value(points.iter().map(|p| p.1).fold(f64::MIN, f64::max)),
-            );
-            page.history = Some(
-                charts::history(&points, unit, &label, &thresholds).map_err(WebError::Internal)?,
-            );
-        }
-        if FORECASTABLE.contains(&parameter) {
-            match web
-                .app
-                .forecaster()
-                .forecast(&station_id, parameter, web.app.generation())
-                .await
-            {
-                Ok(f) => {
-                    page.forecast = Some(forecast_view(&web, &station.name, &f, &thresholds).await?)
-                }
-                Err(ForecastError::NoModel { .. }) => {
-                    page.forecast_missing = Some(format!(
-                        "No forecast model serves {} here yet. Models are trained by an administrator (the demo trains its own a minute after the first start).",
-                        parameter.display_name()
-                    ))
-                }
-                Err(ForecastError::NoData { .. }) => {
-                    page.forecast_missing =
-                        Some("There are too few recent readings to forecast from.".into())
-                }
-                Err(e) => return Err(WebError::Internal(e.to_string())),
-            }
-        } else {
-            page.forecast_missing = Some(format!(
+        ),
+        chart,
+        table,
+        caption,
+        compass,
+    })
+}
+
+/// The forecast section: the forecast, or why there is none.
+async fn forecast_section(
+    web: &WebState,
+    station: &Station,
+    parameter: Parameter,
+) -> WebResult<(Option<ForecastView>, Option<String>)> {
+    if !FORECASTABLE.contains(&parameter) {
+        return Ok((
+            None,
+            Some(format!(
                 "{} is not forecast; forecasts cover PM2.5, PM10, NO₂, O₃, SO₂ and CO.",
                 parameter.display_name()
-            ));
-        }
+            )),
+        ));
     }
-    super::page(page)
+    let forecast = web
+        .app
+        .forecaster()
+        .forecast(&station.id, parameter, web.app.generation())
+        .await;
+    match forecast {
+        Ok(f) => Ok((Some(forecast_view(web, &station.name, &f).await?), None)),
+        Err(ForecastError::NoModel { .. }) => Ok((None, Some(format!(
+            "No forecast model serves {} here yet. Models are trained by an administrator (the demo trains its own a minute after the first start).",
+            parameter.display_name()
+        )))),
+        Err(ForecastError::NoData { .. }) => Ok((
+            None,
+            Some("There are too few recent readings to forecast from.".into()),
+        )),
+        Err(e) => Err(WebError::Internal(e.to_string())),
+    }
 }
 
 fn parse_ts(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
 }
 
-async fn forecast_view(
+/// The measurements of the 36 hours before a forecast's origin.
+async fn measured_before(
     web: &WebState,
-    station_name: &str,
     f: &StationForecast,
-    thresholds: &[(Category, f64)],
-) -> WebResult<ForecastView> {
-    let origin = parse_ts(&f.origin).unwrap_or_default();
+    origin: i64,
+) -> WebResult<Vec<(i64, f64)>> {
     let station = StationId::parse(&f.station).map_err(|e| WebError::Internal(e.to_string()))?;
-    let measured: Vec<(i64, f64)> = web
+    Ok(web
         .app
         .store()
         .readings(&station, f.parameter, origin - 36 * 3_600, origin + 1, 100)
@@ -438,26 +620,46 @@ async fn forecast_view(
         .into_iter()
         .filter(|p| p.flag != QualityFlag::Invalid)
         .map(|p| (p.ts, p.value))
-        .collect();
+        .collect())
+}
+
+async fn forecast_view(
+    web: &WebState,
+    station_name: &str,
+    f: &StationForecast,
+) -> WebResult<ForecastView> {
+    let origin = parse_ts(&f.origin).unwrap_or_default();
+    let measured = measured_before(web, f, origin).await?;
     let hours: Vec<charts::ForecastPoint> = f
         .hours
         .iter()
         .filter_map(|h| Some((parse_ts(&h.time)?, h.value, h.lower, h.upper)))
         .collect();
     let peak = hours.iter().map(|h| h.1).fold(0.0, f64::max);
-    let label = format!(
-        "Forecast of {} at {station_name} for the 24 hours after {}: up to {} {}",
+    let what = format!(
+        "Forecast of {} at {station_name} for the 24 hours after {}",
         f.parameter.display_name(),
-        f.origin,
-        view::fmt_value(peak),
-        f.unit
+        f.origin.replace('T', " ").replace('Z', " UTC")
     );
-    let chart = charts::forecast(&measured, &hours, f.unit, &label, thresholds)
-        .map_err(WebError::Internal)?;
+    let label = format!("{what}: up to {} {}", view::fmt_value(peak), f.unit);
+    let thresholds = thresholds_of(f.parameter);
+    let chart = charts::forecast(
+        &measured,
+        &hours,
+        &Spec::new(&label, f.unit).thresholds(&thresholds),
+    );
+    let table = DataTable::forecast(
+        format!("{what} ({})", f.unit),
+        &measured,
+        &hours,
+        view::fmt_value,
+    );
     let (skill, coverage) = skill_sentence(f);
     Ok(ForecastView {
         model_id: f.model.id,
         chart,
+        table,
+        unit: view::unit_of(f.parameter),
         caption: format!(
             "{} forecast from {} (model version {}, trained on data up to {}). Solid: measured; dashed: forecast.",
             f.parameter.display_name(),
@@ -490,6 +692,46 @@ mod tests {
         assert_eq!(
             daily_means(&pts),
             vec![(43_200, 1.0), (86_400 + 43_200, 3.0)]
+        );
+    }
+
+    fn series(parameters: &[Parameter]) -> Vec<SeriesInfo> {
+        parameters
+            .iter()
+            .map(|p| SeriesInfo {
+                station: StationId::parse("s").unwrap(),
+                parameter: *p,
+                first: Some(Utc::now()),
+                last: Some(Utc::now()),
+                period_seconds: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_an_index_the_main_pollutant_is_the_first_forecast_one() {
+        let s = series(&[
+            Parameter::Co,
+            Parameter::No2,
+            Parameter::Pm10,
+            Parameter::Temperature,
+        ]);
+        assert_eq!(main_pollutant(None, &s), Some(Parameter::Pm10));
+        let weather = series(&[Parameter::Temperature]);
+        assert_eq!(main_pollutant(None, &weather), Some(Parameter::Temperature));
+        assert_eq!(main_pollutant(None, &[]), None);
+    }
+
+    #[test]
+    fn old_readings_are_dated_not_now() {
+        let now = Utc::now();
+        let old = DateTime::parse_from_rfc3339("2008-12-31T23:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(now_heading(Some(old), now), "Latest readings, 31 Dec 2008");
+        assert_eq!(
+            now_heading(Some(now - chrono::Duration::hours(1)), now),
+            "Now"
         );
     }
 
