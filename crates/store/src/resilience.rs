@@ -143,7 +143,10 @@ where
 
 fn timed_out(limit: Duration) -> StoreError {
     StoreError::Unavailable {
-        reason: format!("the database did not answer within {} s", limit.as_secs_f64()),
+        reason: format!(
+            "the database did not answer within {} s",
+            limit.as_secs_f64()
+        ),
     }
 }
 
@@ -178,8 +181,14 @@ mod tests {
         // SQLITE_BUSY_SNAPSHOT (517) and SQLITE_READONLY_DBMOVED (1032) by their primary code.
         assert!(sqlite_transient("517").is_some());
         assert!(sqlite_transient("1032").is_some());
-        assert!(sqlite_transient("19").is_none(), "a constraint is not transient");
-        assert!(sqlite_transient("2067").is_none(), "nor a unique constraint");
+        assert!(
+            sqlite_transient("19").is_none(),
+            "a constraint is not transient"
+        );
+        assert!(
+            sqlite_transient("2067").is_none(),
+            "nor a unique constraint"
+        );
     }
 
     #[tokio::test]
@@ -220,7 +229,10 @@ mod tests {
         let Err(StoreError::Unavailable { reason }) = lasting else {
             panic!("expected unavailable, got {lasting:?}");
         };
-        assert!(reason.contains("gave up storing readings after"), "{reason}");
+        assert!(
+            reason.contains("gave up storing readings after"),
+            "{reason}"
+        );
     }
 
     #[tokio::test]

@@ -408,10 +408,15 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        resilience::retry(&self.resilience, self.timed(), "checking the database", || async {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
-            Ok(())
-        })
+        resilience::retry(
+            &self.resilience,
+            self.timed(),
+            "checking the database",
+            || async {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -665,12 +670,17 @@ impl Store for SqlStore {
 
     async fn device_key(&self, prefix: &str) -> Result<Option<DeviceKey>> {
         let sql = format!("SELECT {DEVICE_KEY_COLUMNS} FROM device_keys WHERE prefix = $1");
-        let row = resilience::retry(&self.resilience, self.timed(), "reading a device key", || {
-            sqlx::query(&sql)
-                .bind(prefix)
-                .fetch_optional(&self.pool)
-                .map_err(StoreError::from)
-        })
+        let row = resilience::retry(
+            &self.resilience,
+            self.timed(),
+            "reading a device key",
+            || {
+                sqlx::query(&sql)
+                    .bind(prefix)
+                    .fetch_optional(&self.pool)
+                    .map_err(StoreError::from)
+            },
+        )
         .await?;
         row.as_ref().map(device_key_from_row).transpose()
     }
@@ -687,14 +697,19 @@ impl Store for SqlStore {
 
     async fn touch_device_key(&self, prefix: &str, at: DateTime<Utc>) -> Result<()> {
         let _turn = self.write_turn().await;
-        resilience::retry(&self.resilience, self.timed(), "recording a key's use", || async {
-            sqlx::query("UPDATE device_keys SET last_used_at = $1 WHERE prefix = $2")
-                .bind(at.timestamp())
-                .bind(prefix)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
+        resilience::retry(
+            &self.resilience,
+            self.timed(),
+            "recording a key's use",
+            || async {
+                sqlx::query("UPDATE device_keys SET last_used_at = $1 WHERE prefix = $2")
+                    .bind(at.timestamp())
+                    .bind(prefix)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            },
+        )
         .await
     }
 
