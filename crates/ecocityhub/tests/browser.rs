@@ -128,6 +128,21 @@ async fn wait_for_path(c: &Client, starts_with: &str) {
     }
 }
 
+/// Waits until the element at `css` says `needle`: across a page load that replaces the page at
+/// the same address (a form that posts back to it), where an element found early goes stale.
+async fn wait_for_text(c: &Client, css: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(element) = c.find(Locator::Css(css)).await {
+            if element.text().await.is_ok_and(|t| t.contains(needle)) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{css} never said {needle:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text(c: &Client, css: &str) -> String {
     wait_for(c, css).await.text().await.unwrap()
 }
@@ -341,6 +356,21 @@ async fn people_use_the_site_in_a_real_browser() {
     wait_for(&c, "svg.map").await;
     check_page_basics(&c).await;
     screenshot(&c, "home-phone").await;
+    // And a station's charts keep their text readable at that width.
+    c.goto(&server.url("/stations/marylebone_road")).await.unwrap();
+    wait_for(&c, "svg.chart text").await;
+    let smallest = c
+        .execute(
+            // Drawn height, which a scaled-down SVG would shrink (its computed font size not).
+            "return Math.min(...[...document.querySelectorAll('svg.chart text')]\
+             .map(t => t.getBoundingClientRect().height).filter(h => h > 0));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let smallest = smallest.as_f64().unwrap();
+    assert!(smallest >= 12.0, "chart text at 390 px is {smallest} px high");
+    screenshot(&c, "station-phone").await;
     c.close().await.unwrap();
 }
 
@@ -635,9 +665,7 @@ async fn citizen_reports_a_problem_and_an_operator_triages_it(
     fill(c, "#text", "A crew is on its way.").await;
     click(c, Locator::Css("form[action$='/triage'] button")).await;
     wait_for_path(c, &format!("/reports/{id}")).await;
-    assert!(text(c, "ol.history")
-        .await
-        .contains("A crew is on its way."));
+    wait_for_text(c, "ol.history", "A crew is on its way.").await;
     screenshot(c, "report-triage").await;
 
     // The citizen sees it, and was told.
