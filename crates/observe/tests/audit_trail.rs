@@ -10,8 +10,8 @@ use ecocityhub_observe::audit::chain::record_hash;
 use ecocityhub_observe::audit::digest::{signed_blob, split_blob, DIGEST_PREFIX};
 use ecocityhub_observe::audit::redact::HIDDEN;
 use ecocityhub_observe::audit::{
-    search, verify, Audit, AuditEvent, AuditKey, Credential, Digester, ProblemKind, SearchFilter,
-    Subject, UserIdentity, VerifyOptions, VerifyReport,
+    search, verify, verify_paged, Audit, AuditEvent, AuditKey, Credential, Digester, ProblemKind,
+    SearchFilter, Subject, UserIdentity, VerifyOptions, VerifyReport,
 };
 use ecocityhub_observe::ObserveError;
 use ecocityhub_store::observe::{AuditOutcome, ObserveStore};
@@ -84,14 +84,82 @@ async fn trail(store: SqlStore, url: &str) -> Trail {
 }
 
 impl Trail {
+    /// Verifies the trail, and again in pages of 1, 3 and 7 records (so that every tampering
+    /// lands on or across page boundaries): the same report each time.
     async fn verify(&self) -> VerifyReport {
-        verify(
+        let options = VerifyOptions::default();
+        let mut report = verify(self.store.clone(), self.blobs.clone(), &options)
+            .await
+            .unwrap();
+        report.elapsed = std::time::Duration::ZERO;
+        for page in [1, 3, 7] {
+            let mut paged = verify_paged(self.store.clone(), self.blobs.clone(), &options, page)
+                .await
+                .unwrap();
+            paged.elapsed = std::time::Duration::ZERO;
+            assert_eq!(paged, report, "in pages of {page}");
+        }
+        report
+    }
+
+    /// Verifies in pages of `page` records only.
+    async fn verify_in_pages_of(&self, page: u32) -> VerifyReport {
+        verify_paged(
             self.store.clone(),
             self.blobs.clone(),
             &VerifyOptions::default(),
+            page,
         )
         .await
         .unwrap()
+    }
+
+    /// Verifies in pages of [`BOUNDARY_PAGE`] (where records 24 and 25 are on either side of a
+    /// page boundary) and as [`Trail::verify`] does; expects `kind` at record `seq`.
+    async fn expect_across_the_boundary(&self, kind: ProblemKind, seq: i64) {
+        expect(
+            &self.verify_in_pages_of(BOUNDARY_PAGE).await,
+            kind,
+            Subject::Record(seq),
+        );
+        expect(&self.verify().await, kind, Subject::Record(seq));
+    }
+
+    /// Moves the records from `at` on up by one and puts a forged record at `at` that links to
+    /// its predecessor and is hashed right.
+    async fn insert_forged(&self, at: i64) {
+        self.shift(at, 1).await;
+        let (record, _, hash_before) = self.row(at - 1).await;
+        let forged = record
+            .replace("UpdateUser", "GrantAdmin")
+            .replace("SignIn", "GrantAdmin");
+        let hash = record_hash(&hash_before, at, &forged);
+        sqlx::query(
+            "INSERT INTO audit_records (seq, event_id, event_time, event_source, event_name, user_type, user_id, \
+             error_code, read_only, request_id, record, prev_hash, hash) \
+             SELECT $1, event_id, event_time, event_source, 'GrantAdmin', user_type, user_id, error_code, read_only, \
+             request_id, $2, $3, $4 FROM audit_records WHERE seq = $5",
+        )
+        .bind(at)
+        .bind(&forged)
+        .bind(&hash_before)
+        .bind(&hash)
+        .bind(at - 1)
+        .execute(&self.sql)
+        .await
+        .unwrap();
+    }
+
+    /// Swaps the sequence numbers of records `a` and `b`.
+    async fn swap(&self, a: i64, b: i64) {
+        for (from, to) in [(a, -1), (b, a), (-1, b)] {
+            sqlx::query("UPDATE audit_records SET seq = $1 WHERE seq = $2")
+                .bind(to)
+                .bind(from)
+                .execute(&self.sql)
+                .await
+                .unwrap();
+        }
     }
 
     async fn exec(&self, sql: &str) {
@@ -300,24 +368,7 @@ async fn the_oldest_records_deleted_without_a_checkpoint_are_caught(t: Trail) {
 
 async fn an_inserted_record_is_caught(t: Trail) {
     // A forged record at 40, the rest renumbered; the forgery links to 39 and is hashed right.
-    t.shift(40, 1).await;
-    let (record, _, hash_of_39) = t.row(39).await;
-    let forged = record
-        .replace("UpdateUser", "GrantAdmin")
-        .replace("SignIn", "GrantAdmin");
-    let hash = record_hash(&hash_of_39, 40, &forged);
-    sqlx::query(
-        "INSERT INTO audit_records (seq, event_id, event_time, event_source, event_name, user_type, user_id, \
-         error_code, read_only, request_id, record, prev_hash, hash) \
-         SELECT 40, event_id, event_time, event_source, 'GrantAdmin', user_type, user_id, error_code, read_only, \
-         request_id, $1, $2, $3 FROM audit_records WHERE seq = 39",
-    )
-    .bind(&forged)
-    .bind(&hash_of_39)
-    .bind(&hash)
-    .execute(&t.sql)
-    .await
-    .unwrap();
+    t.insert_forged(40).await;
     expect(
         &t.verify().await,
         ProblemKind::Inserted,
@@ -326,17 +377,61 @@ async fn an_inserted_record_is_caught(t: Trail) {
 }
 
 async fn reordered_records_are_caught(t: Trail) {
-    t.exec("UPDATE audit_records SET seq = -1 WHERE seq = 14")
-        .await;
-    t.exec("UPDATE audit_records SET seq = 14 WHERE seq = 18")
-        .await;
-    t.exec("UPDATE audit_records SET seq = 18 WHERE seq = -1")
-        .await;
+    t.swap(14, 18).await;
     expect(
         &t.verify().await,
         ProblemKind::Reordered,
         Subject::Record(14),
     );
+}
+
+/// Pages of 4 records: 21–24 and 25–28 are two pages (no digest ends there).
+const BOUNDARY_PAGE: u32 = 4;
+
+async fn a_field_edited_at_a_page_boundary_is_caught(t: Trail) {
+    // The last record of a page, and then the first of the next.
+    t.exec("UPDATE audit_records SET record = replace(record, '\"admin\"', '\"citizen\"') WHERE seq = 24")
+        .await;
+    t.expect_across_the_boundary(ProblemKind::Edited, 24).await;
+    t.exec("UPDATE audit_records SET record = replace(record, '\"citizen\"', '\"admin\"') WHERE seq = 24")
+        .await;
+    assert!(t.verify_in_pages_of(BOUNDARY_PAGE).await.is_intact());
+    t.exec("UPDATE audit_records SET read_only = 1 - read_only WHERE seq = 25")
+        .await;
+    t.expect_across_the_boundary(ProblemKind::Edited, 25).await;
+}
+
+async fn an_edit_rehashed_at_the_end_of_a_page_is_caught_in_the_next(t: Trail) {
+    // Record 24 is self-consistent again; only record 25, on the next page, names its old hash.
+    t.rewrite(24, "\"admin\"", "\"citizen\"").await;
+    t.expect_across_the_boundary(ProblemKind::Edited, 24).await;
+}
+
+async fn records_deleted_across_a_page_boundary_are_caught(t: Trail) {
+    t.exec("DELETE FROM audit_records WHERE seq IN (24, 25)")
+        .await;
+    t.expect_across_the_boundary(ProblemKind::Deleted, 24).await;
+    // Renumbered to close the gap: record 26 now stands at 24, the end of a page.
+    t.shift(26, -2).await;
+    t.expect_across_the_boundary(ProblemKind::Deleted, 24).await;
+}
+
+async fn a_record_deleted_first_on_a_page_is_caught(t: Trail) {
+    t.exec("DELETE FROM audit_records WHERE seq = 25").await;
+    t.expect_across_the_boundary(ProblemKind::Deleted, 25).await;
+}
+
+async fn a_pair_swapped_across_a_page_boundary_is_caught(t: Trail) {
+    t.swap(24, 25).await;
+    t.expect_across_the_boundary(ProblemKind::Reordered, 24)
+        .await;
+}
+
+async fn a_record_inserted_at_a_page_boundary_is_caught(t: Trail) {
+    // The forgery starts the page at 25 and links to record 24 at the end of the one before.
+    t.insert_forged(25).await;
+    t.expect_across_the_boundary(ProblemKind::Inserted, 25)
+        .await;
 }
 
 async fn a_deleted_digest_is_caught(t: Trail) {
@@ -515,6 +610,12 @@ both_backends!(
     the_oldest_records_deleted_without_a_checkpoint_are_caught,
     an_inserted_record_is_caught,
     reordered_records_are_caught,
+    a_field_edited_at_a_page_boundary_is_caught,
+    an_edit_rehashed_at_the_end_of_a_page_is_caught_in_the_next,
+    records_deleted_across_a_page_boundary_are_caught,
+    a_record_deleted_first_on_a_page_is_caught,
+    a_pair_swapped_across_a_page_boundary_is_caught,
+    a_record_inserted_at_a_page_boundary_is_caught,
     a_deleted_digest_is_caught,
     the_newest_digest_deleted_is_caught,
     an_edited_digest_is_caught,

@@ -52,14 +52,32 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// The hash of the record at `seq` with text `record` after `prev_hash`.
 pub fn record_hash(prev_hash: &str, seq: i64, record: &str) -> String {
+    hex::encode(digest(prev_hash, seq, record))
+}
+
+/// Whether `hash` is [`record_hash`]`(prev_hash, seq, record)`, without allocating (the
+/// verifier asks this of every record).
+pub fn record_hash_is(prev_hash: &str, seq: i64, record: &str, hash: &str) -> bool {
+    let mut text = [0u8; 64];
+    hex::encode_to_slice(digest(prev_hash, seq, record), &mut text)
+        .expect("a SHA-256 digest is 64 hex digits");
+    hash.as_bytes() == text
+}
+
+fn digest(prev_hash: &str, seq: i64, record: &str) -> [u8; 32] {
+    // `seq` in decimal, as `to_string` writes it, on the stack (i64::MIN takes 20 bytes).
+    let mut digits = [0u8; 20];
+    let mut rest = &mut digits[..];
+    std::io::Write::write_fmt(&mut rest, format_args!("{seq}")).expect("20 bytes suffice");
+    let len = 20 - rest.len();
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
-    h.update(seq.to_string().as_bytes());
+    h.update(&digits[..len]);
     h.update(b"\n");
     h.update(record.as_bytes());
-    hex::encode(h.finalize())
+    h.finalize().into()
 }
 
 /// The stored row of `record` at `seq` after `prev_hash`.
@@ -131,5 +149,26 @@ mod tests {
         assert_ne!(h, record_hash("00", 2, "{}"));
         assert_ne!(h, record_hash("00", 1, "{ }"));
         assert_eq!(h, record_hash("00", 1, "{}"));
+    }
+
+    #[test]
+    fn record_hash_is_agrees_with_record_hash() {
+        for seq in [0, 1, 9, 10, 12_345, -7, i64::MAX, i64::MIN] {
+            for (prev, text) in [("", ""), ("ab", "{}"), ("00", r#"{"a":"é\n"}"#)] {
+                let h = record_hash(prev, seq, text);
+                assert_eq!(h, {
+                    let mut s = Sha256::new();
+                    s.update(DOMAIN);
+                    s.update(format!("{prev}\n{seq}\n{text}").as_bytes());
+                    hex::encode(s.finalize())
+                });
+                assert!(record_hash_is(prev, seq, text, &h));
+                assert!(!record_hash_is(prev, seq, text, &h.to_uppercase()));
+                assert!(!record_hash_is(prev, seq, text, &h[..63]));
+                assert!(!record_hash_is(prev, seq, text, &format!("{h}0")));
+                assert!(!record_hash_is(prev, seq.wrapping_add(1), text, &h));
+                assert!(!record_hash_is(prev, seq, "x", &h));
+            }
+        }
     }
 }

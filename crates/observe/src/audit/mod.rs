@@ -30,7 +30,9 @@ use serde_json::Value;
 pub use digest::{AuditKey, Digester};
 pub use redact::redact;
 pub use search::{search, SearchFilter, SearchPage};
-pub use verify::{verify, Problem, ProblemKind, Subject, VerifyOptions, VerifyReport};
+pub use verify::{
+    verify, verify_paged, Problem, ProblemKind, Subject, VerifyOptions, VerifyReport,
+};
 pub use writer::{Audit, Receipt};
 
 use crate::http::RequestId;
