@@ -9,12 +9,14 @@
 //!
 //! - [`pages`]: the handlers — public map and station pages, accounts, operator/admin pages.
 //! - [`session`]: cookie sessions on the identity layer's refresh tokens, and CSRF protection.
-//! - [`map`] and [`charts`]: the SVG map of stations and the charts (SVG a phone can read).
+//! - [`map`] and [`charts`]: the SVG map of stations and the charts (SVG a phone can read);
+//!   [`basemap`]: the offline Natural Earth basemap under the stations.
 //! - [`indices`]: why the US AQI and the European index disagree, in one sentence.
 //! - [`replay`]: a replay of historical data said as such on every page.
 //! - [`error`]: error pages that never show internals.
 
 pub mod assets;
+pub mod basemap;
 pub mod charts;
 pub mod error;
 pub mod indices;

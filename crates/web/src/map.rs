@@ -1,8 +1,16 @@
-//! The map of stations: a Web Mercator projection of their coordinates fitted to the view,
-//! drawn as SVG with one link per station, coloured by its AQI category. It needs no network;
-//! with a tile URL configured, the tiles covering the view are drawn underneath. Citizens'
-//! reports are a second layer ([`report_layer`]), drawn per request into the cached station
-//! map at [`REPORTS_SLOT`], over the stations (a report is often filed at a station's place).
+//! The map of stations: a Web Mercator projection of their coordinates fitted to the view (or
+//! a [`Viewport`] panned and zoomed from it), drawn as SVG with one link per station, coloured
+//! by its AQI category; stations that would hide each other are one cluster marker
+//! ([`cluster`]). It needs no network: the offline [`basemap`](crate::basemap) (land, coasts,
+//! borders, major places) is drawn underneath, or, with a tile URL configured, the tiles
+//! covering the view. Citizens' reports are a second layer ([`report_layer`]), drawn per
+//! request into the cached station map at [`REPORTS_SLOT`], over the stations (a report is
+//! often filed at a station's place).
+
+pub mod cluster;
+pub mod viewport;
+
+pub use viewport::{MapControls, Viewport};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,20 +43,20 @@ pub struct MapStation {
 pub const WIDTH: f64 = 800.0;
 
 /// Normalised Web Mercator: x and y in 0..1 (y down).
-fn mercator(lat: f64, lon: f64) -> (f64, f64) {
+pub(crate) fn mercator(lat: f64, lon: f64) -> (f64, f64) {
     let lat = lat.clamp(-85.05, 85.05).to_radians();
     let x = (lon + 180.0) / 360.0;
     let y = (1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0;
     (x, y)
 }
 
-fn inverse_lat(y: f64) -> f64 {
+pub(crate) fn inverse_lat(y: f64) -> f64 {
     let n = std::f64::consts::PI * (1.0 - 2.0 * y);
     n.sinh().atan().to_degrees()
 }
 
 /// The view: normalised origin, scale (SVG units per normalised unit) and height.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Projection {
     pub x0: f64,
     pub y0: f64,
@@ -57,7 +65,8 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Fits all points with a margin; a single point gets a view about 10 km across.
+    /// Fits all points with a margin; a single point gets a view about 20 km across at the
+    /// equator (12 km in London), enough to show the place it is in.
     pub fn fit(points: &[(f64, f64)]) -> Projection {
         let projected: Vec<(f64, f64)> = points.iter().map(|&(la, lo)| mercator(la, lo)).collect();
         let (mut minx, mut maxx, mut miny, mut maxy) = (1.0f64, 0.0f64, 1.0f64, 0.0f64);
@@ -70,7 +79,7 @@ impl Projection {
         if projected.is_empty() {
             (minx, maxx, miny, maxy) = (0.0, 1.0, 0.2, 0.8);
         }
-        let min_span = 0.00005; // ~ 2 km at the equator
+        let min_span = 0.0005; // ~ 20 km at the equator
         let (cx, cy) = ((minx + maxx) / 2.0, (miny + maxy) / 2.0);
         let mut dx = (maxx - minx).max(min_span);
         let mut dy = (maxy - miny).max(min_span);
@@ -110,7 +119,7 @@ impl Projection {
     }
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -127,71 +136,95 @@ fn grid_step(span: f64) -> f64 {
     .unwrap_or(45.0)
 }
 
-/// The map as an SVG element (to be embedded in a page).
-pub fn render(stations: &[MapStation], tile_url: Option<&str>, label: &str) -> String {
-    let points: Vec<(f64, f64)> = stations.iter().map(|s| (s.lat, s.lon)).collect();
-    let p = Projection::fit(&points);
-    let mut svg = String::with_capacity(2_000 + stations.len() * 400);
+/// What the map is drawn with besides its stations.
+#[derive(Debug, Clone, Copy)]
+pub struct MapOptions<'a> {
+    /// A tile URL template: tiles instead of the offline basemap.
+    pub tile_url: Option<&'a str>,
+    /// The map's accessible name.
+    pub label: &'a str,
+    /// The page the map is on, with its query (`/?region=…`): a cluster links to it zoomed
+    /// in on the cluster's stations.
+    pub page: &'a str,
+}
+
+/// The map of `stations` in the view `p`, as an SVG element (to be embedded in a page).
+pub fn render(stations: &[MapStation], p: &Projection, opts: &MapOptions) -> String {
+    let mut svg = String::with_capacity(60_000);
     write!(
         svg,
         r#"<svg class="map" viewBox="0 0 {w} {h}" role="group" aria-label="{label}" xmlns="http://www.w3.org/2000/svg">"#,
         w = WIDTH,
         h = p.height,
-        label = escape(label)
+        label = escape(opts.label)
     )
     .unwrap();
-    if let Some(template) = tile_url {
-        draw_tiles(&mut svg, &p, template);
+    match opts.tile_url {
+        Some(template) => draw_tiles(&mut svg, p, template),
+        None => svg.push_str(&crate::basemap::draw::basemap(p)),
     }
-    draw_graticule(&mut svg, &p);
-    let mut order: Vec<&MapStation> = stations.iter().collect();
-    // The worst on top.
-    order.sort_by_key(|s| (s.aqi.is_some(), s.aqi.unwrap_or(0)));
-    let labels = stations.len() <= 8;
-    for s in order {
-        let (x, y) = p.project(s.lat, s.lon);
-        let color = s.category.map(|c| c.color()).unwrap_or("#9aa5a8");
-        let what = match (s.aqi, s.category) {
-            (Some(aqi), Some(c)) => format!("AQI {aqi}, {}", c.label()),
-            _ => "no current AQI".into(),
-        };
-        let stale = if s.stale { ", no recent data" } else { "" };
-        let name = escape(&s.name);
-        write!(
-            svg,
-            r#"<a href="/stations/{id}" aria-label="{name}: {what}{stale}"><g class="station{class}" data-station="{id}"><title>{name}: {what}{stale}</title><circle cx="{x:.1}" cy="{y:.1}" r="11" fill="{color}"/>"#,
-            id = escape(&s.id),
-            class = if s.stale { " stale" } else { "" },
-        )
-        .unwrap();
-        if let Some(aqi) = s.aqi {
-            let ink = match s.category {
-                Some(Category::Unhealthy | Category::VeryUnhealthy | Category::Hazardous) => "#fff",
-                _ => "#000",
-            };
-            if aqi < 1000 {
-                write!(
-                    svg,
-                    r#"<text x="{x:.1}" y="{ty:.1}" font-size="10" text-anchor="middle" fill="{ink}" aria-hidden="true">{aqi}</text>"#,
-                    ty = y + 3.0
-                )
-                .unwrap();
-            }
+    draw_graticule(&mut svg, p);
+    let groups = cluster::group(stations, p);
+    let labels = groups.len() <= 8 && groups.iter().all(|g| g.members.len() == 1);
+    for g in &groups {
+        match g.members.as_slice() {
+            [one] => draw_station(&mut svg, p, one, labels),
+            _ => cluster::draw(&mut svg, p, g, opts.page),
         }
-        if labels {
-            write!(
-                svg,
-                r##"<text x="{lx:.1}" y="{ly:.1}" font-size="13" fill="#1b2a2f" aria-hidden="true">{name}</text>"##,
-                lx = x + 13.0,
-                ly = y + 4.0
-            )
-            .unwrap();
-        }
-        svg.push_str("</g></a>");
     }
     svg.push_str(REPORTS_SLOT);
     svg.push_str("</svg>");
     svg
+}
+
+/// The colour of a station's category (grey without one).
+pub(crate) fn color_of(category: Option<Category>) -> &'static str {
+    category.map(|c| c.color()).unwrap_or("#9aa5a8")
+}
+
+/// The ink that reads on a category's colour.
+pub(crate) fn ink_on(category: Option<Category>) -> &'static str {
+    match category {
+        Some(Category::Unhealthy | Category::VeryUnhealthy | Category::Hazardous) => "#fff",
+        _ => "#000",
+    }
+}
+
+fn draw_station(svg: &mut String, p: &Projection, s: &MapStation, label: bool) {
+    let (x, y) = p.project(s.lat, s.lon);
+    let what = match (s.aqi, s.category) {
+        (Some(aqi), Some(c)) => format!("AQI {aqi}, {}", c.label()),
+        _ => "no current AQI".into(),
+    };
+    let stale = if s.stale { ", no recent data" } else { "" };
+    let name = escape(&s.name);
+    write!(
+        svg,
+        r#"<a href="/stations/{id}" aria-label="{name}: {what}{stale}"><g class="station{class}" data-station="{id}"><title>{name}: {what}{stale}</title><circle cx="{x:.1}" cy="{y:.1}" r="11" fill="{color}"/>"#,
+        id = escape(&s.id),
+        class = if s.stale { " stale" } else { "" },
+        color = color_of(s.category),
+    )
+    .unwrap();
+    if let Some(aqi) = s.aqi.filter(|&a| a < 1000) {
+        write!(
+            svg,
+            r#"<text x="{x:.1}" y="{ty:.1}" font-size="10" text-anchor="middle" fill="{ink}" aria-hidden="true">{aqi}</text>"#,
+            ty = y + 3.0,
+            ink = ink_on(s.category),
+        )
+        .unwrap();
+    }
+    if label {
+        write!(
+            svg,
+            r##"<text x="{lx:.1}" y="{ly:.1}" font-size="13" fill="#1b2a2f" aria-hidden="true">{name}</text>"##,
+            lx = x + 13.0,
+            ly = y + 4.0
+        )
+        .unwrap();
+    }
+    svg.push_str("</g></a>");
 }
 
 /// The reports in one cell of the layer.
@@ -285,8 +318,9 @@ fn draw_graticule(svg: &mut String, p: &Projection) {
     let lat_bottom = inverse_lat(p.y0 + p.height / p.scale);
     let step = grid_step((lon1 - lon0).max(lat_top - lat_bottom));
     svg.push_str(r##"<g stroke="#b9c9cc" stroke-width="0.6" fill="#4a5a60" font-size="10" aria-hidden="true">"##);
-    let mut lon = (lon0 / step).ceil() * step;
-    while lon < lon1 {
+    // Meridians of the world only (a wide view shows past its edges).
+    let mut lon = (lon0.max(-180.0) / step).ceil() * step;
+    while lon < lon1.min(180.0) {
         let (x, _) = p.project(0.0, lon);
         write!(
             svg,
@@ -359,6 +393,17 @@ fn draw_tiles(svg: &mut String, p: &Projection, template: &str) {
 mod tests {
     use super::*;
 
+    /// The map of `stations` fitted to them.
+    fn draw(stations: &[MapStation], tile_url: Option<&str>) -> String {
+        let points: Vec<(f64, f64)> = stations.iter().map(|s| (s.lat, s.lon)).collect();
+        let opts = MapOptions {
+            tile_url,
+            label: "Stations",
+            page: "/?region=Here",
+        };
+        render(stations, &Projection::fit(&points), &opts)
+    }
+
     fn station(id: &str, lat: f64, lon: f64, aqi: Option<u32>) -> MapStation {
         MapStation {
             id: id.into(),
@@ -393,13 +438,12 @@ mod tests {
 
     #[test]
     fn the_map_links_and_colours_each_station_and_escapes_names() {
-        let svg = render(
+        let svg = draw(
             &[
                 station("a", 52.0, 13.0, Some(160)),
                 station("b", 52.1, 13.1, None),
             ],
             None,
-            "Stations",
         );
         assert!(svg.contains(r#"href="/stations/a""#));
         assert!(svg.contains(Category::Unhealthy.color()));
@@ -422,7 +466,7 @@ mod tests {
     #[test]
     fn reports_are_squares_in_the_view_and_crowds_of_them_one_marker_each_cell() {
         let p = Projection::fit(&[(52.0, 13.0), (52.5, 13.5)]);
-        let svg = render(&[station("a", 52.0, 13.0, Some(10))], None, "Stations");
+        let svg = draw(&[station("a", 52.0, 13.0, Some(10))], None);
         assert!(svg.find(REPORTS_SLOT).unwrap() > svg.find("/stations/a").unwrap());
         let mut pins = vec![
             pin("rep_one", 52.25, 13.25, "submitted"),
@@ -451,16 +495,16 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_view_when_configured() {
-        let svg = render(
+        let svg = draw(
             &[
                 station("a", 52.0, 13.0, Some(10)),
                 station("b", 52.5, 13.5, Some(20)),
             ],
             Some("https://tiles.example.org/{z}/{x}/{y}.png"),
-            "Stations",
         );
         let tiles = svg.matches("<image ").count();
         assert!((1..=64).contains(&tiles), "{tiles}");
         assert!(svg.contains("https://tiles.example.org/"));
+        assert!(!svg.contains("basemap"), "tiles instead of the basemap");
     }
 }

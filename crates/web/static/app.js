@@ -153,3 +153,23 @@ document.querySelectorAll("figure.chart[data-points]").forEach(function (fig) {
       }).catch(function (e) { status.textContent = "Browser notifications could not be turned on: " + e.message + "."; });
   });
 })();
+
+// The map pans and zooms by the links under it (they work without this script); with the map
+// focused, + and - zoom, the arrow keys move and 0 shows the whole region: each key follows
+// the link marked with it (data-key).
+(function mapKeys() {
+  var map = document.querySelector("[data-map-keys]");
+  if (!map) { return; }
+  var links = {};
+  document.querySelectorAll(".map-controls a[data-key]").forEach(function (a) {
+    links[a.getAttribute("data-key")] = a;
+  });
+  var alias = { "=": "+", "_": "-", "Add": "+", "Subtract": "-" };
+  map.addEventListener("keydown", function (e) {
+    if (e.altKey || e.ctrlKey || e.metaKey) { return; }
+    var link = links[alias[e.key] || e.key];
+    if (!link) { return; }
+    e.preventDefault();
+    window.location.assign(link.href);
+  });
+})();

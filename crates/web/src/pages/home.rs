@@ -1,10 +1,11 @@
-//! The home page: a map of the stations of one region coloured by their latest AQI, the
-//! legend, and the region's summary (the worst stations, how each pollutant moved over the
+//! The home page: a map of the stations of one region coloured by their latest AQI over the
+//! offline basemap, panned and zoomed by links (`lat`, `lon`, `zoom`; see
+//! [`map::Viewport`]), the legend, and the region's summary (the worst stations, how each pollutant moved over the
 //! last day, every station in a table), with citizens' reports as a second map layer. Only
 //! readings of the last hours ([`view::RECENT_SECONDS`]) are called "now": older ones are
 //! "the latest readings" of their date, and a replay of historical data says so. The
 //! region part is computed once per "latest" snapshot and shared by all visitors until the
-//! next; the reports layer is drawn into it per request from the map pins (one query, kept for
+//! next, and so is each panned or zoomed map of it ([`MAPS_KEPT`]); the reports layer is drawn into it per request from the map pins (one query, kept for
 //! a few seconds and dropped when a page changes a report).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,12 +23,14 @@ use ecocityhub_store::reports::ReportPin;
 use serde::Deserialize;
 
 use crate::error::WebResult;
-use crate::map::{self, MapStation};
+use crate::map::{self, MapControls, MapOptions, MapStation, Projection, Viewport};
+use crate::pages::region_names::region_names;
 use crate::session::Visitor;
 use crate::view::{self, category_class, Layout};
 use crate::{replay, WebState};
 
-/// A group of stations shown on one map: those of one time zone (one city or country).
+/// A group of stations shown on one map: those of one time zone (one city or country), named
+/// by its place ([`region_names`]).
 #[derive(Debug, Clone)]
 pub struct Region {
     pub key: String,
@@ -65,7 +68,14 @@ pub struct RegionView {
     pub regions: Vec<Region>,
     pub current: String,
     pub current_label: String,
-    pub map_svg: String,
+    /// The page of the region (`/?region=…`).
+    pub page: String,
+    /// The region's stations as the map draws them.
+    pub map_stations: Vec<MapStation>,
+    /// The map's accessible name.
+    pub map_label: String,
+    /// The map fitted to the region's stations.
+    pub map: Arc<DrawnMap>,
     pub worst: Vec<StationRow>,
     pub all: Vec<StationRow>,
     pub trends: Vec<Trend>,
@@ -75,8 +85,16 @@ pub struct RegionView {
     pub newest: Option<DateTime<Utc>>,
     /// "Replay: …" when the region's stations replay historical data.
     pub replay: Option<String>,
-    /// How the map was fitted (to draw the reports on it).
-    pub projection: map::Projection,
+}
+
+/// One view of a region's map, drawn once.
+pub struct DrawnMap {
+    /// The view (to draw the reports on it).
+    pub projection: Projection,
+    /// The SVG, with [`map::REPORTS_SLOT`] for the reports.
+    pub svg: String,
+    /// The links that pan and zoom it.
+    pub controls: MapControls,
 }
 
 /// What the page calls its readings: "now" only when they are recent.
@@ -115,13 +133,24 @@ pub fn headings(view: &RegionView, now: DateTime<Utc>) -> Headings {
 pub struct HomeCache {
     inner: Mutex<Option<Cached>>,
     pins: Mutex<Option<(Instant, Arc<Vec<ReportPin>>)>>,
-    /// Report layers drawn for (region view, pins): drawing 10,000 pins costs more than the
-    /// rest of the page, so each pair is drawn once.
+    /// Report layers drawn for (map, pins): drawing 10,000 pins costs more than the rest of
+    /// the page, so each pair is drawn once.
     layers: Mutex<Vec<DrawnLayer>>,
+    /// Panned and zoomed maps, the newest last.
+    maps: Mutex<Vec<KeptMap>>,
 }
 
-struct DrawnLayer {
+struct KeptMap {
     view: Arc<RegionView>,
+    at: Viewport,
+    map: Arc<DrawnMap>,
+}
+
+/// Panned or zoomed maps kept (a visitor moving around, a few regions).
+pub const MAPS_KEPT: usize = 32;
+
+struct DrawnLayer {
+    map: Arc<DrawnMap>,
     pins: Arc<Vec<ReportPin>>,
     svg: Arc<String>,
     shown: usize,
@@ -139,27 +168,64 @@ impl HomeCache {
         *self.pins.lock().expect("not poisoned") = None;
     }
 
-    /// The reports layer of `view` with `pins`, drawn once per pair.
-    fn report_layer(
+    /// The map of `view` at `at` (its fitted map without one), drawn once.
+    fn map(
         &self,
         view: &Arc<RegionView>,
+        at: Option<Viewport>,
+        tiles: Option<&str>,
+    ) -> Arc<DrawnMap> {
+        let Some(at) = at else {
+            return view.map.clone();
+        };
+        let kept = self.maps.lock().expect("not poisoned");
+        if let Some(k) = kept
+            .iter()
+            .find(|k| Arc::ptr_eq(&k.view, view) && k.at == at)
+        {
+            return k.map.clone();
+        }
+        drop(kept);
+        let p = Projection::centred(&at, view.map.projection.height);
+        let opts = MapOptions {
+            tile_url: tiles,
+            label: &view.map_label,
+            page: &view.page,
+        };
+        let map = Arc::new(draw_map(&view.map_stations, p, &opts, false));
+        let mut maps = self.maps.lock().expect("not poisoned");
+        if maps.len() >= MAPS_KEPT {
+            maps.remove(0);
+        }
+        maps.push(KeptMap {
+            view: view.clone(),
+            at,
+            map: map.clone(),
+        });
+        map
+    }
+
+    /// The reports layer of `map` with `pins`, drawn once per pair.
+    fn report_layer(
+        &self,
+        map: &Arc<DrawnMap>,
         pins: &Arc<Vec<ReportPin>>,
     ) -> (Arc<String>, usize) {
         let mut layers = self.layers.lock().expect("not poisoned");
         if let Some(l) = layers
             .iter()
-            .find(|l| Arc::ptr_eq(&l.view, view) && Arc::ptr_eq(&l.pins, pins))
+            .find(|l| Arc::ptr_eq(&l.map, map) && Arc::ptr_eq(&l.pins, pins))
         {
             return (l.svg.clone(), l.shown);
         }
-        let (svg, shown) = map::report_layer(&view.projection, pins);
+        let (svg, shown) = map::report_layer(&map.projection, pins);
         let svg = Arc::new(svg);
         layers.retain(|l| Arc::ptr_eq(&l.pins, pins));
         if layers.len() >= LAYERS_KEPT {
             layers.remove(0);
         }
         layers.push(DrawnLayer {
-            view: view.clone(),
+            map: map.clone(),
             pins: pins.clone(),
             svg: svg.clone(),
             shown,
@@ -190,6 +256,10 @@ struct Cached {
 #[derive(Deserialize)]
 pub struct HomeQuery {
     region: Option<String>,
+    /// The map's centre and zoom level (all three, else the map fits the region).
+    lat: Option<String>,
+    lon: Option<String>,
+    zoom: Option<String>,
 }
 
 /// The legend's entries: (class, label).
@@ -207,22 +277,14 @@ struct HomePage {
     layout: Layout,
     headings: Headings,
     view: Arc<RegionView>,
+    /// The map shown (its controls).
+    map: Arc<DrawnMap>,
     /// The region's map with the reports drawn in.
     map_svg: String,
     /// Reports on the map.
     reports: usize,
     legend: Vec<(&'static str, &'static str)>,
     tile_attribution: Option<String>,
-}
-
-/// A region is named after its time zone's city ("Europe/Berlin" → "Berlin region").
-fn region_label(timezone: &str) -> String {
-    let city = timezone
-        .rsplit('/')
-        .next()
-        .unwrap_or(timezone)
-        .replace('_', " ");
-    format!("{city} region")
 }
 
 /// `GET /`
@@ -232,9 +294,11 @@ pub async fn home(
     Query(q): Query<HomeQuery>,
 ) -> WebResult<Response> {
     let view = region_view(&web, q.region.as_deref()).await?;
+    let at = Viewport::parse(q.lat.as_deref(), q.lon.as_deref(), q.zoom.as_deref());
+    let map = web.cache.map(&view, at, web.config.tile_url.as_deref());
     let pins = report_pins(&web).await?;
-    let (layer, reports) = web.cache.report_layer(&view, &pins);
-    let map_svg = view.map_svg.replacen(map::REPORTS_SLOT, &layer, 1);
+    let (layer, reports) = web.cache.report_layer(&map, &pins);
+    let map_svg = map.svg.replacen(map::REPORTS_SLOT, &layer, 1);
     let headings = headings(&view, Utc::now());
     let layout = Layout::new(&web, &visitor, headings.title.clone())
         .section("map")
@@ -243,6 +307,7 @@ pub async fn home(
         layout,
         headings,
         view,
+        map,
         map_svg,
         reports,
         legend: legend(),
@@ -341,15 +406,23 @@ fn pick_region(by_region: &BTreeMap<String, Vec<&LatestStation>>, wanted: &str) 
         .unwrap_or_default()
 }
 
+/// The page of a region.
+fn region_page(key: &str) -> String {
+    format!("/?region={}", view::url_encode(key))
+}
+
 /// The region tabs, the largest first.
-fn region_tabs(by_region: &BTreeMap<String, Vec<&LatestStation>>) -> Vec<Region> {
+fn region_tabs(
+    by_region: &BTreeMap<String, Vec<&LatestStation>>,
+    names: &HashMap<String, String>,
+) -> Vec<Region> {
     let mut regions: Vec<Region> = by_region
         .iter()
         .map(|(k, v)| Region {
             key: k.clone(),
-            label: region_label(k),
+            label: names[k].clone(),
             count: v.len(),
-            href: format!("/?region={}", view::url_encode(k)),
+            href: region_page(k),
         })
         .collect();
     regions.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
@@ -378,14 +451,11 @@ async fn build_view(
     let by_region = by_region(latest, stations);
     let current = pick_region(&by_region, wanted);
     let here: Vec<&LatestStation> = by_region.get(&current).cloned().unwrap_or_default();
-    let map_stations: Vec<MapStation> = here.iter().map(|s| map_station(s)).collect();
-    let label = format!(
-        "Map of {} stations in {}, coloured by their latest air quality index",
-        here.len(),
-        region_label(&current)
-    );
-    let map_svg = map::render(&map_stations, web.config.tile_url.as_deref(), &label);
-    let points: Vec<(f64, f64)> = map_stations.iter().map(|s| (s.lat, s.lon)).collect();
+    let names = region_names(&by_region);
+    let current_label = names
+        .get(&current)
+        .cloned()
+        .unwrap_or_else(|| web.config.site_name.clone());
     let mut ranked: Vec<&&LatestStation> = here.iter().filter(|s| s.aqi.is_some()).collect();
     ranked.sort_by_key(|s| std::cmp::Reverse(s.aqi.as_ref().map(|a| a.aqi)));
     let worst = ranked.iter().take(5).map(|s| row(s, now)).collect();
@@ -394,11 +464,26 @@ async fn build_view(
     let ids: Vec<String> = here.iter().map(|s| s.station.to_string()).collect();
     let here_ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let trends = trends(web, &ids).await?;
+    let map_stations: Vec<MapStation> = here.iter().map(|s| map_station(s)).collect();
+    let map_label = format!(
+        "Map of {} stations in {current_label}, coloured by their latest air quality index",
+        here.len()
+    );
+    let page = region_page(&current);
+    let opts = MapOptions {
+        tile_url: web.config.tile_url.as_deref(),
+        label: &map_label,
+        page: &page,
+    };
+    let map = Arc::new(fitted_map(&map_stations, &opts));
     Ok(RegionView {
-        current_label: region_label(&current),
-        regions: region_tabs(&by_region),
+        regions: region_tabs(&by_region, &names),
+        page,
+        map_stations,
+        map_label,
+        map,
+        current_label,
         current,
-        map_svg,
         worst,
         all,
         trends,
@@ -406,8 +491,22 @@ async fn build_view(
         total: here.len(),
         newest: here.iter().filter_map(|s| s.time).max(),
         replay: replay::banner(stations.iter().filter(|s| here_ids.contains(s.id.as_str()))),
-        projection: map::Projection::fit(&points),
     })
+}
+
+/// The map of `stations` fitted to them.
+fn fitted_map(stations: &[MapStation], opts: &MapOptions) -> DrawnMap {
+    let points: Vec<(f64, f64)> = stations.iter().map(|s| (s.lat, s.lon)).collect();
+    draw_map(stations, Projection::fit(&points), opts, true)
+}
+
+/// A map of `stations` in view `p` (`whole`: the fitted view), with its controls.
+fn draw_map(stations: &[MapStation], p: Projection, opts: &MapOptions, whole: bool) -> DrawnMap {
+    DrawnMap {
+        svg: map::render(stations, &p, opts),
+        controls: MapControls::new(opts.page, &p, whole),
+        projection: p,
+    }
 }
 
 /// Each pollutant's mean now against a day before, over the stations that have both.

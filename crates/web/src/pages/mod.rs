@@ -14,6 +14,7 @@ pub mod home;
 pub mod model;
 pub mod monitoring;
 pub mod notify;
+pub mod region_names;
 pub mod report;
 pub mod reports;
 pub mod station;
