@@ -7,11 +7,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use ecocityhub_blobs::{BlobError, BlobStore};
 
-use crate::config::BackupConfig;
+use crate::base::{self, RecoveryTarget};
+use crate::config::{BackupConfig, PgMethod};
 use crate::database::Database;
 use crate::manifest::{self, BackupId, Kind, Manifest, FORMAT, PREFIX};
 use crate::postgres::{self, Tools};
 use crate::retention::{Reason, Retention};
+use crate::wal::{WalArchive, WalName};
 use crate::{sqlite, BackupError, Result};
 
 /// Data of a backup without a manifest (a backup that died half-way) is deleted by `prune`
@@ -23,6 +25,26 @@ const ORPHAN_AGE: chrono::Duration = chrono::Duration::days(2);
 pub struct Backups {
     blobs: Arc<dyn BlobStore>,
     config: BackupConfig,
+}
+
+/// What a backup took, before it is stored.
+struct Taken {
+    kind: Kind,
+    data: Vec<u8>,
+    database_size: u64,
+    tables: std::collections::BTreeMap<String, i64>,
+    schema_version: i64,
+    tools: std::collections::BTreeMap<String, String>,
+    wal_start: Option<String>,
+}
+
+/// A data directory made ready for point-in-time recovery.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// The base backup it starts from.
+    pub base: Manifest,
+    /// The archived WAL files at the time (the recovery replays those it needs).
+    pub wal_files: usize,
 }
 
 /// A backup that verified.
@@ -41,6 +63,8 @@ pub struct Pruned {
     pub deleted: Vec<BackupId>,
     /// Ids whose data had no manifest and was deleted.
     pub orphans: Vec<BackupId>,
+    /// Archived WAL files no kept base backup needs, deleted.
+    pub wal_deleted: Vec<WalName>,
 }
 
 /// A blob store's "damaged" becomes the backup's.
@@ -62,44 +86,105 @@ impl Backups {
         Backups { blobs, config }
     }
 
+    /// The WAL archive in the same blob store.
+    pub fn wal(&self) -> WalArchive {
+        WalArchive::new(self.blobs.clone())
+    }
+
     fn tools(&self) -> Tools {
         Tools {
             bin_dir: self.config.pg_bin_dir.clone(),
         }
     }
 
-    /// Takes a backup of `db` now and stores it; its manifest.
+    /// Takes a backup of `db` now and stores it; its manifest. On PostgreSQL it is a pg_dump,
+    /// or a base backup when `[backup] postgres = "base"`.
     pub async fn create(&self, db: &Database) -> Result<Manifest> {
+        match (db, self.config.postgres) {
+            (Database::Postgres { .. }, PgMethod::Base) => self.create_base(db).await,
+            _ => self.create_snapshot(db).await,
+        }
+    }
+
+    /// Takes a snapshot of the data (SQLite: VACUUM INTO; PostgreSQL: pg_dump) and stores it.
+    pub async fn create_snapshot(&self, db: &Database) -> Result<Manifest> {
         let started = Instant::now();
         let created_at = Utc::now();
         let id = BackupId::new(created_at);
         tracing::info!(backup = %id, database = %db.describe(), "taking a backup");
-        let (kind, data, database_size, tables, schema_version, mut tools) = match db {
+        let taken = match db {
             Database::Sqlite { path } => {
                 let t = sqlite::snapshot(path, self.config.zstd_level).await?;
-                let size = t.database_size;
-                (
-                    Kind::SqliteSnapshot,
-                    t.data,
-                    size,
-                    t.tables,
-                    t.schema_version,
-                    t.tools,
-                )
+                Taken {
+                    kind: Kind::SqliteSnapshot,
+                    database_size: t.database_size,
+                    data: t.data,
+                    tables: t.tables,
+                    schema_version: t.schema_version,
+                    tools: t.tools,
+                    wal_start: None,
+                }
             }
             Database::Postgres { url } => {
                 let t = postgres::dump(url, &self.tools()).await?;
-                let size = t.data.len() as u64;
-                (
-                    Kind::PgDump,
-                    t.data,
-                    size,
-                    t.tables,
-                    t.schema_version,
-                    t.tools,
-                )
+                Taken {
+                    kind: Kind::PgDump,
+                    database_size: t.data.len() as u64,
+                    data: t.data,
+                    tables: t.tables,
+                    schema_version: t.schema_version,
+                    tools: t.tools,
+                    wal_start: None,
+                }
             }
         };
+        self.store(id, created_at, started, db, taken).await
+    }
+
+    /// Takes a base backup of the PostgreSQL server of `db` for point-in-time recovery (its
+    /// `archive_command` must push WAL with `backup wal-push` to the same blob store).
+    pub async fn create_base(&self, db: &Database) -> Result<Manifest> {
+        let Database::Postgres { url } = db else {
+            return Err(BackupError::Config(
+                "a base backup is of a PostgreSQL server; SQLite backups are snapshots (backup create)".into(),
+            ));
+        };
+        let started = Instant::now();
+        let created_at = Utc::now();
+        let id = BackupId::new(created_at);
+        tracing::info!(backup = %id, database = %db.describe(), "taking a base backup");
+        let label = format!("ecocityhub {id}");
+        let t = base::take(url, &self.tools(), &label, self.config.zstd_level).await?;
+        let taken = Taken {
+            kind: Kind::PgBase,
+            database_size: t.raw_size,
+            data: t.data,
+            tables: Default::default(),
+            schema_version: t.schema_version,
+            tools: t.tools,
+            wal_start: Some(t.wal_start.to_string()),
+        };
+        self.store(id, created_at, started, db, taken).await
+    }
+
+    /// Stores what was taken: the data, then the manifest (a backup exists once it has one).
+    async fn store(
+        &self,
+        id: BackupId,
+        created_at: DateTime<Utc>,
+        started: Instant,
+        db: &Database,
+        taken: Taken,
+    ) -> Result<Manifest> {
+        let Taken {
+            kind,
+            data,
+            database_size,
+            tables,
+            schema_version,
+            mut tools,
+            wal_start,
+        } = taken;
         tools.insert("ecocityhub-backup".into(), env!("CARGO_PKG_VERSION").into());
         let manifest = Manifest {
             format: FORMAT,
@@ -114,6 +199,7 @@ impl Backups {
             tables,
             tools,
             duration_ms: 0,
+            wal_start,
         };
         self.blobs.put(&id.data_key(), Bytes::from(data)).await?;
         let manifest = Manifest {
@@ -218,6 +304,7 @@ impl Backups {
                     "backup {id} is a pg_dump: verifying it needs a PostgreSQL server (--database-url postgres://…) to make a scratch database on"
                 )));
             }
+            (Kind::PgBase, _) => base::verify(id.as_str(), data, &self.tools()).await?,
         }
         tracing::info!(backup = %id, ms = started.elapsed().as_millis() as u64, "backup verified");
         Ok(Verified {
@@ -237,6 +324,7 @@ impl Backups {
             (Kind::PgDump, Database::Postgres { url }) => {
                 postgres::restore(&manifest, data, url, force, &self.tools()).await?
             }
+            (Kind::PgBase, _) => return Err(BackupError::NeedsRecovery { id: id.to_string() }),
             (kind, target) => {
                 return Err(BackupError::WrongBackend {
                     id: id.to_string(),
@@ -276,11 +364,65 @@ impl Backups {
                 tracing::info!(backup = %id, "backup deleted by the retention policy");
             }
         }
+        let wal_deleted = self.prune_wal(&plan.keep, dry_run).await?;
         Ok(Pruned {
             kept: plan.keep,
             deleted: plan.delete,
             orphans,
+            wal_deleted,
         })
+    }
+
+    /// Deletes the archived WAL older than the oldest kept base backup needs; nothing while no
+    /// base backup is kept (a recovery could not start anyway, and one may be on its way).
+    async fn prune_wal(&self, kept: &[(BackupId, Reason)], dry_run: bool) -> Result<Vec<WalName>> {
+        let mut oldest: Option<WalName> = None;
+        for (id, _) in kept {
+            let manifest = self.manifest(id).await?;
+            let Some(start) = manifest.wal_start.as_deref() else {
+                continue;
+            };
+            let start = WalName::parse(start)?;
+            if oldest
+                .as_ref()
+                .is_none_or(|o| start.position() < o.position())
+            {
+                oldest = Some(start);
+            }
+        }
+        match oldest {
+            Some(oldest) => self.wal().prune_before(&oldest, dry_run).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Makes `pgdata` a data directory that recovers to `target.until`: the newest base backup
+    /// that had finished by then, unpacked and set up to replay the WAL archive and stop just
+    /// before the first transaction committed after that time, then open for writes. Start
+    /// PostgreSQL on it to recover.
+    pub async fn recover(
+        &self,
+        target: &RecoveryTarget<'_>,
+        pgdata: &std::path::Path,
+        force: bool,
+    ) -> Result<Recovered> {
+        let until = target.until.unwrap_or_else(Utc::now);
+        let mut base = None;
+        for manifest in self.list().await? {
+            let finished =
+                manifest.created_at + chrono::Duration::milliseconds(manifest.duration_ms as i64);
+            if manifest.kind == Kind::PgBase && finished <= until {
+                base = Some(manifest);
+            }
+        }
+        let base = base.ok_or_else(|| BackupError::NoBaseBackup {
+            until: until.to_rfc3339(),
+        })?;
+        let (base, data) = self.fetch(&base.id).await?;
+        base::unpack_for_recovery(base.id.as_str(), data, pgdata, target, force).await?;
+        let wal_files = self.wal().names().await?.len();
+        tracing::info!(backup = %base.id, pgdata = %pgdata.display(), wal_files, "data directory ready to recover");
+        Ok(Recovered { base, wal_files })
     }
 }
 

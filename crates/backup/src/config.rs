@@ -97,8 +97,22 @@ pub struct BackupConfig {
     /// Where `pg_dump` and `pg_restore` are; default the newest
     /// `/usr/lib/postgresql/*/bin`, else `PATH`.
     pub pg_bin_dir: Option<PathBuf>,
-    /// zstd level of SQLite snapshots (1 to 19, default 3).
+    /// zstd level of SQLite snapshots and base backups (1 to 19, default 3).
     pub zstd_level: i32,
+    /// What a scheduled backup of PostgreSQL is: `"dump"` (pg_dump, the default) or `"base"`
+    /// (a base backup, for point-in-time recovery with the WAL archive).
+    pub postgres: PgMethod,
+}
+
+/// How PostgreSQL is backed up on the schedule.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PgMethod {
+    /// `pg_dump -Fc` of the database.
+    #[default]
+    Dump,
+    /// `pg_basebackup` of the server.
+    Base,
 }
 
 impl Default for BackupConfig {
@@ -109,6 +123,7 @@ impl Default for BackupConfig {
             weekly: 4,
             pg_bin_dir: None,
             zstd_level: 3,
+            postgres: PgMethod::Dump,
         }
     }
 }

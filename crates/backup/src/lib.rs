@@ -19,21 +19,29 @@
 //! [`Retention`] keeps what RDS would and [`Backups::prune`] deletes the rest. [`BackupConfig`]
 //! is the `[backup]` table of the configuration file, with the schedule `serve` follows.
 //!
-//! Not here yet: PostgreSQL WAL archiving for point-in-time recovery.
+//! Point-in-time recovery on PostgreSQL ([`Kind::PgBase`] and [`WalArchive`]): a base backup
+//! of the server (`pg_basebackup`, checked by `pg_verifybackup`), the server's `archive_command`
+//! pushing every WAL segment into `backups/wal/`, and [`Backups::recover`] unpacking the newest
+//! base backup taken before the chosen time into a new data directory whose `restore_command`
+//! fetches the segments back and stops replay just before that time.
 
 mod backups;
+mod base;
 pub mod config;
 pub mod database;
 pub mod manifest;
 mod postgres;
 pub mod retention;
 mod sqlite;
+pub mod wal;
 
-pub use backups::{Backups, Pruned, Verified};
-pub use config::{BackupConfig, Schedule};
+pub use backups::{Backups, Pruned, Recovered, Verified};
+pub use base::RecoveryTarget;
+pub use config::{BackupConfig, PgMethod, Schedule};
 pub use database::Database;
 pub use manifest::{BackupId, Kind, Manifest};
 pub use retention::Retention;
+pub use wal::{Pushed, WalArchive, WalName};
 
 /// What can go wrong taking, checking or restoring a backup.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +87,15 @@ pub enum BackupError {
     },
     #[error("backup configuration: {0}")]
     Config(String),
+    #[error("{0:?} is not the name of a WAL file (like 000000010000000000000002)")]
+    InvalidWalName(String),
+    /// A WAL file cannot be archived under its name.
+    #[error("WAL file {name} was not archived: {reason}")]
+    WalConflict { name: String, reason: String },
+    #[error("no base backup (backup create --kind base) finished before {until}; point-in-time recovery starts from one")]
+    NoBaseBackup { until: String },
+    #[error("backup {id} is a base backup: recover from it with `backup recover --pgdata DIR`")]
+    NeedsRecovery { id: String },
 }
 
 impl From<sqlx::Error> for BackupError {

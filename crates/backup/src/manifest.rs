@@ -100,6 +100,9 @@ pub enum Kind {
     SqliteSnapshot,
     /// A `pg_dump -Fc` archive (compressed by pg_dump).
     PgDump,
+    /// A `pg_basebackup` tar stream of the whole server, compressed with zstd: the start of a
+    /// point-in-time recovery with the WAL archive.
+    PgBase,
 }
 
 impl Kind {
@@ -107,6 +110,7 @@ impl Kind {
         match self {
             Kind::SqliteSnapshot => "sqlite-snapshot",
             Kind::PgDump => "pg-dump",
+            Kind::PgBase => "pg-base",
         }
     }
 
@@ -114,7 +118,7 @@ impl Kind {
     pub const fn backend(self) -> &'static str {
         match self {
             Kind::SqliteSnapshot => "sqlite",
-            Kind::PgDump => "postgres",
+            Kind::PgDump | Kind::PgBase => "postgres",
         }
     }
 }
@@ -138,13 +142,17 @@ pub struct Manifest {
     pub sha256: String,
     /// The newest applied migration (`_sqlx_migrations`), 0 when there is none.
     pub schema_version: i64,
-    /// Rows per table at the snapshot.
+    /// Rows per table at the snapshot (empty for a base backup, which is not counted: the
+    /// server keeps writing while it is taken).
     pub tables: BTreeMap<String, i64>,
     /// Versions of what made the backup (`ecocityhub-backup`, `sqlite`, `zstd`, `pg_dump`,
     /// `postgres`).
     pub tools: BTreeMap<String, String>,
     /// How long taking the backup took, in milliseconds.
     pub duration_ms: u64,
+    /// A base backup's first WAL segment: the archive must hold it and all after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_start: Option<String>,
 }
 
 impl Manifest {
@@ -254,6 +262,7 @@ pub(crate) mod tests {
             tables: [("readings".to_string(), 1_000), ("stations".into(), 3)].into(),
             tools: [("sqlite".to_string(), "3.46.0".to_string())].into(),
             duration_ms: 12,
+            wal_start: None,
         }
     }
 

@@ -50,13 +50,13 @@ const LIBPQ_PARAMS: &[&str] = &[
 ];
 
 /// A database URL as libpq takes it, and its password apart.
-struct Libpq {
-    url: String,
-    password: Option<String>,
+pub(crate) struct Libpq {
+    pub(crate) url: String,
+    pub(crate) password: Option<String>,
 }
 
 impl Libpq {
-    fn new(url: &str) -> Result<Libpq> {
+    pub(crate) fn new(url: &str) -> Result<Libpq> {
         let mut parsed =
             url::Url::parse(url).map_err(|_| BackupError::UnsupportedUrl(database::redact(url)))?;
         let password = parsed.password().map(|p| {
@@ -91,7 +91,7 @@ fn with_database(url: &str, name: &str) -> Result<String> {
 
 impl Tools {
     /// The program `name`.
-    fn find(&self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn find(&self, name: &str) -> Result<PathBuf> {
         if let Some(dir) = &self.bin_dir {
             let path = dir.join(name);
             return match path.is_file() {
@@ -106,7 +106,7 @@ impl Tools {
     }
 
     /// Runs `name` with `args` (and `input` on its standard input); its standard output.
-    async fn run(
+    pub(crate) async fn run(
         &self,
         name: &str,
         args: &[String],
@@ -163,7 +163,7 @@ impl Tools {
     }
 
     /// `pg_dump (PostgreSQL) 15.14`, say.
-    async fn version(&self, name: &str) -> Result<String> {
+    pub(crate) async fn version(&self, name: &str) -> Result<String> {
         let out = self.run(name, &["--version".into()], None, None).await?;
         Ok(String::from_utf8_lossy(&out).trim().to_string())
     }

@@ -1,13 +1,18 @@
 //! `ecocityhub backup …`: backups of the database into the blob store by hand (`create`,
 //! `list`, `verify`, `restore`, `prune`), through `ecocityhub_backup`, with the storage flags of
-//! `serve`; and [`scheduled`], the task `serve` runs to take them on the `[backup]` schedule.
+//! `serve`; point-in-time recovery on PostgreSQL (`wal-push` as the server's archive_command,
+//! `wal-fetch` as its restore_command, `recover` to make a data directory that replays to a
+//! time); and [`scheduled`], the task `serve` runs to take backups on the `[backup]` schedule.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use ecocityhub_backup::{BackupConfig, BackupId, Backups, Database, Manifest, Retention};
+use ecocityhub_backup::{
+    BackupConfig, BackupId, Backups, Database, Manifest, Pushed, RecoveryTarget, Retention,
+};
 
 use crate::config::{self, FileConfig};
 use crate::{open_blobs, StorageArgs};
@@ -15,8 +20,46 @@ use crate::{open_blobs, StorageArgs};
 #[derive(Subcommand)]
 pub enum BackupCommand {
     /// Take a backup now (SQLite: a snapshot while the server may be writing, compressed;
-    /// PostgreSQL: pg_dump -Fc). Prints the new backup's id last.
-    Create,
+    /// PostgreSQL: pg_dump -Fc, or with --base a base backup). Prints the new backup's id last.
+    Create {
+        /// PostgreSQL: a base backup of the whole server (pg_basebackup), the start of a
+        /// point-in-time recovery with the WAL archive, instead of a pg_dump of the database.
+        #[arg(long)]
+        base: bool,
+    },
+    /// Archive one WAL file into the blob store: PostgreSQL's archive_command, e.g.
+    /// `archive_command = 'ecocityhub backup wal-push %p %f --data-dir /srv/ecocityhub'`.
+    /// The same file pushed again succeeds (a promoted standby re-archives); a different file
+    /// under the same name is refused.
+    WalPush {
+        /// The file (%p: relative to the server's data directory, where it runs the command).
+        path: PathBuf,
+        /// Its name (%f), like 000000010000000000000002.
+        name: String,
+    },
+    /// Write one archived WAL file: the restore_command `backup recover` sets. Exits 1 when
+    /// the archive does not hold it (how a recovery finds the archive's end).
+    WalFetch {
+        /// The file's name (%f).
+        name: String,
+        /// Where to write it (%p).
+        path: PathBuf,
+    },
+    /// Make a PostgreSQL data directory that recovers to a point in time: the newest base
+    /// backup finished by then, set to replay the WAL archive, stop just before the first
+    /// transaction committed after --until and take writes. Start PostgreSQL on it to recover.
+    Recover {
+        /// The new data directory (absent or empty unless --force).
+        #[arg(long, value_name = "DIR")]
+        pgdata: PathBuf,
+        /// Recover to this time (RFC 3339, like 2026-12-03T08:15:00Z). Default: replay all
+        /// that is archived.
+        #[arg(long, value_parser = parse_time, value_name = "TIME")]
+        until: Option<DateTime<Utc>>,
+        /// Replace what the directory holds (no server may be running on it).
+        #[arg(long)]
+        force: bool,
+    },
     /// List the backups, oldest first.
     List {
         /// Print the manifests as JSON.
@@ -64,13 +107,24 @@ fn parse_id(text: &str) -> Result<BackupId, String> {
     BackupId::parse(text).map_err(|e| e.to_string())
 }
 
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2026-12-03T08:15:00Z: {e}"))
+}
+
 /// The database the storage flags, environment and file name.
 pub fn database(storage: &StorageArgs, file: &FileConfig) -> Result<Database> {
     let url = config::database_url(storage.data_dir.clone(), storage.database_url.clone(), file)?;
     Database::from_url(&url).map_err(Into::into)
 }
 
-pub async fn run(command: BackupCommand, storage: &StorageArgs, file: &FileConfig) -> Result<()> {
+pub async fn run(
+    command: BackupCommand,
+    storage: &StorageArgs,
+    file: &FileConfig,
+    config_path: Option<&Path>,
+) -> Result<()> {
     file.backup.check().context("[backup]")?;
     // Bad flags are refused before anything is opened or created.
     let retention = match &command {
@@ -88,7 +142,17 @@ pub async fn run(command: BackupCommand, storage: &StorageArgs, file: &FileConfi
     let blobs = open_blobs(storage, file).await?;
     let backups = Backups::new(blobs.store(), file.backup.clone());
     match command {
-        BackupCommand::Create => create(&backups, &db).await,
+        BackupCommand::Create { base } => create(&backups, &db, base).await,
+        BackupCommand::WalPush { path, name } => wal_push(&backups, &path, &name).await,
+        BackupCommand::WalFetch { name, path } => wal_fetch(&backups, &name, &path).await,
+        BackupCommand::Recover {
+            pgdata,
+            until,
+            force,
+        } => {
+            let restore_command = restore_command(storage, file, config_path)?;
+            recover(&backups, &pgdata, until, &restore_command, force).await
+        }
         BackupCommand::List { json } => list(&backups, json).await,
         BackupCommand::Verify { id } => verify(&backups, &id, &db).await,
         BackupCommand::Restore { id, force } => restore(&backups, &id, &db, force).await,
@@ -96,6 +160,89 @@ pub async fn run(command: BackupCommand, storage: &StorageArgs, file: &FileConfi
             prune(&backups, &retention, dry_run, json).await
         }
     }
+}
+
+async fn wal_push(backups: &Backups, path: &Path, name: &str) -> Result<()> {
+    match backups.wal().push(path, name).await? {
+        Pushed::Stored { bytes, stored } => {
+            eprintln!("archived {name}: {bytes} bytes, {stored} stored")
+        }
+        Pushed::AlreadyStored => eprintln!("{name} is archived already with the same content"),
+    }
+    Ok(())
+}
+
+async fn wal_fetch(backups: &Backups, name: &str, path: &Path) -> Result<()> {
+    if !backups.wal().fetch(name, path).await? {
+        // PostgreSQL asks for files past the archive's end; saying so is not an error to log
+        // loudly, but the exit status must say it.
+        eprintln!("{name} is not in the WAL archive");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The restore_command of a recovered server: this binary fetching from the same blob store.
+/// PostgreSQL runs it as its own user, in its data directory and without our environment, so
+/// every path is absolute and every setting is a flag.
+fn restore_command(
+    storage: &StorageArgs,
+    file: &FileConfig,
+    config_path: Option<&Path>,
+) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let data_dir = config::data_dir(storage.data_dir.clone(), file);
+    let mut words = vec![
+        shell_quote(&exe),
+        "backup".into(),
+        "wal-fetch".into(),
+        "%f".into(),
+        "%p".into(),
+        "--data-dir".into(),
+        shell_quote(&crate::absolute(&data_dir)),
+    ];
+    if let Some(blobs) = &storage.blobs_dir {
+        words.extend(["--blobs-dir".into(), shell_quote(&crate::absolute(blobs))]);
+    }
+    if let Some(config) = config_path {
+        words.extend(["--config".into(), shell_quote(&crate::absolute(config))]);
+    }
+    Ok(words.join(" "))
+}
+
+/// A path as one word of a POSIX shell command.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
+async fn recover(
+    backups: &Backups,
+    pgdata: &Path,
+    until: Option<DateTime<Utc>>,
+    restore_command: &str,
+    force: bool,
+) -> Result<()> {
+    let target = RecoveryTarget {
+        until,
+        restore_command,
+    };
+    let recovered = backups
+        .recover(&target, pgdata, force)
+        .await
+        .with_context(|| format!("preparing {} for recovery", pgdata.display()))?;
+    let base = &recovered.base;
+    let to = until.map_or("the end of the WAL archive".to_string(), |t| t.to_rfc3339());
+    println!(
+        "{} is ready to recover to {to}: base backup {} of {}, {} WAL files archived.\n\
+         Start PostgreSQL on it (as its user: pg_ctl -D {} start); it replays the archive, \
+         stops before the first transaction committed after that time and then takes writes.",
+        pgdata.display(),
+        base.id,
+        base.created_at.to_rfc3339(),
+        recovered.wal_files,
+        pgdata.display(),
+    );
+    Ok(())
 }
 
 async fn verify(backups: &Backups, id: &BackupId, db: &Database) -> Result<()> {
@@ -127,11 +274,12 @@ async fn restore(backups: &Backups, id: &BackupId, db: &Database, force: bool) -
     Ok(())
 }
 
-async fn create(backups: &Backups, db: &Database) -> Result<()> {
-    let m = backups
-        .create(db)
-        .await
-        .with_context(|| format!("backing up {}", db.describe()))?;
+async fn create(backups: &Backups, db: &Database, base: bool) -> Result<()> {
+    let taken = match base {
+        true => backups.create_base(db).await,
+        false => backups.create_snapshot(db).await,
+    };
+    let m = taken.with_context(|| format!("backing up {}", db.describe()))?;
     println!(
         "backup of {} ({}): {} rows in {} tables, {} stored ({} before compression), schema version {}, {:.2} s",
         db.describe(),
@@ -206,6 +354,17 @@ async fn prune(backups: &Backups, retention: &Retention, dry_run: bool, json: bo
     }
     for id in &pruned.orphans {
         println!("{verb} {id} (data without a manifest)");
+    }
+    if !pruned.wal_deleted.is_empty() {
+        println!(
+            "{verb} {} archived WAL files, up to {} (older than the oldest kept base backup)",
+            pruned.wal_deleted.len(),
+            pruned
+                .wal_deleted
+                .last()
+                .map(|n| n.as_str())
+                .unwrap_or_default()
+        );
     }
     eprintln!(
         "{} kept, {} {verb} (keeping {} days and {} weekly copies)",

@@ -13,7 +13,8 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub bind: Option<SocketAddr>,
+    /// `HOST:PORT`; the host may be a name (`localhost:8080`).
+    pub bind: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub log_format: Option<String>,
@@ -210,7 +211,8 @@ impl FileConfig {
 }
 
 /// The database to use: `DATABASE_URL` if given, else an SQLite file `ecocityhub.db` in the
-/// data directory (created if missing).
+/// data directory. Nothing is created here: whether a command may make a missing database is
+/// decided by `crate::prepare_database`.
 pub fn database_url(
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
@@ -221,15 +223,61 @@ pub fn database_url(
         .unwrap_or_else(|| PathBuf::from("data"));
     match database_url.or_else(|| file.database_url.clone()) {
         Some(url) if !url.is_empty() => Ok(url),
-        _ => {
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-            Ok(format!(
-                "sqlite://{}",
-                data_dir.join("ecocityhub.db").display()
-            ))
-        }
+        _ => Ok(format!(
+            "sqlite://{}",
+            data_dir.join("ecocityhub.db").display()
+        )),
     }
+}
+
+/// An address to listen on, `HOST:PORT`: an IP address (`127.0.0.1:8080`, `[::1]:8080`) or a
+/// host name (`localhost:8080`) with the addresses it resolves to, IPv4 first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindAddress {
+    pub text: String,
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl std::fmt::Display for BindAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Parses (and resolves) an address to listen on; the error says what is expected.
+pub fn parse_bind(text: &str) -> Result<BindAddress, String> {
+    use std::net::ToSocketAddrs;
+    let expected =
+        "expected HOST:PORT, such as 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080 or localhost:8080";
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(BindAddress {
+            text: text.to_string(),
+            addrs: vec![addr],
+        });
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("invalid address {text:?}: no port; {expected}"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("invalid address {text:?}: {expected}"));
+    }
+    let mut addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!("invalid address {text:?}: cannot resolve {host:?} ({e}); {expected}")
+        })?
+        .collect();
+    addrs.sort_by_key(|a| a.is_ipv6());
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!(
+            "invalid address {text:?}: {host:?} resolves to no address"
+        ));
+    }
+    Ok(BindAddress {
+        text: text.to_string(),
+        addrs,
+    })
 }
 
 /// The data directory: the flag or variable, the file's `data_dir`, else `./data`.
@@ -285,7 +333,7 @@ mod tests {
         )
         .unwrap();
         let file = FileConfig::load(Some(&path)).unwrap();
-        assert_eq!(file.bind.unwrap().port(), 9000);
+        assert_eq!(file.bind.as_deref(), Some("0.0.0.0:9000"));
         assert_eq!(database_url(None, None, &file).unwrap(), "postgres://x/y");
         let url = database_url(
             Some(dir.path().to_path_buf()),
@@ -296,6 +344,33 @@ mod tests {
         assert!(url.ends_with("ecocityhub.db"));
         std::fs::write(&path, "colour = 1\n").unwrap();
         assert!(FileConfig::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn bind_addresses_may_name_a_host() {
+        let ip = parse_bind("127.0.0.1:8080").unwrap();
+        assert_eq!(ip.addrs, vec!["127.0.0.1:8080".parse().unwrap()]);
+        let v6 = parse_bind("[::1]:0").unwrap();
+        assert_eq!(v6.addrs.len(), 1);
+        let named = parse_bind("localhost:8080").unwrap();
+        assert!(!named.addrs.is_empty(), "{named:?}");
+        assert!(named
+            .addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 8080));
+        for bad in [
+            "not-an-address",
+            "localhost",
+            ":8080",
+            "localhost:http",
+            "localhost:70000",
+        ] {
+            let e = parse_bind(bad).unwrap_err();
+            assert!(
+                e.contains("invalid address") && e.contains("HOST:PORT"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

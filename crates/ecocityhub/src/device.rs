@@ -17,6 +17,7 @@ use crate::audit;
 pub enum DeviceCommand {
     /// Create a key for a station and print it (once: only its hash is stored).
     Create {
+        /// The station the device reports for (see `station list`).
         #[arg(long)]
         station: String,
         /// A note to recognise the device by.
@@ -25,11 +26,18 @@ pub enum DeviceCommand {
     },
     /// List a station's keys (prefix, label, created, last used, revoked).
     List {
+        /// The station whose keys to list.
         #[arg(long)]
         station: String,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke a key by its prefix (the 12 characters after `ech_`).
-    Revoke { prefix: String },
+    Revoke {
+        /// The key's prefix, as `device list` shows it.
+        prefix: String,
+    },
 }
 
 pub async fn run(command: DeviceCommand, store: &Arc<dyn Store>) -> Result<()> {
@@ -51,9 +59,26 @@ pub async fn run(command: DeviceCommand, store: &Arc<dyn Store>) -> Result<()> {
             println!("{plain}");
             Ok(())
         }
-        DeviceCommand::List { station } => {
+        DeviceCommand::List { station, json } => {
             let id = StationId::parse(&station)?;
-            for k in store.device_keys(&id).await? {
+            let keys = store.device_keys(&id).await?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "prefix": k.prefix, "station": id.as_str(), "label": k.label,
+                            "created_at": k.created_at.to_rfc3339(),
+                            "last_used_at": k.last_used_at.map(|t| t.to_rfc3339()),
+                            "revoked_at": k.revoked_at.map(|t| t.to_rfc3339()),
+                            "active": k.revoked_at.is_none(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            for k in keys {
                 println!(
                     "{}\t{}\tcreated {}\tlast used {}\t{}",
                     k.prefix,

@@ -62,7 +62,11 @@ pub struct ImportReport {
     /// A few rejected values with their reasons, for the user to see.
     pub rejected_examples: Vec<String>,
     pub skipped_columns: Vec<String>,
+    /// Stations this import made, in the order it met their sites.
     pub stations_created: Vec<String>,
+    /// Sites of the file that were stations already (their readings went to them; an import
+    /// never changes a station).
+    pub stations_known: usize,
     pub unknown_sites: BTreeSet<String>,
     pub elapsed: Duration,
 }
@@ -557,6 +561,7 @@ pub async fn import<R: Read + Send + 'static>(
         .chain(known.keys().cloned())
         .collect();
     let mut created_here: HashSet<String> = HashSet::new();
+    let mut known_here: HashSet<String> = HashSet::new();
     let mut report = ImportReport::default();
 
     let bar = if opts.progress {
@@ -581,12 +586,17 @@ pub async fn import<R: Read + Send + 'static>(
     while let Some(batch) = rx.recv().await {
         let sites: BTreeSet<&StationId> = batch.readings.iter().map(|r| &r.station).collect();
         for site in sites {
-            if !existing.contains(site.as_str()) && !created_here.contains(site.as_str()) {
+            if existing.contains(site.as_str()) {
+                known_here.insert(site.to_string());
+            } else if !created_here.contains(site.as_str()) {
                 if let Some(station) = known.get(site.as_str()) {
                     let mut station = station.clone();
                     merge(&mut station.metadata, &opts.station_metadata);
                     if store.insert_station_if_missing(&station).await? {
                         report.stations_created.push(site.to_string());
+                    } else {
+                        // Made meanwhile by another process.
+                        known_here.insert(site.to_string());
                     }
                 }
                 created_here.insert(site.to_string());
@@ -606,6 +616,7 @@ pub async fn import<R: Read + Send + 'static>(
     }
     bar.finish_and_clear();
     report.rows = summary.rows;
+    report.stations_known = known_here.len();
     report.rejected = summary.rejected;
     report.rejected_examples = summary.rejected_examples;
     report.unknown_sites = summary.unknown_sites;

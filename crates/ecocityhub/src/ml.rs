@@ -33,8 +33,10 @@ pub enum MlCommand {
     Train(TrainArgs),
     /// List registered models.
     Models {
+        /// Only this station's models.
         #[arg(long)]
         station: Option<String>,
+        /// Only models of this parameter (`no2`, `pm25`…).
         #[arg(long)]
         parameter: Option<Parameter>,
         /// Print JSON instead of a table.
@@ -52,8 +54,10 @@ pub enum MlCommand {
     },
     /// Serve again the model that served before the latest promotion.
     Rollback {
+        /// The station of the series.
         #[arg(long)]
         station: String,
+        /// The parameter of the series (`no2`, `pm25`…).
         #[arg(long)]
         parameter: Parameter,
         #[command(flatten)]
@@ -68,8 +72,10 @@ pub enum MlCommand {
 
 #[derive(Args)]
 pub struct BacktestArgs {
+    /// The station whose series to backtest.
     #[arg(long)]
     station: String,
+    /// The parameter to forecast (`no2`, `pm25`…).
     #[arg(long)]
     parameter: Parameter,
     /// First forecast origin (RFC 3339 or YYYY-MM-DD).
@@ -243,6 +249,16 @@ async fn run_backtest(args: BacktestArgs, file: &FileConfig) -> Result<()> {
     if series.observed() == 0 {
         bail!("{station} has no {} readings", args.parameter);
     }
+    if series.mean_between(from, to).is_none() {
+        bail!(
+            "{station} has no {} readings from {} to {}: nothing to backtest (its readings run from {} to {})",
+            args.parameter,
+            fmt_ts(from),
+            fmt_ts(to),
+            series.first_observed().map(fmt_ts).unwrap_or_default(),
+            series.last_observed().map(fmt_ts).unwrap_or_default(),
+        );
+    }
     let weather = load_weather(store.as_ref(), &station, 0, until).await?;
     let options = BacktestOptions {
         from,
@@ -262,6 +278,15 @@ async fn run_backtest(args: BacktestArgs, file: &FileConfig) -> Result<()> {
         r
     })
     .await??;
+    if result.origins == 0 {
+        bail!(
+            "no forecast origin from {} to {} could be scored: {station} has too few {} readings there with {} hours after them",
+            fmt_ts(result.from),
+            fmt_ts(result.to),
+            args.parameter,
+            args.horizon
+        );
+    }
     let unit = args.parameter.canonical_unit().symbol();
     if let Some(dir) = &args.report {
         let report = render(

@@ -11,7 +11,6 @@
 //!   `output/failure` and exits non-zero, as SageMaker expects.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,9 +35,10 @@ pub struct ServeModelArgs {
     /// Directory holding model.json.gz (SageMaker mounts the model here).
     #[arg(long, env = "SM_MODEL_DIR", default_value = "/opt/ml/model")]
     model_dir: PathBuf,
-    /// Address to listen on; SageMaker sends requests to port 8080.
-    #[arg(long, env = "ECOCITYHUB_MODEL_BIND", default_value = "0.0.0.0:8080")]
-    bind: SocketAddr,
+    /// Address to listen on, HOST:PORT (a host name like localhost:8080 works too); SageMaker
+    /// sends requests to port 8080.
+    #[arg(long, env = "ECOCITYHUB_MODEL_BIND", default_value = "0.0.0.0:8080", value_name = "HOST:PORT", value_parser = crate::config::parse_bind)]
+    bind: crate::config::BindAddress,
 }
 
 #[derive(Args)]
@@ -221,7 +221,7 @@ pub async fn serve_model(args: ServeModelArgs) -> Result<()> {
         trained_to = %fmt_ts(artifact.meta.training_to),
         "model loaded"
     );
-    let listener = tokio::net::TcpListener::bind(args.bind)
+    let listener = tokio::net::TcpListener::bind(&args.bind.addrs[..])
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -23,9 +23,13 @@ use crate::{demo, open_store, StorageArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the address is printed).
-    #[arg(long, env = "ECOCITYHUB_BIND")]
-    bind: Option<SocketAddr>,
+    /// Address to listen on, HOST:PORT (127.0.0.1:8080, 0.0.0.0:8080, localhost:8080); port 0
+    /// picks a free port, and the address is printed. Default: the config file's bind, else
+    /// 127.0.0.1:8080
+    #[arg(long, env = "ECOCITYHUB_BIND", value_name = "HOST:PORT", value_parser = config::parse_bind)]
+    bind: Option<config::BindAddress>,
+    // `serve` makes a new database where there is none (the Quick start: a fresh machine gets
+    // the demo city), and says so.
     #[command(flatten)]
     storage: StorageArgs,
     /// Do not load the demo city into an empty database.
@@ -171,8 +175,22 @@ pub fn in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
-pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
+/// The address to listen on: the flag or variable, the file's `bind`, else 127.0.0.1:8080.
+fn bind_address(args: &ServeArgs, file: &FileConfig) -> Result<config::BindAddress> {
+    match (&args.bind, &file.bind) {
+        (Some(bind), _) => Ok(bind.clone()),
+        (None, Some(text)) => {
+            config::parse_bind(text).map_err(|e| anyhow::anyhow!("bind in the config file: {e}"))
+        }
+        (None, None) => Ok(config::parse_bind("127.0.0.1:8080").expect("valid address")),
+    }
+}
+
+pub async fn run(mut args: ServeArgs, file: &FileConfig) -> Result<()> {
     let started = Instant::now();
+    // Checked before anything is opened or created.
+    let bind = bind_address(&args, file)?;
+    args.storage = args.storage.creating();
     let store = open_store(&args.storage, file).await?;
     let demo_loaded = load_demo_if_empty(&args, file, store.as_ref()).await?;
     let opened = crate::open_blobs(&args.storage, file).await?;
@@ -193,11 +211,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
     }
 
-    let bind = args
-        .bind
-        .or(file.bind)
-        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address"));
-    let listener = tokio::net::TcpListener::bind(bind)
+    let listener = tokio::net::TcpListener::bind(&bind.addrs[..])
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;

@@ -39,14 +39,19 @@ pub enum StationCommand {
     Edit {
         /// The station's id.
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// A new latitude in degrees (−90 to 90).
         #[arg(long, allow_hyphen_values = true)]
         lat: Option<f64>,
+        /// A new longitude in degrees (−180 to 180).
         #[arg(long, allow_hyphen_values = true)]
         lon: Option<f64>,
+        /// A new district, borough or region (empty: none).
         #[arg(long)]
         area: Option<String>,
+        /// A new IANA time zone (`Europe/London`).
         #[arg(long)]
         timezone: Option<String>,
         /// `true` or `false`: inactive stations leave the map and the latest view.

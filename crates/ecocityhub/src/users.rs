@@ -23,6 +23,7 @@ pub enum UserCommand {
     /// Create a confirmed user. The password is read from standard input (one line), e.g.
     /// `ecocityhub user create --email a@b.org --role admin < password.txt`.
     Create {
+        /// The user's e-mail address (their sign-in name).
         #[arg(long)]
         email: String,
         /// citizen, operator or admin; repeat for several.
@@ -30,7 +31,11 @@ pub enum UserCommand {
         roles: Vec<String>,
     },
     /// List users (id, e-mail, roles, confirmed).
-    List,
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -39,7 +44,11 @@ pub enum KeysCommand {
     /// ones are retired.
     Rotate,
     /// List signing keys (kid, created, status).
-    List,
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a new master key for data at rest: every blob's data key and every signing key's
     /// private half is wrapped again under it (the data itself is not re-encrypted). With a
     /// configured key or KMS, change the key there first; this re-wraps under the current one.
@@ -85,8 +94,22 @@ pub async fn run_user(command: UserCommand, store: &Arc<dyn Store>) -> Result<()
             println!("{}\t{}\t{roles}", user.id, user.email);
             Ok(())
         }
-        UserCommand::List => {
-            for u in store.users().await? {
+        UserCommand::List { json } => {
+            let users = store.users().await?;
+            if json {
+                let rows: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        json!({
+                            "id": u.id, "email": u.email, "roles": u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                            "confirmed": u.confirmed, "created_at": u.created_at.to_rfc3339(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            for u in users {
                 println!(
                     "{}\t{}\t{}\t{}",
                     u.id,
@@ -147,8 +170,23 @@ pub async fn run_keys(
     let sealer = blobs.sealer();
     match command {
         KeysCommand::Rotate => rotate(store, &sealer).await,
-        KeysCommand::List => {
-            for k in store.signing_keys().await? {
+        KeysCommand::List { json } => {
+            let keys = store.signing_keys().await?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "kid": k.kid, "created_at": k.created_at.to_rfc3339(),
+                            "retired_at": k.retired_at.map(|t| t.to_rfc3339()),
+                            "active": k.retired_at.is_none(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            for k in keys {
                 let status = k.retired_at.map_or("active".to_string(), |t| {
                     format!("retired {}", t.format("%Y-%m-%d %H:%M"))
                 });

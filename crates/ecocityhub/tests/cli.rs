@@ -30,6 +30,10 @@ async fn every_command_has_help() {
         vec!["station", "create", "--help"],
         vec!["station", "edit", "--help"],
         vec!["station", "list", "--help"],
+        vec!["ml", "models", "--help"],
+        vec!["ml", "backtest", "--help"],
+        vec!["backup", "list", "--help"],
+        vec!["static", "export", "--help"],
     ] {
         let out = env.run(&args);
         assert!(out.status.success(), "{args:?}");
@@ -66,8 +70,14 @@ async fn imports_are_idempotent_and_report_what_they_skip() {
     let text = stdout(&out);
     // 3 rows of st1: 3 no2 + 1 pm10 + 2 humidity stored; pm10 -5 and humidity 150 rejected.
     assert!(text.contains("6 readings stored"), "{text}");
-    assert!(text.contains("2 rejected"), "{text}");
-    assert!(text.contains("stations created: st1"), "{text}");
+    assert!(
+        text.contains("readings: 6 new or changed, 0 unchanged, 2 rejected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stations: 1 new (st1), 0 known already"),
+        "{text}"
+    );
     assert!(text.contains("skipped column cbwd"), "{text}");
     assert!(text.contains("skipped column mystery_xyz"), "{text}");
     assert!(text.contains("ghost"), "unknown sites are named: {text}");
@@ -76,7 +86,12 @@ async fn imports_are_idempotent_and_report_what_they_skip() {
     assert_eq!(store.count_readings().await.unwrap(), 6);
     let again = env.run(&args);
     assert!(again.status.success());
-    assert!(!stdout(&again).contains("stations created"));
+    let text = stdout(&again);
+    assert!(text.contains("stations: 0 new, 1 known already"), "{text}");
+    assert!(
+        text.contains("readings: 0 new or changed, 6 unchanged, 2 rejected"),
+        "re-imported rows are reported unchanged: {text}"
+    );
     assert_eq!(
         store.count_readings().await.unwrap(),
         6,
@@ -262,6 +277,7 @@ async fn a_first_serve_loads_the_demo_city() {
 #[tokio::test]
 async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_server() {
     let env = Env::sqlite().await;
+    // The first user makes the database: `--create`.
     let create = [
         "user",
         "create",
@@ -269,6 +285,7 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
         "Root@Example.org",
         "--role",
         "admin",
+        "--create",
     ];
     let weak = env.run_with_stdin(&create, "password\n");
     assert!(!weak.status.success());
@@ -288,6 +305,7 @@ async fn the_first_admin_comes_from_the_cli_and_keys_rotate_under_a_running_serv
             "x@example.org",
             "--role",
             "root",
+            "--create",
         ],
         "Corr3ct-Horse\n",
     );
@@ -391,7 +409,9 @@ async fn policies_from_a_file_replace_the_shipped_ones() {
         ("cit@example.org", "citizen"),
     ] {
         let out = env.run_with_stdin(
-            &["user", "create", "--email", email, "--role", role],
+            &[
+                "user", "create", "--email", email, "--role", role, "--create",
+            ],
             "Corr3ct-Horse\n",
         );
         assert!(out.status.success(), "{}", stderr(&out));
@@ -427,7 +447,9 @@ fn audited_actions(env: &Env) -> String {
         ("op@example.org", "operator"),
     ] {
         let out = env.run_with_stdin(
-            &["user", "create", "--email", email, "--role", role],
+            &[
+                "user", "create", "--email", email, "--role", role, "--create",
+            ],
             PASSWORD,
         );
         assert!(out.status.success(), "{}", stderr(&out));
@@ -678,7 +700,9 @@ async fn audit_search_and_verify_work_on_postgres() {
     let found = search(&env, &["--event", "CreateUser", "--outcome", "ok"]);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["requestParameters"]["email"], "pg@example.org");
-    let ok = env.run(&["audit", "verify"]);
+    // The database is on the server, but the blob store (its master key) is in a data
+    // directory this machine does not have yet.
+    let ok = env.run(&["audit", "verify", "--create"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(
         stdout(&ok).contains("intact: 1 record (1..1)"),
@@ -805,6 +829,7 @@ async fn stations_are_created_edited_and_listed() {
         "Port",
         "--timezone",
         "Europe/Dublin",
+        "--create",
     ];
     let out = env.run(&create);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -884,4 +909,405 @@ async fn stations_are_created_edited_and_listed() {
     }
     let out = env.run(&["audit", "search", "--event", "UpdateStation", "--json"]);
     assert!(stdout(&out).contains("Harbour Quay"), "{}", stdout(&out));
+}
+
+/// Parses a command's standard output as one JSON array.
+fn json_array(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", stderr(out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(out))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)));
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .clone()
+}
+
+/// A command that reads the store never makes a new, empty one where there is none: it is
+/// refused, naming the absolute path and `--create`, and creates nothing — also run from
+/// another directory without `--data-dir`, where `./data` would have been made before.
+#[tokio::test]
+async fn commands_refuse_a_missing_database_naming_it_unless_told_to_create() {
+    let env = Env::sqlite().await;
+    let db = env.data_dir().join("ecocityhub.db");
+    for args in [
+        vec!["user", "list"],
+        vec!["user", "list", "--json"],
+        vec!["device", "create", "--station", "st1"],
+        vec!["device", "list", "--station", "st1"],
+        vec!["station", "list"],
+        vec!["keys", "list"],
+        vec!["keys", "rotate"],
+        vec!["ml", "models"],
+        vec!["ml", "train"],
+        vec!["audit", "search"],
+        vec!["audit", "verify"],
+        vec!["backup", "list"],
+        vec!["backup", "create"],
+    ] {
+        let out = env.run(&args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&db.display().to_string()) && err.contains("--create"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !env.data_dir().exists(),
+            "{args:?} created the data directory"
+        );
+    }
+    // The password is on standard input, as in the report.
+    let user = [
+        "user",
+        "create",
+        "--email",
+        "a@example.org",
+        "--role",
+        "admin",
+    ];
+    let out = env.run_with_stdin(&user, PASSWORD);
+    assert!(!out.status.success());
+    assert!(!env.data_dir().exists());
+
+    // From another directory, without --data-dir: the path named is that directory's ./data.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = env
+        .cmd(&["user", "list"])
+        .env_remove("ECOCITYHUB_DATA_DIR")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let expected = std::fs::canonicalize(elsewhere.path())
+        .unwrap()
+        .join("data")
+        .join("ecocityhub.db");
+    assert!(
+        stderr(&out).contains(&expected.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!elsewhere.path().join("data").exists());
+
+    // --create makes it, and says so; then the same command finds it without.
+    let mut created = user.to_vec();
+    created.push("--create");
+    let out = env.run_with_stdin(&created, PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("new, empty database")
+            && stderr(&out).contains(&db.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(db.exists());
+    let users = json_array(&env.run(&["user", "list", "--json"]));
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["email"], "a@example.org");
+    assert_eq!(users[0]["roles"], serde_json::json!(["admin"]));
+}
+
+/// `import` (and `serve`, `migrate`) make a new database, and say so on standard error.
+#[tokio::test]
+async fn import_makes_a_new_database_and_says_so() {
+    let env = Env::sqlite().await;
+    let data = env.file(
+        "seed.csv",
+        "time,site,no2_ppb\n2004-10-01T00:00:00Z,marylebone_road,20\n",
+    );
+    let out = env.run(&["import", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = env.data_dir().join("ecocityhub.db");
+    assert!(
+        stderr(&out).contains(&format!("new, empty database {}", db.display())),
+        "{}",
+        stderr(&out)
+    );
+    let again = env.run(&["import", data.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert!(
+        !stderr(&again).contains("new, empty database"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+/// `--data-dir`, `--database-url`, `--blobs-dir` and `--config` are taken by every command that
+/// reads the store, after the subcommand's own name too (`device create --data-dir` used to be
+/// an error while `import --data-dir` worked).
+#[tokio::test]
+async fn the_storage_flags_are_the_same_for_every_command() {
+    let env = Env::sqlite().await;
+    let dir = env.dir.path().join("elsewhere");
+    let d = dir.to_str().unwrap();
+    let stations = env.file("stations.csv", "site,name,lat,lon\nst1,One,51.5,-0.1\n");
+    let data = env.file(
+        "seed.csv",
+        "time,site,pm25_ugm3\n2024-01-01T00:00:00Z,st1,5\n",
+    );
+    let run = |args: &[&str]| {
+        let out = env
+            .cmd(args)
+            .env_remove("ECOCITYHUB_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    run(&[
+        "import",
+        data.to_str().unwrap(),
+        "--stations",
+        stations.to_str().unwrap(),
+        "--data-dir",
+        d,
+    ]);
+    let key = stdout(&run(&[
+        "device",
+        "create",
+        "--station",
+        "st1",
+        "--data-dir",
+        d,
+    ]));
+    assert!(key.trim().starts_with("ech_"), "{key}");
+    let keys = json_array(&run(&[
+        "device",
+        "--data-dir",
+        d,
+        "list",
+        "--station",
+        "st1",
+        "--json",
+    ]));
+    assert_eq!(keys.len(), 1);
+    let url = format!("sqlite://{}", dir.join("ecocityhub.db").display());
+    let listed = json_array(&run(&["station", "list", "--database-url", &url, "--json"]));
+    assert_eq!(listed[0]["id"], "st1");
+    // The TOML file's data_dir, through --config after the subcommand.
+    let config = env.file("c.toml", &format!("data_dir = {d:?}\n"));
+    let listed = json_array(&run(&[
+        "station",
+        "list",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(listed.len(), 1);
+    // The flag wins over the file.
+    let out = env
+        .cmd(&[
+            "station",
+            "list",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            "nowhere",
+        ])
+        .env_remove("ECOCITYHUB_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nowhere"), "{}", stderr(&out));
+    assert!(!env.dir.path().join("nowhere").exists());
+    // The environment variable the tests use everywhere else, for the blob-reading commands.
+    let blobs = env.dir.path().join("other-blobs");
+    run(&[
+        "keys",
+        "rotate",
+        "--data-dir",
+        d,
+        "--blobs-dir",
+        blobs.to_str().unwrap(),
+    ]);
+    json_array(&run(&["ml", "models", "--json", "--data-dir", d]));
+    json_array(&run(&["backup", "list", "--json", "--data-dir", d]));
+}
+
+/// Every list has `--json`, printing one JSON array (empty when there is nothing).
+#[tokio::test]
+async fn every_list_prints_a_json_array() {
+    let env = Env::sqlite().await;
+    let key = env.station_with_key();
+    let prefix = key.split('_').nth(1).unwrap();
+    let out = env.run_with_stdin(
+        &[
+            "user",
+            "create",
+            "--email",
+            "op@example.org",
+            "--role",
+            "operator",
+        ],
+        PASSWORD,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.run(&["keys", "rotate"]).status.success());
+
+    let devices = json_array(&env.run(&["device", "list", "--station", "st1", "--json"]));
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["prefix"], prefix);
+    assert_eq!(devices[0]["active"], true);
+    assert_eq!(devices[0]["label"], "test");
+    let users = json_array(&env.run(&["user", "list", "--json"]));
+    assert_eq!(users[0]["email"], "op@example.org");
+    assert_eq!(users[0]["confirmed"], true);
+    let keys = json_array(&env.run(&["keys", "list", "--json"]));
+    assert_eq!(keys.len(), 1);
+    assert!(
+        keys[0]["kid"].as_str().is_some_and(|k| !k.is_empty()),
+        "{keys:?}"
+    );
+    assert_eq!(keys[0]["active"], true);
+    let stations = json_array(&env.run(&["station", "list", "--json"]));
+    assert_eq!(stations[0]["id"], "st1");
+    assert!(json_array(&env.run(&["ml", "models", "--json"])).is_empty());
+    assert!(json_array(&env.run(&["backup", "list", "--json"])).is_empty());
+}
+
+/// `--bind` takes a host name (`localhost:PORT`) as well as an address; a bad one is refused
+/// with what is expected, before anything is created.
+#[tokio::test]
+async fn serve_binds_a_host_name_and_refuses_a_bad_address() {
+    let env = Env::sqlite().await;
+    for (bind, expected) in [
+        ("localhost", "HOST:PORT"),
+        ("localhost:http", "HOST:PORT"),
+        ("127.0.0.1:99999", "HOST:PORT"),
+    ] {
+        let out = env.run(&["serve", "--no-demo", "--bind", bind]);
+        assert!(!out.status.success(), "{bind}");
+        assert!(
+            stderr(&out).contains("invalid") && stderr(&out).contains(expected),
+            "{bind}: {}",
+            stderr(&out)
+        );
+    }
+    let bad_file = env.file("bind.toml", "bind = \"localhost\"\n");
+    let out = env.run(&["serve", "--no-demo", "--config", bad_file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bind in the config file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.data_dir().exists(), "a refused serve creates nothing");
+
+    let server =
+        common::Server::start_command(&env, &["serve", "--no-demo", "--bind", "localhost:0"]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let answer = reqwest::get(format!("http://localhost:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", server.base);
+    drop(server);
+    // And the config file's bind may name a host too.
+    let named = env.file("named.toml", "bind = \"localhost:0\"\n");
+    let server = common::Server::start_command(
+        &env,
+        &["serve", "--no-demo", "--config", named.to_str().unwrap()],
+    );
+    let stations: serde_json::Value = server.get_json("/api/v1/stations").await;
+    assert!(stations.is_array(), "{stations}");
+}
+
+/// A backtest over a window the data does not reach fails with a message (it used to print an
+/// empty table and exit 0).
+#[tokio::test]
+async fn a_backtest_of_a_window_without_data_fails_with_a_message() {
+    let env = Env::sqlite().await;
+    let london = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("demo")
+        .join("london-marylebone-2004q4.csv");
+    let out = env.run(&["import", london.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for json in [false, true] {
+        let mut args = vec![
+            "ml",
+            "backtest",
+            "--station",
+            "marylebone_road",
+            "--parameter",
+            "no2",
+            "--from",
+            "2005-06-01",
+            "--to",
+            "2005-06-10",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = env.run(&args);
+        assert!(!out.status.success(), "json {json}: {}", stdout(&out));
+        assert!(stdout(&out).trim().is_empty(), "no table: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("no no2 readings from 2005-06-01") && err.contains("2004-"),
+            "the message names the window and where the data is: {err}"
+        );
+    }
+}
+
+/// An import that makes many stations prints the counts and the first few ids, not all of
+/// them; importing the same file again reports every row unchanged.
+#[tokio::test]
+async fn an_import_of_many_stations_names_the_first_few_and_a_reimport_is_unchanged() {
+    let env = Env::sqlite().await;
+    let mut stations = String::from("site,lat,lon\n");
+    let mut data = String::from("time,site,no2_ppb\n");
+    for i in 1..=71 {
+        stations.push_str(&format!("site{i:02},51.{i:02},-0.1\n"));
+        data.push_str(&format!("2024-01-01T00:00:00Z,site{i:02},{i}\n"));
+        data.push_str(&format!("2024-01-01T01:00:00Z,site{i:02},{i}\n"));
+    }
+    let stations = env.file("many-stations.csv", &stations);
+    let data = env.file("many.csv", &data);
+    let args = [
+        "import",
+        data.to_str().unwrap(),
+        "--stations",
+        stations.to_str().unwrap(),
+    ];
+    let out = env.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("stations: 71 new (site01, site02, site03, site04, site05 … and 66 more), 0 known already"),
+        "{text}"
+    );
+    assert!(!text.contains("site06"), "only the first few ids: {text}");
+    assert!(text.lines().count() <= 4, "{text}");
+    assert!(
+        text.contains("readings: 142 new or changed, 0 unchanged, 0 rejected"),
+        "{text}"
+    );
+
+    let again = env.run(&args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let text = stdout(&again);
+    assert!(text.contains("stations: 0 new, 71 known already"), "{text}");
+    assert!(
+        text.contains("readings: 0 new or changed, 142 unchanged, 0 rejected"),
+        "{text}"
+    );
+}
+
+/// Logs written into a pipe (or a file, or CloudWatch) carry no colour codes.
+#[tokio::test]
+async fn logs_into_a_pipe_carry_no_colour_codes() {
+    let env = Env::sqlite().await;
+    // The port is taken: serve logs its start-up, then fails to listen.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let out = env
+        .cmd(&["serve", "--no-demo", "--bind", &bind])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("blob store open"), "the logs are there: {err}");
+    assert!(err.contains(&format!("cannot listen on {bind}")), "{err}");
+    assert!(!err.contains('\u{1b}'), "no escape codes: {err:?}");
+    assert!(!stdout(&out).contains('\u{1b}'), "{:?}", stdout(&out));
 }
