@@ -4,6 +4,7 @@
 //! and hands to `lambda_http` on AWS Lambda: the same handlers, the same errors
 //! (problem+json, see [`error`]), the same OpenAPI document ([`openapi`]).
 
+pub mod api_docs;
 pub mod audit;
 pub mod device_auth;
 pub mod error;
@@ -205,6 +206,7 @@ fn public_table() -> RouteTable {
         .get("/healthz", r::health::healthz)
         .get("/readyz", r::health::readyz)
         .get("/api/openapi.json", openapi::document)
+        .get(api_docs::PATH, api_docs::page)
         .get("/api/v1/parameters", r::health::parameters)
         .get("/api/v1/stations", r::stations::list)
         .get("/api/v1/stations/{id}", r::stations::get)

@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and served at
-//! `GET /api/openapi.json`.
+//! `GET /api/openapi.json` (and rendered as a page at `GET /api/docs`, see [`crate::api_docs`]).
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -15,6 +15,7 @@ use crate::routes;
     ),
     paths(
         document,
+        crate::api_docs::page,
         routes::health::healthz,
         routes::health::readyz,
         routes::health::parameters,

@@ -317,6 +317,18 @@ async fn people_use_the_site_in_a_real_browser() {
         ],
         Some(&format!("{PASSWORD}\n")),
     );
+    run_ok(
+        &env,
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.org",
+            "--role",
+            "operator",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
     // An outside OpenID provider to sign in with: we must know its issuer when we start, and
     // it our callback once we listen.
     let mut provider = start_outside_provider();
@@ -346,6 +358,7 @@ async fn people_use_the_site_in_a_real_browser() {
     user_signs_up_confirms_signs_in_and_out(&c, &server, &env).await;
     admin_makes_a_key_trains_and_promotes_a_model(&c, &server).await;
     citizen_reports_a_problem_and_an_operator_triages_it(&c, &server, &env).await;
+    operator_creates_a_station(&c, &server).await;
     if provider.is_some() {
         someone_signs_in_with_an_outside_provider(&c, &server).await;
     }
@@ -357,7 +370,9 @@ async fn people_use_the_site_in_a_real_browser() {
     check_page_basics(&c).await;
     screenshot(&c, "home-phone").await;
     // And a station's charts keep their text readable at that width.
-    c.goto(&server.url("/stations/marylebone_road")).await.unwrap();
+    c.goto(&server.url("/stations/marylebone_road"))
+        .await
+        .unwrap();
     wait_for(&c, "svg.chart text").await;
     let smallest = c
         .execute(
@@ -369,7 +384,10 @@ async fn people_use_the_site_in_a_real_browser() {
         .await
         .unwrap();
     let smallest = smallest.as_f64().unwrap();
-    assert!(smallest >= 12.0, "chart text at 390 px is {smallest} px high");
+    assert!(
+        smallest >= 12.0,
+        "chart text at 390 px is {smallest} px high"
+    );
     screenshot(&c, "station-phone").await;
     c.close().await.unwrap();
 }
@@ -383,15 +401,33 @@ async fn visitor_sees_the_map_and_opens_a_station(c: &Client, server: &Server) {
         title.starts_with("Air quality: latest readings, "),
         "{title}"
     );
-    let stations = c
-        .find_all(Locator::Css("svg.map a[href^='/stations/']"))
+    // Every station is on the map, alone or counted in a cluster where they crowd.
+    let shown = c
+        .execute(
+            "const alone = document.querySelectorAll(\"svg.map a[href^='/stations/']\").length;
+             const grouped = [...document.querySelectorAll('svg.map g.cluster[data-count]')]
+               .reduce((n, g) => n + Number(g.dataset.count), 0);
+             return [alone, grouped];",
+            vec![],
+        )
         .await
         .unwrap();
-    assert!(
-        stations.len() >= 40,
-        "{} stations on the map",
-        stations.len()
+    let (alone, grouped) = (shown[0].as_u64().unwrap(), shown[1].as_u64().unwrap());
+    // The German network's file names 43 stations.
+    assert_eq!(
+        alone + grouped,
+        43,
+        "{alone} alone and {grouped} in clusters"
     );
+    assert!(alone >= 20, "only {alone} stations drawn alone");
+    // Under them, a basemap drawn from the shipped Natural Earth data: borders and places.
+    assert!(!c
+        .find_all(Locator::Css("svg.map g.basemap path.border"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(text(c, "svg.map g.places").await.contains("Berlin"));
+    map_zooms_and_pans_by_keyboard(c).await;
     assert!(text(c, ".legend")
         .await
         .contains("Unhealthy for Sensitive Groups"));
@@ -399,7 +435,7 @@ async fn visitor_sees_the_map_and_opens_a_station(c: &Client, server: &Server) {
     screenshot(c, "home").await;
 
     // The London region, then its station, from the map.
-    click(c, Locator::LinkText("London region (1)")).await;
+    click(c, Locator::LinkText("London (1)")).await;
     wait_for_path(c, "/?region=Europe").await;
     wait_for(c, "svg.map a[href='/stations/marylebone_road']")
         .await
@@ -447,6 +483,80 @@ async fn visitor_sees_the_map_and_opens_a_station(c: &Client, server: &Server) {
     assert!(text(c, "#history-chart figcaption")
         .await
         .contains("last month"));
+}
+
+/// The map has focus by Tab or a click; "+" zooms in, an arrow key pans, "0" shows the whole
+/// region again, each by following the matching link (so it works without the script too).
+async fn map_zooms_and_pans_by_keyboard(c: &Client) {
+    let map = wait_for(c, "#map[tabindex='0']").await;
+    let label = map.attr("aria-label").await.unwrap().unwrap_or_default();
+    assert!(label.contains("press + or -"), "{label}");
+    map.send_keys("+").await.unwrap();
+    wait_for_path(c, "/?region=").await;
+    wait_for(c, "#map-whole").await;
+    let zoomed = c.current_url().await.unwrap();
+    assert!(zoomed.as_str().contains("zoom="), "{zoomed}");
+    let zoom = |url: &reqwest::Url| {
+        url.query_pairs()
+            .find(|(k, _)| k == "zoom")
+            .map(|(_, v)| v.parse::<f64>().unwrap())
+    };
+    let lon = |url: &reqwest::Url| {
+        url.query_pairs()
+            .find(|(k, _)| k == "lon")
+            .map(|(_, v)| v.parse::<f64>().unwrap())
+    };
+    wait_for(c, "#map")
+        .await
+        .send_keys("\u{E014}")
+        .await
+        .unwrap(); // ArrowRight
+    wait_for_text_in_url(c, |u| lon(u) > lon(&zoomed)).await;
+    let panned = c.current_url().await.unwrap();
+    assert_eq!(zoom(&panned), zoom(&zoomed), "panning keeps the zoom");
+    wait_for(c, "#map").await.send_keys("0").await.unwrap();
+    wait_for_text_in_url(c, |u| zoom(u).is_none()).await;
+    screenshot(c, "home-zoomed").await;
+}
+
+/// Waits until the current URL satisfies `ok`.
+async fn wait_for_text_in_url(c: &Client, ok: impl Fn(&reqwest::Url) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if ok(&url) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "still at {url}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// An operator creates a station from the stations page; a wrong latitude is refused with
+/// the reason and keeps what was typed.
+async fn operator_creates_a_station(c: &Client, server: &Server) {
+    sign_in_as(c, server, "ops@example.org", "/admin/stations").await;
+    fill(c, "#new-station input[name=id]", "tower_bridge").await;
+    fill(c, "#new-station input[name=name]", "Tower Bridge Road").await;
+    fill(c, "#new-station input[name=lat]", "151.5").await;
+    fill(c, "#new-station input[name=lon]", "-0.0754").await;
+    fill(c, "#new-station input[name=area]", "Southwark, London").await;
+    fill(c, "#new-station input[name=timezone]", "Europe/London").await;
+    click(c, Locator::Css("#new-station button")).await;
+    wait_for_text(c, "main", "latitude").await;
+    let kept = wait_for(c, "#new-station input[name=name]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("Tower Bridge Road"));
+    fill(c, "#new-station input[name=lat]", "51.5005").await;
+    click(c, Locator::Css("#new-station button")).await;
+    wait_for_path(c, "/admin/stations/tower_bridge").await;
+    check_page_basics(c).await;
+    screenshot(c, "station-created").await;
+    c.goto(&server.url("/admin/stations")).await.unwrap();
+    assert!(text(c, "main table").await.contains("Tower Bridge Road"));
 }
 
 async fn user_signs_up_confirms_signs_in_and_out(c: &Client, server: &Server, env: &Env) {

@@ -321,6 +321,7 @@ pub fn default_cache_routes() -> Vec<CacheRoute> {
             &["models"],
         ),
         route("/api/openapi.json", 3600, 3600, &["openapi"]),
+        route("/api/docs", 3600, 3600, &["openapi"]),
         route("/api/v1/reports/pins", 15, 30, &["reports"]),
         page("/", 15, 30, &["latest", "stations", "reports"]),
         page(

@@ -113,10 +113,21 @@ struct StationRow {
 struct StationsPage {
     layout: Layout,
     stations: Vec<StationRow>,
+    new: NewStationForm,
 }
 
 pub async fn stations(State(web): State<WebState>, visitor: Visitor) -> WebResult<Response> {
     allowed(&web, &visitor, Action::ManageStations)?;
+    let layout = Layout::new(&web, &visitor, "Stations").section("admin");
+    super::page(stations_page(&web, layout, NewStationForm::default()).await?)
+}
+
+/// The stations list with the form for a new one (kept as typed when it was refused).
+async fn stations_page(
+    web: &WebState,
+    layout: Layout,
+    new: NewStationForm,
+) -> WebResult<StationsPage> {
     let store = web.app.store();
     let series = store.series().await?;
     let now = Utc::now();
@@ -142,10 +153,82 @@ pub async fn stations(State(web): State<WebState>, visitor: Visitor) -> WebResul
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    super::page(StationsPage {
-        layout: Layout::new(&web, &visitor, "Stations").section("admin"),
+    Ok(StationsPage {
+        layout,
         stations: rows,
+        new,
     })
+}
+
+/// The new-station form, as typed.
+#[derive(Deserialize, Default)]
+pub struct NewStationForm {
+    id: String,
+    name: String,
+    lat: String,
+    lon: String,
+    #[serde(default)]
+    area: String,
+    #[serde(default)]
+    timezone: String,
+}
+
+impl NewStationForm {
+    /// The station the form describes, or what to correct.
+    fn station(&self) -> Result<Station, String> {
+        let id = StationId::parse(self.id.trim()).map_err(|e| e.to_string())?;
+        let degrees = |what: &str, v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("The {what} must be a number in degrees, like 52.52."))
+        };
+        let location = GeoPoint::new(
+            degrees("latitude", &self.lat)?,
+            degrees("longitude", &self.lon)?,
+        )
+        .map_err(|e| e.to_string())?;
+        let area = Some(self.area.trim().to_string()).filter(|a| !a.is_empty());
+        let timezone = match self.timezone.trim() {
+            "" => "UTC",
+            tz => tz,
+        };
+        Station::new(id, self.name.trim(), location, area, timezone).map_err(|e| e.to_string())
+    }
+}
+
+/// Creates a station from the form on the stations page (operators and admins), then shows
+/// its page, where device keys are made.
+pub async fn create_station(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    CsrfForm(form): CsrfForm<NewStationForm>,
+) -> WebResult<Response> {
+    let user = allowed(&web, &visitor, Action::ManageStations)?;
+    let refused = |status: StatusCode, why: String, form: NewStationForm| {
+        let web = web.clone();
+        let layout = Layout::new(&web, &visitor, "Stations")
+            .section("admin")
+            .error(why);
+        async move {
+            let page = stations_page(&web, layout, form).await?;
+            Ok::<_, WebError>((status, Html(page.render()?)).into_response())
+        }
+    };
+    let station = match form.station() {
+        Ok(station) => station,
+        Err(why) => return refused(StatusCode::BAD_REQUEST, why, form).await,
+    };
+    if web.app.store().station(&station.id).await?.is_some() {
+        let why = format!(
+            "There is a station {} already; choose another id, or edit it from the list.",
+            station.id
+        );
+        return refused(StatusCode::CONFLICT, why, form).await;
+    }
+    web.app.store().upsert_station(&station).await?;
+    web.app.readings_changed();
+    tracing::info!(user = %user.id, station = %station.id, "station created");
+    Ok(Redirect::to(&format!("/admin/stations/{}", station.id)).into_response())
 }
 
 struct KeyRow {

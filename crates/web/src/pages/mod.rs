@@ -103,7 +103,10 @@ pub fn routes() -> Router<WebState> {
             get(notify::unsubscribe_form).post(notify::unsubscribe),
         )
         .route("/admin", get(admin::dashboard))
-        .route("/admin/stations", get(admin::stations))
+        .route(
+            "/admin/stations",
+            get(admin::stations).post(admin::create_station),
+        )
         .route(
             "/admin/stations/{id}",
             get(admin::station).post(admin::update_station),
