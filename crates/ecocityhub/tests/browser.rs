@@ -359,6 +359,7 @@ async fn people_use_the_site_in_a_real_browser() {
     admin_makes_a_key_trains_and_promotes_a_model(&c, &server).await;
     citizen_reports_a_problem_and_an_operator_triages_it(&c, &server, &env).await;
     operator_creates_a_station(&c, &server).await;
+    a_suspect_spike_does_not_move_the_index(&c, &server, &env).await;
     if provider.is_some() {
         someone_signs_in_with_an_outside_provider(&c, &server).await;
     }
@@ -530,6 +531,55 @@ async fn wait_for_text_in_url(c: &Client, ok: impl Fn(&reqwest::Url) -> bool) {
         assert!(std::time::Instant::now() < deadline, "still at {url}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A device sends a 480 µg/m³ PM2.5 spike after the station's last hour: the anomaly checks
+/// flag it suspect, the station page shows it marked so, and its headline index does not move.
+async fn a_suspect_spike_does_not_move_the_index(c: &Client, server: &Server, env: &Env) {
+    let station = "/stations/marylebone_road";
+    c.goto(&server.url(station)).await.unwrap();
+    let before = text(c, ".aqi-big").await;
+    let key = env.run(&[
+        "device",
+        "create",
+        "--station",
+        "marylebone_road",
+        "--label",
+        "spike",
+    ]);
+    assert!(key.status.success(), "{}", common::stderr(&key));
+    let key = common::stdout(&key).trim().to_string();
+    let sent = reqwest::Client::new()
+        .post(server.url("/api/v1/readings"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!([
+            {"parameter": "pm25", "time": "2005-01-01T00:00:00Z", "value": 480.0}
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success(), "{}", sent.text().await.unwrap());
+    // The pages' snapshot follows new readings within a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        c.goto(&server.url(station)).await.unwrap();
+        if text(c, "main").await.contains("480") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spike never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let page = text(c, "main").await.to_lowercase();
+    assert!(page.contains("suspect"), "the spike is not marked: {page}");
+    assert_eq!(
+        text(c, ".aqi-big").await,
+        before,
+        "the suspect spike moved the index"
+    );
+    screenshot(c, "station-suspect").await;
 }
 
 /// An operator creates a station from the stations page; a wrong latitude is refused with
