@@ -160,6 +160,16 @@ async fn stations_page(
     })
 }
 
+/// A place from a form's latitude and longitude fields, or what to correct.
+fn place(lat: &str, lon: &str) -> Result<GeoPoint, String> {
+    let degrees = |what: &str, v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("The {what} must be a number in degrees, like 52.52."))
+    };
+    GeoPoint::new(degrees("latitude", lat)?, degrees("longitude", lon)?).map_err(|e| e.to_string())
+}
+
 /// The new-station form, as typed.
 #[derive(Deserialize, Default)]
 pub struct NewStationForm {
@@ -177,16 +187,7 @@ impl NewStationForm {
     /// The station the form describes, or what to correct.
     fn station(&self) -> Result<Station, String> {
         let id = StationId::parse(self.id.trim()).map_err(|e| e.to_string())?;
-        let degrees = |what: &str, v: &str| {
-            v.trim()
-                .parse::<f64>()
-                .map_err(|_| format!("The {what} must be a number in degrees, like 52.52."))
-        };
-        let location = GeoPoint::new(
-            degrees("latitude", &self.lat)?,
-            degrees("longitude", &self.lon)?,
-        )
-        .map_err(|e| e.to_string())?;
+        let location = place(&self.lat, &self.lon)?;
         let area = Some(self.area.trim().to_string()).filter(|a| !a.is_empty());
         let timezone = match self.timezone.trim() {
             "" => "UTC",
@@ -335,17 +336,8 @@ pub async fn update_station(
 ) -> WebResult<Response> {
     let user = allowed(&web, &visitor, Action::ManageStations)?;
     let mut station = station_or_404(&web, &id).await?;
-    let parse = |what: &str, v: &str| {
-        v.trim()
-            .parse::<f64>()
-            .map_err(|_| format!("The {what} must be a number in degrees, like 52.52."))
-    };
     let updated = (|| {
-        let location = GeoPoint::new(
-            parse("latitude", &form.lat)?,
-            parse("longitude", &form.lon)?,
-        )
-        .map_err(|e| e.to_string())?;
+        let location = place(&form.lat, &form.lon)?;
         let mut s = station.clone();
         s.name = form.name.trim().to_string();
         s.area = Some(form.area.trim().to_string()).filter(|a| !a.is_empty());
