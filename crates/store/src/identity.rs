@@ -10,6 +10,10 @@ pub use ecocityhub_identity::SigningKey;
 
 use crate::Result;
 
+/// The account deleted users' reports are credited to: it cannot sign in (no password, not
+/// confirmed, an `.invalid` address) and is not listed among the users.
+pub const FORMER_USER: &str = "former-user";
+
 /// A user of the built-in pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -117,6 +121,8 @@ pub trait IdentityStore: Send + Sync {
     async fn users(&self) -> Result<Vec<User>>;
     /// Writes every field but `id`, `email` and `created_at`.
     async fn update_user(&self, user: &User) -> Result<()>;
+    /// Deletes the account and what is only theirs (sign-ins, channels, follows…); the reports
+    /// they filed stay, public record as in FixMyStreet, credited to [`FORMER_USER`].
     async fn delete_user(&self, id: &str) -> Result<bool>;
 
     /// Stores the code, replacing an earlier one of the same e-mail and purpose.

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::identity::{
     AuthCode, FederatedIdentity, FederatedLogin, IdentityStore, OutboxMessage, RefreshToken,
-    SigningKey, User, VerificationCode,
+    SigningKey, User, VerificationCode, FORMER_USER,
 };
 use crate::sql::{opt_time, time};
 use crate::{Result, SqlStore, StoreError};
@@ -98,8 +98,9 @@ impl IdentityStore for SqlStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+            "SELECT {USER_COLUMNS} FROM users WHERE id <> $1 ORDER BY created_at, id"
         ))
+        .bind(FORMER_USER)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_from_row).collect()
@@ -121,10 +122,31 @@ impl IdentityStore for SqlStore {
 
     async fn delete_user(&self, id: &str) -> Result<bool> {
         let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let filed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports WHERE reporter = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if filed > 0 && id != FORMER_USER {
+            sqlx::query(
+                "INSERT INTO users (id, email, password_hash, roles, confirmed, created_at) \
+                 VALUES ($1, $2, '!', 'citizen', 0, 0) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(FORMER_USER)
+            .bind(format!("{FORMER_USER}@deleted.invalid"))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE reports SET reporter = $1 WHERE reporter = $2")
+                .bind(FORMER_USER)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 

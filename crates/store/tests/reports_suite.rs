@@ -749,6 +749,41 @@ async fn pins_counts_and_followers(store: SqlStore) {
         .is_err());
 }
 
+/// A deleted account's reports stay (credited to the former-user account, which is not
+/// listed and cannot sign in); its follows go with it.
+async fn a_deleted_accounts_reports_stay(store: SqlStore) {
+    use ecocityhub_store::identity::FORMER_USER;
+    user(&store, "u1").await;
+    user(&store, "u2").await;
+    create(&store, &report("r1", "u1", t0())).await;
+    create(&store, &report("r2", "u2", t0())).await;
+    assert!(store.follow_report("r2", "u1", t0()).await.unwrap());
+    assert!(store.delete_user("u1").await.unwrap());
+    assert!(store.user("u1").await.unwrap().is_none());
+    let kept = store.report("r1").await.unwrap().expect("the report stays");
+    assert_eq!(kept.reporter, FORMER_USER);
+    assert_eq!(kept.title, "title r1");
+    assert_eq!(store.report("r2").await.unwrap().unwrap().reporter, "u2");
+    assert!(store.report_followers("r2").await.unwrap().is_empty());
+    let ids: Vec<String> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, ["u2"], "the former-user account is not listed");
+    let former = store.user(FORMER_USER).await.unwrap().unwrap();
+    assert!(!former.confirmed);
+    // A second deletion reuses the same account.
+    assert!(store.delete_user("u2").await.unwrap());
+    assert_eq!(
+        store.report("r2").await.unwrap().unwrap().reporter,
+        FORMER_USER
+    );
+    assert!(store.users().await.unwrap().is_empty());
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -786,4 +821,5 @@ both_backends!(
     filters_pages_and_totals,
     nearby_reports_by_great_circle_distance,
     pins_counts_and_followers,
+    a_deleted_accounts_reports_stay,
 );

@@ -169,6 +169,9 @@ async fn person(web: &WebState, id: Option<&str>) -> WebResult<String> {
     let Some(id) = id else {
         return Ok(String::new());
     };
+    if id == ecocityhub_store::identity::FORMER_USER {
+        return Ok("a former user (the account was deleted)".into());
+    }
     Ok(match web.app.store().user(id).await? {
         Some(u) => format!("{} ({id})", u.email),
         None => id.to_string(),
