@@ -12,6 +12,7 @@ pub mod extract;
 pub mod federation;
 pub mod identity;
 pub mod ingest;
+pub mod job_audit;
 pub mod keys_at_rest;
 pub mod latest;
 pub mod openapi;

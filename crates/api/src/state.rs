@@ -200,7 +200,10 @@ impl AppState {
         }
         let registry = Registry::new(store.clone(), blobs.clone());
         let forecaster = Forecaster::new(registry.clone(), config.latest_ttl);
-        let jobs = JobRunner::new(registry, config.training.clone());
+        let mut jobs = JobRunner::new(registry, config.training.clone());
+        if let Some(audit) = &services.audit {
+            jobs = jobs.observed_by(crate::job_audit::AuditJobs::new(audit.clone()));
+        }
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,

@@ -527,6 +527,57 @@ async fn every_write_and_every_denial_is_audited(
     assert!(!batches[0]["requestParameters"].to_string().contains("7.5"));
 }
 
+/// The worker's records of a job it ran: the end (`FinishJob`, by the job, naming who queued
+/// it) and the promotion of the series' first model, beside the API's `CreateJob`.
+async fn a_training_job_and_its_promotion_are_audited(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+) {
+    let (app, _notifier, _worker) = spawn_app_notifying(store, dir).await;
+    app.insert_pm25_history().await;
+    let admin = app.admin_token().await;
+    let job = app
+        .train(&admin, json!({"stations": ["s1"], "parameters": ["pm25"]}))
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // The worker writes its records after it stores the job's end: wait for them (bounded).
+    let mut finished = Vec::new();
+    for _ in 0..100 {
+        finished = audited(&app, "FinishJob").await;
+        if !finished.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    let record = &finished[0];
+    assert_eq!(record["eventSource"], "jobs");
+    assert_eq!(record["userIdentity"]["type"], "System");
+    let by_job = format!("training job {}", job["id"]);
+    assert_eq!(record["userIdentity"]["id"], by_job.as_str());
+    assert_eq!(record["requestParameters"]["jobId"], job["id"]);
+    assert_eq!(record["requestParameters"]["createdBy"], job["created_by"]);
+    assert_eq!(
+        record["requestParameters"]["request"]["stations"],
+        json!(["s1"])
+    );
+    assert_eq!(record["responseElements"]["status"], "succeeded");
+    assert_eq!(record["responseElements"]["message"], "1 models trained");
+    let model = &record["responseElements"]["models"][0];
+    assert_eq!(model["station"], "s1");
+    assert_eq!(model["promoted"], true);
+    assert!(record.get("errorCode").is_none(), "{record}");
+
+    let promotions = audited(&app, "PromoteModel").await;
+    assert_eq!(promotions.len(), 1, "{promotions:?}");
+    assert_eq!(promotions[0]["userIdentity"]["id"], by_job.as_str());
+    assert_eq!(
+        promotions[0]["responseElements"]["modelId"],
+        model["modelId"]
+    );
+    assert_eq!(audited(&app, "CreateJob").await.len(), 1);
+}
+
 /// A part that is never ready.
 struct Broken;
 
@@ -580,6 +631,7 @@ async fn readiness_watches_the_worker_and_names_what_fails(
 
 both_stores!(
     every_write_and_every_denial_is_audited,
+    a_training_job_and_its_promotion_are_audited,
     readiness_watches_the_worker_and_names_what_fails,
     channels_are_checked_and_confirmed_as_they_should,
     rules_are_made_changed_tested_and_deleted,

@@ -1802,30 +1802,8 @@ both_backends_with_outside_provider!(
 
 // ---- forecasts and models ---------------------------------------------------------------------
 
-/// Three weeks of hourly PM2.5 at s1 ending in the current hour: a daily cycle on a wandering
-/// level.
-async fn insert_pm25_history(app: &TestApp) {
-    let now = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
-    let hours = 21 * 24;
-    let readings: Vec<Reading> = (0..hours)
-        .map(|i| {
-            let time = now - Duration::hours(hours - 1 - i);
-            let cycle = 1.0 + 0.5 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
-            let level = 20.0 + 10.0 * ((i / 37) % 5) as f64;
-            Reading {
-                station: StationId::parse("s1").unwrap(),
-                parameter: Parameter::Pm25,
-                time,
-                value: (level * cycle * 10.0).round() / 10.0,
-                flag: QualityFlag::Valid,
-            }
-        })
-        .collect();
-    app.store.insert_readings(&readings).await.unwrap();
-}
-
 async fn forecasts_are_trained_served_promoted_and_rolled_back(app: TestApp) {
-    insert_pm25_history(&app).await;
+    app.insert_pm25_history().await;
     let forecast_url = "/api/v1/stations/s1/forecast?parameter=pm25";
     let none = problem(app.get(forecast_url).await, StatusCode::NOT_FOUND).await;
     assert!(none["detail"].as_str().unwrap().contains("no model serves"));

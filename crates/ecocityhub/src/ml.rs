@@ -10,6 +10,7 @@ use ecocityhub_domain::reading::parse_time;
 use ecocityhub_domain::{Parameter, StationId};
 use ecocityhub_ml::backtest::{backtest, BacktestOptions};
 use ecocityhub_ml::data::{load_series, load_weather};
+use ecocityhub_ml::jobs::{JobOutcome, TrainedModel};
 use ecocityhub_ml::registry::Registry;
 use ecocityhub_ml::report::render;
 use ecocityhub_ml::series::HOUR;
@@ -349,7 +350,7 @@ async fn run_train(args: TrainArgs, file: &FileConfig) -> Result<()> {
     let series = plan(&registry, &request).await?;
     let progress = bar(series.len() as u64, "models");
     let started = std::time::Instant::now();
-    let mut failed = 0;
+    let (mut models, mut failures) = (Vec::new(), Vec::new());
     for target in &series {
         progress.set_message(target.to_string());
         match train_series(
@@ -362,26 +363,38 @@ async fn run_train(args: TrainArgs, file: &FileConfig) -> Result<()> {
         )
         .await
         {
-            Ok(outcome) => progress.println(outcome.summary),
+            Ok(outcome) => {
+                progress.println(&outcome.summary);
+                models.push(TrainedModel {
+                    model: outcome.record,
+                    promoted: outcome.promoted,
+                });
+            }
             Err(e) => {
-                failed += 1;
                 progress.println(format!("{target}: failed: {e}"));
+                failures.push(format!("{target}: {e}"));
             }
         }
         progress.inc(1);
     }
     progress.finish_and_clear();
+    let outcome = JobOutcome::of_run(request, series.len(), models, failures);
     println!(
-        "{} models trained in {:.1} s{}",
-        series.len() - failed,
-        started.elapsed().as_secs_f64(),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        }
+        "{} in {:.1} s",
+        outcome.message,
+        started.elapsed().as_secs_f64()
     );
-    if failed == series.len() {
+    let events = ecocityhub_api::job_audit::outcome_events(
+        crate::audit::SOURCE,
+        "TrainModels",
+        ecocityhub_observe::audit::UserIdentity::cli(),
+        serde_json::json!({}),
+        &outcome,
+    );
+    for event in events {
+        crate::audit::record(registry.store(), event).await?;
+    }
+    if outcome.models.is_empty() {
         bail!("every training run failed");
     }
     Ok(())

@@ -195,21 +195,48 @@ fn train_registers_versions_and_promote_and_rollback_switch_the_serving_one() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not forecast"), "{}", stderr(&out));
 
-    // The promotion and the rollback that happened are audited; refused ones change nothing.
-    for (event, id) in [
-        ("PromoteModel", &listed[0]["id"]),
-        ("RollbackModel", &listed[1]["id"]),
-    ] {
+    // The training runs, the promotions (the first model's by its run) and the rollback that
+    // happened are audited; refused ones change nothing.
+    let audited = |event: &str| -> Vec<Value> {
         let out = env.run(&["audit", "search", "--json", "--event", event]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let found: Vec<Value> = stdout(&out)
+        let mut found: Vec<Value> = stdout(&out)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(found.len(), 1, "{event}: {found:?}");
-        assert_eq!(&found[0]["responseElements"]["modelId"], id, "{event}");
-        assert_eq!(found[0]["eventSource"], "cli");
+        found.reverse(); // search answers newest first; these read oldest first
+        found
+    };
+    let runs = audited("TrainModels");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for (run, promoted) in runs.iter().zip([true, false]) {
+        assert_eq!(run["eventSource"], "cli");
+        assert_eq!(run["responseElements"]["status"], "succeeded", "{run}");
+        assert_eq!(
+            run["responseElements"]["models"][0]["promoted"], promoted,
+            "{run}"
+        );
+        assert_eq!(
+            run["requestParameters"]["request"]["stations"][0],
+            "marylebone_road"
+        );
+        assert!(run.get("errorCode").is_none(), "{run}");
     }
+    let promotions = audited("PromoteModel");
+    assert_eq!(promotions.len(), 2, "{promotions:?}");
+    assert_eq!(
+        promotions[0]["responseElements"]["modelId"],
+        listed[1]["id"]
+    );
+    assert_eq!(promotions[0]["requestParameters"]["by"], "TrainModels");
+    assert_eq!(
+        promotions[1]["responseElements"]["modelId"],
+        listed[0]["id"]
+    );
+    let rollbacks = audited("RollbackModel");
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
+    assert_eq!(rollbacks[0]["responseElements"]["modelId"], listed[1]["id"]);
+    assert_eq!(rollbacks[0]["eventSource"], "cli");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -2,12 +2,16 @@
 //! one at a time, trains series after series, records progress and a log line per series, and
 //! stops between series when the job is cancelled. A job left `running` by a process that died
 //! is marked failed when the next worker starts.
+//!
+//! When a job ends (or is found interrupted) the worker tells its [`JobObserver`], if it has
+//! one, what the job did: the platform writes that into the audit trail.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
-use ecocityhub_store::ml::{JobRecord, JobStatus};
+use ecocityhub_store::ml::{JobRecord, JobStatus, ModelRecord};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -15,13 +19,118 @@ use crate::model::TrainOptions;
 use crate::registry::Registry;
 use crate::training::{plan, train_series, TrainRequest};
 
+/// What a training run did, told to the [`JobObserver`] when a job ends (the command line's
+/// `ml train` describes its runs the same way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// `Succeeded`, `Failed` or `Cancelled`.
+    pub status: JobStatus,
+    /// Why it did not succeed, as a short stable name (`InvalidJobRequest`, `UnknownStation`,
+    /// `NotForecastable`, `NothingToTrain`, `AllSeriesFailed`, `JobCancelled`,
+    /// `JobInterrupted`…); `None` when it succeeded.
+    pub error_code: Option<&'static str>,
+    /// The job's final message (`2 models trained`, or why it failed).
+    pub message: String,
+    /// What it was asked to train, when the request could be read.
+    pub request: Option<TrainRequest>,
+    /// How many series the plan had.
+    pub series: usize,
+    /// The models registered, in order.
+    pub models: Vec<TrainedModel>,
+    /// The series that failed, with why (`s1/pm25: not enough data…`).
+    pub failures: Vec<String>,
+}
+
+impl JobOutcome {
+    fn ended(status: JobStatus, code: Option<&'static str>, message: String) -> JobOutcome {
+        JobOutcome {
+            status,
+            error_code: code,
+            message,
+            request: None,
+            series: 0,
+            models: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// The end of a run that trained `series` series: succeeded if any model was trained.
+    pub fn of_run(
+        request: TrainRequest,
+        series: usize,
+        models: Vec<TrainedModel>,
+        failures: Vec<String>,
+    ) -> JobOutcome {
+        let (trained, failed) = (models.len(), failures.len());
+        let (status, code, message) = if trained == 0 {
+            (
+                JobStatus::Failed,
+                Some("AllSeriesFailed"),
+                format!("all {failed} series failed"),
+            )
+        } else {
+            let failures = if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            };
+            (
+                JobStatus::Succeeded,
+                None,
+                format!("{trained} models trained{failures}"),
+            )
+        };
+        JobOutcome {
+            status,
+            error_code: code,
+            message,
+            request: Some(request),
+            series,
+            models,
+            failures,
+        }
+    }
+
+    /// A run that failed before training anything (its request or its plan).
+    pub fn failed(
+        code: &'static str,
+        message: String,
+        request: Option<TrainRequest>,
+    ) -> JobOutcome {
+        JobOutcome {
+            request,
+            ..JobOutcome::ended(JobStatus::Failed, Some(code), message)
+        }
+    }
+}
+
+/// A model a run registered, and whether the run made it serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedModel {
+    pub model: ModelRecord,
+    pub promoted: bool,
+}
+
+/// Told when a training job ends (the audit trail's writer, in the platform).
+#[async_trait]
+pub trait JobObserver: Send + Sync {
+    /// `job` as it was claimed (its request, who queued it, when it started); `outcome`, what
+    /// it did. Called once per job, after its end is stored.
+    async fn job_finished(&self, job: &JobRecord, outcome: &JobOutcome);
+}
+
 /// Takes and runs queued training jobs.
 #[derive(Clone)]
 pub struct JobRunner {
     registry: Registry,
     options: TrainOptions,
     wake: Arc<Notify>,
+    observer: Option<Arc<dyn JobObserver>>,
 }
+
+/// Running jobs looked at when a worker starts, at most (the interrupted ones among them are
+/// told to the observer; any beyond are failed all the same).
+const INTERRUPTED_SCAN: i64 = 1_000;
 
 impl JobRunner {
     pub fn new(registry: Registry, options: TrainOptions) -> JobRunner {
@@ -29,7 +138,14 @@ impl JobRunner {
             registry,
             options,
             wake: Arc::new(Notify::new()),
+            observer: None,
         }
+    }
+
+    /// This worker tells `observer` how each job it runs (or finds interrupted) ended.
+    pub fn observed_by(mut self, observer: Arc<dyn JobObserver>) -> JobRunner {
+        self.observer = Some(observer);
+        self
     }
 
     /// Tells the worker a job was queued.
@@ -39,18 +155,41 @@ impl JobRunner {
 
     /// Marks jobs a dead process left running as failed; returns how many.
     pub async fn recover(&self) -> u64 {
-        match self
-            .registry
-            .store()
-            .fail_interrupted_jobs(Utc::now())
-            .await
-        {
+        let store = self.registry.store();
+        // The jobs about to be failed, for the observer.
+        let running: Vec<JobRecord> = match &self.observer {
+            Some(_) => store
+                .jobs(INTERRUPTED_SCAN)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|j| j.status == JobStatus::Running)
+                .collect(),
+            None => Vec::new(),
+        };
+        match store.fail_interrupted_jobs(Utc::now()).await {
             Ok(n) => {
                 if n > 0 {
                     tracing::warn!(
                         jobs = n,
                         "marked training jobs interrupted by a restart as failed"
                     );
+                }
+                if let Some(observer) = &self.observer {
+                    for job in &running {
+                        let Ok(Some(now)) = store.job(job.id).await else {
+                            continue;
+                        };
+                        if now.status != JobStatus::Failed {
+                            continue;
+                        }
+                        let outcome = JobOutcome::failed(
+                            "JobInterrupted",
+                            now.message.clone().unwrap_or_default(),
+                            serde_json::from_str(&job.request).ok(),
+                        );
+                        observer.job_finished(job, &outcome).await;
+                    }
                 }
                 n
             }
@@ -97,39 +236,61 @@ impl JobRunner {
         self.run_in_span(job).instrument(span).await
     }
 
+    /// Runs the job, stores its end, tells the observer.
     async fn run_in_span(&self, job: JobRecord) {
+        let outcome = self.execute(&job).await;
+        let message = &outcome.message;
+        tracing::info!(status = outcome.status.as_str(), %message, "training job finished");
+        if let Err(e) = self
+            .registry
+            .store()
+            .finish_job(job.id, outcome.status, message, Utc::now())
+            .await
+        {
+            tracing::error!(error = %e, "could not record the end of a training job");
+        }
+        if let Some(observer) = &self.observer {
+            observer.job_finished(&job, &outcome).await;
+        }
+    }
+
+    async fn execute(&self, job: &JobRecord) -> JobOutcome {
         let store = self.registry.store().clone();
         let id = job.id;
-        let finish = |status: JobStatus, message: String| {
-            let store = store.clone();
-            async move {
-                tracing::info!(status = status.as_str(), %message, "training job finished");
-                if let Err(e) = store.finish_job(id, status, &message, Utc::now()).await {
-                    tracing::error!(error = %e, "could not record the end of a training job");
-                }
-            }
-        };
         let request: TrainRequest = match serde_json::from_str(&job.request) {
             Ok(r) => r,
-            Err(e) => return finish(JobStatus::Failed, format!("invalid job request: {e}")).await,
+            Err(e) => {
+                return JobOutcome::failed(
+                    "InvalidJobRequest",
+                    format!("invalid job request: {e}"),
+                    None,
+                )
+            }
         };
         let series = match plan(&self.registry, &request).await {
             Ok(s) => s,
-            Err(e) => return finish(JobStatus::Failed, e.to_string()).await,
+            Err(e) => return JobOutcome::failed(e.code(), e.to_string(), Some(request)),
         };
         let actor = format!("training job {id}");
         let total = series.len();
         let _ = store
             .job_progress(id, 0.0, &format!("training {total} series"))
             .await;
-        let (mut trained, mut failed) = (0, 0);
+        let (mut models, mut failures) = (Vec::new(), Vec::new());
         for (i, target) in series.iter().enumerate() {
             if self.cancelled(id).await {
-                return finish(
-                    JobStatus::Cancelled,
-                    format!("cancelled after {trained} of {total} series"),
-                )
-                .await;
+                let trained = models.len();
+                return JobOutcome {
+                    request: Some(request),
+                    series: total,
+                    models,
+                    failures,
+                    ..JobOutcome::ended(
+                        JobStatus::Cancelled,
+                        Some("JobCancelled"),
+                        format!("cancelled after {trained} of {total} series"),
+                    )
+                };
             }
             let line = match train_series(
                 &self.registry,
@@ -142,12 +303,15 @@ impl JobRunner {
             .await
             {
                 Ok(outcome) => {
-                    trained += 1;
+                    models.push(TrainedModel {
+                        model: outcome.record,
+                        promoted: outcome.promoted,
+                    });
                     outcome.summary
                 }
                 Err(e) => {
-                    failed += 1;
                     tracing::warn!(series = %target, error = %e, "training a series failed");
+                    failures.push(format!("{target}: {e}"));
                     format!("{target}: failed: {e}")
                 }
             };
@@ -155,20 +319,7 @@ impl JobRunner {
                 .job_progress(id, (i + 1) as f64 / total as f64, &line)
                 .await;
         }
-        if trained == 0 {
-            finish(JobStatus::Failed, format!("all {failed} series failed")).await
-        } else {
-            let failures = if failed > 0 {
-                format!(", {failed} failed")
-            } else {
-                String::new()
-            };
-            finish(
-                JobStatus::Succeeded,
-                format!("{trained} models trained{failures}"),
-            )
-            .await
-        }
+        JobOutcome::of_run(request, total, models, failures)
     }
 }
 
@@ -221,6 +372,123 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("job {id} did not finish: {:?}", job(store, id).await);
+    }
+
+    /// An observer that keeps what it is told.
+    #[derive(Default)]
+    struct Told(Mutex<Vec<(JobRecord, JobOutcome)>>);
+
+    #[async_trait]
+    impl JobObserver for Told {
+        async fn job_finished(&self, job: &JobRecord, outcome: &JobOutcome) {
+            self.0.lock().unwrap().push((job.clone(), outcome.clone()));
+        }
+    }
+
+    impl Told {
+        fn take(&self) -> Vec<(JobRecord, JobOutcome)> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_is_told_once_how_each_job_ended() {
+        let (_dir, registry) = fresh_registry().await;
+        let store = registry.store().clone();
+        station_with_series(store.as_ref(), "s1", Parameter::Pm25, 1).await;
+        station_with_series(store.as_ref(), "s2", Parameter::No2, 2).await;
+        let told = Arc::new(Told::default());
+        let runner = JobRunner::new(registry, quick_options()).observed_by(told.clone());
+
+        // Success: both models trained and, the first of their series, promoted.
+        let id = queue(store.as_ref(), r#"{"stations": ["s1", "s2"]}"#).await;
+        assert!(runner.run_next().await);
+        let heard = told.take();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        let (job, outcome) = &heard[0];
+        assert_eq!(job.id, id);
+        assert_eq!(job.created_by.as_deref(), Some("tester"));
+        assert_eq!(outcome.status, JobStatus::Succeeded);
+        assert_eq!(outcome.error_code, None);
+        assert_eq!(outcome.message, "2 models trained");
+        assert_eq!(outcome.series, 2);
+        assert_eq!(
+            outcome.request.as_ref().map(|r| r.stations.clone()),
+            Some(vec!["s1".to_string(), "s2".to_string()])
+        );
+        let stored = store.models(None, None).await.unwrap();
+        let mut told_ids: Vec<i64> = outcome.models.iter().map(|m| m.model.id).collect();
+        let mut stored_ids: Vec<i64> = stored.iter().map(|m| m.id).collect();
+        told_ids.sort();
+        stored_ids.sort();
+        assert_eq!(told_ids, stored_ids);
+        assert!(outcome
+            .models
+            .iter()
+            .all(|m| m.promoted && m.model.status == "serving" && m.model.job_id == Some(id)));
+        assert!(outcome.failures.is_empty());
+
+        // Again without promote: candidates, not promoted.
+        queue(store.as_ref(), r#"{"parameters": ["pm25"]}"#).await;
+        assert!(runner.run_next().await);
+        let heard = told.take();
+        assert_eq!(heard.len(), 1);
+        assert_eq!(heard[0].1.models.len(), 1);
+        assert!(!heard[0].1.models[0].promoted);
+        assert_eq!(heard[0].1.models[0].model.status, "candidate");
+
+        // Failures: each one told once, with its code and the stored message.
+        for (request, code) in [
+            (r#"{"stations": ["nowhere"]}"#, "UnknownStation"),
+            (r#"{"parameters": ["temperature"]}"#, "NotForecastable"),
+            ("not json", "InvalidJobRequest"),
+        ] {
+            let id = queue(store.as_ref(), request).await;
+            assert!(runner.run_next().await);
+            let heard = told.take();
+            assert_eq!(heard.len(), 1, "{request}: {heard:?}");
+            let (job, outcome) = &heard[0];
+            assert_eq!(job.id, id);
+            assert_eq!(outcome.status, JobStatus::Failed, "{request}");
+            assert_eq!(outcome.error_code, Some(code), "{request}");
+            assert_eq!(
+                Some(outcome.message.clone()),
+                self::job(store.as_ref(), id).await.message,
+                "{request}"
+            );
+            assert!(outcome.models.is_empty());
+        }
+
+        // Nothing queued: nothing told.
+        assert!(!runner.run_next().await);
+        assert!(told.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_every_series_fails_is_told_with_each_failure() {
+        let (_dir, registry) = fresh_registry().await;
+        let store = registry.store().clone();
+        add_station(store.as_ref(), "sparse").await;
+        let start = 1_700_000_000 / 3600 * 3600;
+        let sparse = crate::HourlySeries::from_points((0..22).map(|d| (start + d * 86_400, 20.0)));
+        add_series(store.as_ref(), "sparse", Parameter::Pm25, &sparse).await;
+        let told = Arc::new(Told::default());
+        let runner = JobRunner::new(registry, quick_options()).observed_by(told.clone());
+        queue(store.as_ref(), "{}").await;
+        assert!(runner.run_next().await);
+        let heard = told.take();
+        assert_eq!(heard.len(), 1);
+        let outcome = &heard[0].1;
+        assert_eq!(outcome.status, JobStatus::Failed);
+        assert_eq!(outcome.error_code, Some("AllSeriesFailed"));
+        assert_eq!(outcome.message, "all 1 series failed");
+        assert_eq!(outcome.series, 1);
+        assert_eq!(outcome.failures.len(), 1);
+        assert!(
+            outcome.failures[0].starts_with("sparse/pm25: not enough data"),
+            "{:?}",
+            outcome.failures
+        );
     }
 
     #[tokio::test]
@@ -374,11 +642,20 @@ mod tests {
             fired: AtomicBool::new(false),
             outcome: Mutex::new(None),
         });
-        let runner = JobRunner::new(Registry::new(store.clone(), blobs.clone()), quick_options());
+        let told = Arc::new(Told::default());
+        let runner = JobRunner::new(Registry::new(store.clone(), blobs.clone()), quick_options())
+            .observed_by(told.clone());
         let id = queue(store.as_ref(), "{}").await;
         blobs.job.store(id, Ordering::SeqCst);
 
         assert!(runner.run_next().await);
+        let heard = told.take();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        let outcome = &heard[0].1;
+        assert_eq!(outcome.status, JobStatus::Cancelled);
+        assert_eq!(outcome.error_code, Some("JobCancelled"));
+        assert_eq!(outcome.message, "cancelled after 1 of 3 series");
+        assert_eq!((outcome.series, outcome.models.len()), (3, 1));
         assert_eq!(
             *blobs.outcome.lock().unwrap(),
             Some(CancelOutcome::Requested),
@@ -437,10 +714,33 @@ mod tests {
         );
         let waiting = queue(store.as_ref(), "{}").await;
 
-        let runner = JobRunner::new(registry, quick_options());
+        let told = Arc::new(Told::default());
+        let runner = JobRunner::new(registry, quick_options()).observed_by(told.clone());
         let worker = runner.clone().spawn();
         let ran = finished(store.as_ref(), waiting).await;
         assert_eq!(ran.status, JobStatus::Succeeded, "{ran:?}");
+        // Told of both: the interrupted one first, on start (the observer hears of a job just
+        // after its end is stored, so wait for it, bounded).
+        let mut heard = told.take();
+        for _ in 0..100 {
+            if heard.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            heard.extend(told.take());
+        }
+        let ends: Vec<_> = heard
+            .iter()
+            .map(|(j, o)| (j.id, o.status, o.error_code))
+            .collect();
+        assert_eq!(
+            ends,
+            vec![
+                (interrupted, JobStatus::Failed, Some("JobInterrupted")),
+                (waiting, JobStatus::Succeeded, None)
+            ]
+        );
+        assert!(heard[0].1.message.starts_with("interrupted"), "{heard:?}");
         let failed = job(store.as_ref(), interrupted).await;
         assert_eq!(failed.status, JobStatus::Failed);
         assert!(

@@ -49,6 +49,22 @@ pub enum TrainError {
     Interrupted(String),
 }
 
+impl TrainError {
+    /// A short, stable name of what went wrong (an audit record's `errorCode`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            TrainError::Ml(MlError::NotEnoughData { .. }) => "NotEnoughData",
+            TrainError::Ml(_) => "TrainingFailed",
+            TrainError::Registry(_) => "RegistryError",
+            TrainError::Store(_) => "StoreError",
+            TrainError::UnknownStation(_) => "UnknownStation",
+            TrainError::NotForecastable(_) => "NotForecastable",
+            TrainError::NothingToTrain(_) => "NothingToTrain",
+            TrainError::Interrupted(_) => "TrainingInterrupted",
+        }
+    }
+}
+
 /// One series to train.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesToTrain {

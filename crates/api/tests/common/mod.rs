@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use ecocityhub_api::{device_auth, router, ApiConfig, AppState};
 use ecocityhub_domain::{GeoPoint, Parameter, QualityFlag, Reading, Station, StationId};
 use ecocityhub_store::Store;
@@ -465,6 +465,28 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Three weeks of hourly PM2.5 at s1 ending in the current hour: a daily cycle on a wandering
+    /// level.
+    pub async fn insert_pm25_history(&self) {
+        let now = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+        let hours = 21 * 24;
+        let readings: Vec<Reading> = (0..hours)
+            .map(|i| {
+                let time = now - Duration::hours(hours - 1 - i);
+                let cycle = 1.0 + 0.5 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
+                let level = 20.0 + 10.0 * ((i / 37) % 5) as f64;
+                Reading {
+                    station: StationId::parse("s1").unwrap(),
+                    parameter: Parameter::Pm25,
+                    time,
+                    value: (level * cycle * 10.0).round() / 10.0,
+                    flag: QualityFlag::Valid,
+                }
+            })
+            .collect();
+        self.store.insert_readings(&readings).await.unwrap();
     }
 
     /// Queues a training job as `token` and waits for it to finish; returns the job.
