@@ -692,6 +692,151 @@ async fn sign_in_goes_only_to_clean_local_paths_and_forms_only_from_this_origin(
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
 
+/// Rows of the flagged-readings table on a station's operations page: (parameter, flag).
+fn flagged_rows(page: &str) -> Vec<(String, String)> {
+    page.split("<tr data-parameter=\"")
+        .skip(1)
+        .map(|row| {
+            let attr = |name: &str| {
+                let at = row.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                row[at..at + row[at..].find('"').unwrap()].to_string()
+            };
+            (row[..row.find('"').unwrap()].to_string(), attr("data-flag"))
+        })
+        .collect()
+}
+
+async fn operators_confirm_or_reject_what_the_checks_flagged(site: Site) {
+    site.pm25_history(2).await;
+    site.user("olga@example.org", &[Role::Operator]).await;
+    let s1 = StationId::parse("s1").unwrap();
+    let spike = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(3);
+    site.store
+        .insert_readings(&[Reading {
+            station: s1.clone(),
+            parameter: Parameter::Pm25,
+            time: spike,
+            value: 480.0,
+            flag: QualityFlag::Valid,
+        }])
+        .await
+        .unwrap();
+    let finding = |kind: &str| ecocityhub_store::ml::AnomalyRecord {
+        station: s1.clone(),
+        parameter: Parameter::Pm25,
+        time: spike,
+        kind: kind.into(),
+        value: 480.0,
+        score: 24.0,
+        detail: format!("{kind} of 480 against a median of 30"),
+        detected_at: Utc::now(),
+    };
+    site.store
+        .record_anomalies(&[finding("spike"), finding("jump")])
+        .await
+        .unwrap();
+
+    let mut op = site.browser();
+    op.sign_in("olga@example.org").await;
+    let (_, public) = op.get("/stations/s1").await;
+    assert!(public.contains(r#"href="/admin/stations/s1#flagged""#));
+    let (status, page) = op.get("/admin/stations/s1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(flagged_rows(&page), [("pm25".into(), "suspect".into())]);
+    assert!(
+        page.contains("spike of 480") && page.contains("jump of 480"),
+        "both findings, one row"
+    );
+    assert!(page.contains("Confirm valid") && page.contains("Mark invalid"));
+
+    let time = spike.to_rfc3339();
+    let flag_of = || async {
+        site.store
+            .readings(
+                &s1,
+                Parameter::Pm25,
+                spike.timestamp(),
+                spike.timestamp() + 1,
+                1,
+            )
+            .await
+            .unwrap()[0]
+            .flag
+    };
+    // Bad verdicts are refused with the reason and change nothing.
+    for (form, status, says) in [
+        (
+            [
+                ("parameter", "pm25"),
+                ("time", "yesterday"),
+                ("flag", "valid"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "yesterday",
+        ),
+        (
+            [
+                ("parameter", "pm25"),
+                ("time", time.as_str()),
+                ("flag", "great"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "great",
+        ),
+        (
+            [
+                ("parameter", "pm25"),
+                ("time", "2001-01-01T00:00:00Z"),
+                ("flag", "valid"),
+            ],
+            StatusCode::NOT_FOUND,
+            "has no pm25 reading",
+        ),
+    ] {
+        let (got, _, page) = op.post("/admin/stations/s1/readings/flag", &form).await;
+        assert_eq!(got, status, "{form:?}");
+        assert!(page.contains(says), "{form:?}: {page}");
+        assert_eq!(flag_of().await, QualityFlag::Suspect);
+    }
+
+    // Confirmed valid, it counts again; then marked invalid after all.
+    let (status, _, page) = op
+        .post(
+            "/admin/stations/s1/readings/flag",
+            &[("parameter", "pm25"), ("time", &time), ("flag", "valid")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("is now valid (it was suspect)"), "{page}");
+    assert_eq!(flag_of().await, QualityFlag::Valid);
+    assert_eq!(flagged_rows(&page), [("pm25".into(), "valid".into())]);
+    assert!(!page.contains("Confirm valid"));
+    let (status, _, page) = op
+        .post(
+            "/admin/stations/s1/readings/flag",
+            &[("parameter", "pm25"), ("time", &time), ("flag", "invalid")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(flag_of().await, QualityFlag::Invalid);
+    assert_eq!(flagged_rows(&page), [("pm25".into(), "invalid".into())]);
+
+    // A citizen may not.
+    site.user("carl@example.org", &[Role::Citizen]).await;
+    let mut citizen = site.browser();
+    citizen.sign_in("carl@example.org").await;
+    let (_, public) = citizen.get("/stations/s1").await;
+    assert!(!public.contains("/admin/stations/s1"));
+    let (status, _, _) = citizen
+        .post(
+            "/admin/stations/s1/readings/flag",
+            &[("parameter", "pm25"), ("time", &time), ("flag", "valid")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(flag_of().await, QualityFlag::Invalid);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -722,5 +867,6 @@ both_backends!(
     public_pages_show_the_map_stations_charts_and_clear_errors,
     a_citizen_signs_up_confirms_signs_in_changes_the_password_and_signs_out,
     operators_manage_stations_and_keys_and_admins_users_models_and_jobs,
+    operators_confirm_or_reject_what_the_checks_flagged,
     sign_in_goes_only_to_clean_local_paths_and_forms_only_from_this_origin,
 );

@@ -12,7 +12,9 @@ use axum::Json;
 use chrono::Utc;
 use ecocityhub_api::device_auth;
 use ecocityhub_api::extract::{ApiJson, ApiPath};
-use ecocityhub_api::routes::{admin as api_admin, alerts as api_alerts, ml as api_ml};
+use ecocityhub_api::routes::{
+    admin as api_admin, alerts as api_alerts, ml as api_ml, readings as api_readings,
+};
 use ecocityhub_domain::{GeoPoint, Parameter, Station, StationId};
 use ecocityhub_identity::tokens::scopes;
 use ecocityhub_identity::{Action, Resource, Role};
@@ -253,7 +255,26 @@ struct StationPage {
     may_manage_devices: bool,
     keys: Vec<KeyRow>,
     new_key: Option<String>,
+    flagged: Vec<FlaggedRow>,
 }
+
+/// A reading the anomaly checks found suspect, with the flag it has now (an operator may have
+/// confirmed it valid or marked it invalid since).
+struct FlaggedRow {
+    parameter: &'static str,
+    parameter_name: &'static str,
+    /// RFC 3339, for the form.
+    time: String,
+    shown_time: String,
+    value: String,
+    unit: String,
+    /// What the checks found (`spike: 24× the median deviation…`).
+    why: String,
+    flag: &'static str,
+}
+
+/// The flagged readings shown on a station's page, newest first.
+const FLAGGED_SHOWN: i64 = 50;
 
 async fn station_or_404(web: &WebState, id: &str) -> WebResult<Station> {
     let not_found = || WebError::NotFound(format!("There is no station {id:?}."));
@@ -294,6 +315,7 @@ async fn station_page(
     } else {
         Vec::new()
     };
+    let flagged = flagged_readings(web, &station.id).await?;
     Ok(StationPage {
         layout,
         id: station.id.to_string(),
@@ -305,7 +327,94 @@ async fn station_page(
         may_manage_devices,
         keys,
         new_key,
+        flagged,
     })
+}
+
+/// The station's readings the anomaly checks flagged, one row per reading (its findings
+/// joined), with the flag each has now.
+async fn flagged_readings(web: &WebState, station: &StationId) -> WebResult<Vec<FlaggedRow>> {
+    let store = web.app.store();
+    let found = store
+        .anomalies(station, i64::MIN, i64::MAX, FLAGGED_SHOWN)
+        .await?;
+    let mut rows: Vec<FlaggedRow> = Vec::new();
+    for a in found {
+        let time = a.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let finding = format!("{}: {}", a.kind, a.detail);
+        if let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.parameter == a.parameter.as_str() && r.time == time)
+        {
+            row.why = format!("{}; {finding}", row.why);
+            continue;
+        }
+        let ts = a.time.timestamp();
+        let now = store
+            .readings(station, a.parameter, ts, ts + 1, 1)
+            .await?
+            .first()
+            .map(|p| p.flag);
+        let Some(flag) = now else { continue }; // the reading is gone (retention)
+        rows.push(FlaggedRow {
+            parameter: a.parameter.as_str(),
+            parameter_name: a.parameter.display_name(),
+            time,
+            shown_time: view::fmt_time(a.time),
+            value: view::fmt_value(a.value),
+            unit: a.parameter.canonical_unit().to_string(),
+            why: finding,
+            flag: flag.as_str(),
+        });
+    }
+    Ok(rows)
+}
+
+#[derive(Deserialize)]
+pub struct FlagForm {
+    parameter: String,
+    time: String,
+    flag: String,
+}
+
+/// An operator's verdict on a flagged reading (through the API's own handler, so both front
+/// doors check and audit alike): `valid` makes it count again, `invalid` keeps it out.
+pub async fn flag_reading(
+    State(web): State<WebState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<FlagForm>,
+) -> WebResult<Response> {
+    let me = allowed(&web, &visitor, Action::ManageStations)?;
+    let station = station_or_404(&web, &id).await?;
+    let result = api_readings::set_flag(
+        State(web.app.clone()),
+        me.signed_in(&web.app),
+        ApiPath(id),
+        ApiJson(api_readings::FlagChange {
+            parameter: form.parameter,
+            time: form.time,
+            flag: form.flag,
+        }),
+    )
+    .await;
+    let layout = Layout::new(&web, &visitor, format!("Station {}", station.name)).section("admin");
+    let (status, layout) = match result {
+        Ok(Json(changed)) => (
+            StatusCode::OK,
+            layout.flash(format!(
+                "The {} reading of {} is now {} (it was {}).",
+                changed.parameter.display_name(),
+                view::fmt_time(changed.time),
+                changed.flag.as_str(),
+                changed.previous.as_str()
+            )),
+        ),
+        Err(e) if !e.status().is_server_error() => (e.status(), layout.error(view::say(&e))),
+        Err(e) => return Err(e.into()),
+    };
+    let page = station_page(&web, &visitor, &station, layout, None).await?;
+    Ok((status, Html(page.render()?)).into_response())
 }
 
 pub async fn station(

@@ -111,6 +111,10 @@ pub fn routes() -> Router<WebState> {
             "/admin/stations/{id}",
             get(admin::station).post(admin::update_station),
         )
+        .route(
+            "/admin/stations/{id}/readings/flag",
+            post(admin::flag_reading),
+        )
         .route("/admin/stations/{id}/keys", post(admin::create_key))
         .route(
             "/admin/stations/{id}/keys/{prefix}/revoke",

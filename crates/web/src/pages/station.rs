@@ -163,6 +163,9 @@ pub struct StationPage {
     history: Option<HistoryView>,
     forecast: Option<ForecastView>,
     forecast_missing: Option<String>,
+    /// The visitor runs stations: links to this station's operations page (its flagged
+    /// readings, its keys).
+    operator: bool,
 }
 
 fn iso(ts: i64) -> String {
@@ -268,6 +271,7 @@ pub async fn station_page(
         name: station.name.clone(),
         area: station.area.clone().unwrap_or_default(),
         coordinates: format!("{:.4}, {:.4}", station.location.lat, station.location.lon),
+        operator: visitor.user.as_ref().is_some_and(|u| u.is_operator()),
         now: now_view(latest, now, web.config.headline_index),
         values: latest.map(|l| value_rows(l, now)).unwrap_or_default(),
         parameters: parameter_choices(&series, parameter),
