@@ -187,6 +187,13 @@ fn recovery_settings(id: &str, target: &RecoveryTarget<'_>) -> String {
         ));
     }
     conf.push_str("recovery_target_action = 'promote'\n");
+    // The copy must not archive into the archive it recovers from: its new timeline would be
+    // followed by later recoveries, and a history file of the same name from the live server
+    // would then be refused for good. A copy that becomes the primary gets its own archive.
+    conf.push_str(
+        "# a recovered copy does not archive; set archive_mode and archive_command for its own archive\n\
+         archive_mode = off\n",
+    );
     conf
 }
 
@@ -284,6 +291,7 @@ mod tests {
             conf.contains("recovery_target_action = 'promote'"),
             "{conf}"
         );
+        assert!(conf.ends_with("\narchive_mode = off\n"), "{conf}");
     }
 
     #[tokio::test]

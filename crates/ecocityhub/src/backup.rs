@@ -172,14 +172,29 @@ async fn wal_push(backups: &Backups, path: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The exit status of a `wal-fetch` that failed (the blob store unreachable, a damaged
+/// copy). PostgreSQL takes exit status 1 for "no such file: the archive ends here" and then
+/// promotes, which would silently drop everything archived after this file; a status above
+/// 125 makes it stop recovering instead, so the fault can be fixed and recovery run again.
+const WAL_FETCH_FAILED: i32 = 126;
+
 async fn wal_fetch(backups: &Backups, name: &str, path: &Path) -> Result<()> {
-    if !backups.wal().fetch(name, path).await? {
-        // PostgreSQL asks for files past the archive's end; saying so is not an error to log
-        // loudly, but the exit status must say it.
-        eprintln!("{name} is not in the WAL archive");
-        std::process::exit(1);
+    match backups.wal().fetch(name, path).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            // PostgreSQL asks for files past the archive's end; saying so is not an error to
+            // log loudly, but the exit status must say it.
+            eprintln!("{name} is not in the WAL archive");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!(
+                "error: fetching {name} from the WAL archive failed: {e:#} \
+                 (exit status {WAL_FETCH_FAILED}: recovery stops here rather than end early)"
+            );
+            std::process::exit(WAL_FETCH_FAILED);
+        }
     }
-    Ok(())
 }
 
 /// The restore_command of a recovered server: this binary fetching from the same blob store.

@@ -367,3 +367,40 @@ async fn backup_commands_have_help_and_refuse_bad_input() {
     let listed = env.run(&["backup", "list"]);
     assert!(stdout(&listed).contains(&id), "{}", stdout(&listed));
 }
+
+/// `wal-fetch` as PostgreSQL's `restore_command`: exit 1 only for a file the archive does not
+/// have (recovery ends there), another status for a failure (recovery stops instead of
+/// promoting with data missing), and nothing written when it fails.
+#[tokio::test]
+async fn wal_fetch_tells_a_missing_file_from_a_broken_archive() {
+    let env = Env::sqlite().await;
+    assert!(env.run(&["migrate"]).status.success());
+    let segment = "000000010000000000000003";
+    let content = "not really WAL, but archived all the same";
+    let wal = env.file("wal-segment", content);
+    let out = env.run(&["backup", "wal-push", wal.to_str().unwrap(), segment]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dest = env.data_dir().join("fetched");
+    let fetch = |name: &str| env.run(&["backup", "wal-fetch", name, dest.to_str().unwrap()]);
+    let out = fetch(segment);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), content);
+    std::fs::remove_file(&dest).unwrap();
+
+    let out = fetch("000000010000000000000004");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not in the WAL archive"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A copy that decrypts but is not what was pushed.
+    let blobs = open_blobs(&env).await;
+    let key = format!("backups/wal/{segment}.zst");
+    blobs.put(&key, b"not zstd".to_vec().into()).await.unwrap();
+    let out = fetch(segment);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    assert!(!dest.exists(), "nothing is written for a failed fetch");
+}
