@@ -540,11 +540,13 @@ async fn a_training_job_and_its_promotion_are_audited(
         .train(&admin, json!({"stations": ["s1"], "parameters": ["pm25"]}))
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    // The worker writes its records after it stores the job's end: wait for them (bounded).
-    let mut finished = Vec::new();
+    // The worker writes its records after it stores the job's end, the run's then the
+    // promotion's: wait for both (bounded).
+    let (mut finished, mut promotions) = (Vec::new(), Vec::new());
     for _ in 0..100 {
         finished = audited(&app, "FinishJob").await;
-        if !finished.is_empty() {
+        promotions = audited(&app, "PromoteModel").await;
+        if !finished.is_empty() && !promotions.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -568,7 +570,6 @@ async fn a_training_job_and_its_promotion_are_audited(
     assert_eq!(model["promoted"], true);
     assert!(record.get("errorCode").is_none(), "{record}");
 
-    let promotions = audited(&app, "PromoteModel").await;
     assert_eq!(promotions.len(), 1, "{promotions:?}");
     assert_eq!(promotions[0]["userIdentity"]["id"], by_job.as_str());
     assert_eq!(

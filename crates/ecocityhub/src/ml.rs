@@ -347,7 +347,14 @@ async fn run_train(args: TrainArgs, file: &FileConfig) -> Result<()> {
         parameters: args.parameter,
         promote: args.promote,
     };
-    let series = plan(&registry, &request).await?;
+    let series = match plan(&registry, &request).await {
+        Ok(series) => series,
+        Err(e) => {
+            let refused = JobOutcome::failed(e.code(), e.to_string(), Some(request));
+            record_training(&registry, &refused).await?;
+            return Err(e.into());
+        }
+    };
     let progress = bar(series.len() as u64, "models");
     let started = std::time::Instant::now();
     let (mut models, mut failures) = (Vec::new(), Vec::new());
@@ -384,20 +391,30 @@ async fn run_train(args: TrainArgs, file: &FileConfig) -> Result<()> {
         outcome.message,
         started.elapsed().as_secs_f64()
     );
+    record_training(&registry, &outcome).await?;
+    if outcome.models.is_empty() {
+        bail!("every training run failed");
+    }
+    Ok(())
+}
+
+/// The audit records of a `ml train` run (`TrainModels` and its promotions), as the job
+/// worker writes them for jobs; each is tried, the first failure returned.
+async fn record_training(registry: &Registry, outcome: &JobOutcome) -> Result<()> {
     let events = ecocityhub_api::job_audit::outcome_events(
         crate::audit::SOURCE,
         "TrainModels",
         ecocityhub_observe::audit::UserIdentity::cli(),
         serde_json::json!({}),
-        &outcome,
+        outcome,
     );
+    let mut first_error = None;
     for event in events {
-        crate::audit::record(registry.store(), event).await?;
+        if let Err(e) = crate::audit::record(registry.store(), event).await {
+            first_error.get_or_insert(e);
+        }
     }
-    if outcome.models.is_empty() {
-        bail!("every training run failed");
-    }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 pub async fn run(command: MlCommand, file: &FileConfig) -> Result<()> {

@@ -195,8 +195,8 @@ fn train_registers_versions_and_promote_and_rollback_switch_the_serving_one() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not forecast"), "{}", stderr(&out));
 
-    // The training runs, the promotions (the first model's by its run) and the rollback that
-    // happened are audited; refused ones change nothing.
+    // The training runs (the refused one too), the promotions (the first model's by its run)
+    // and the rollback that happened are audited; refused ones change nothing.
     let audited = |event: &str| -> Vec<Value> {
         let out = env.run(&["audit", "search", "--json", "--event", event]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -208,7 +208,12 @@ fn train_registers_versions_and_promote_and_rollback_switch_the_serving_one() {
         found
     };
     let runs = audited("TrainModels");
-    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs.len(), 3, "two runs and the refused one: {runs:?}");
+    assert_eq!(runs[2]["errorCode"], "NotForecastable", "{}", runs[2]);
+    assert_eq!(
+        runs[2]["requestParameters"]["request"]["parameters"][0],
+        "temperature"
+    );
     for (run, promoted) in runs.iter().zip([true, false]) {
         assert_eq!(run["eventSource"], "cli");
         assert_eq!(run["responseElements"]["status"], "succeeded", "{run}");

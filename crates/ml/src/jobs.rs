@@ -115,7 +115,8 @@ pub struct TrainedModel {
 #[async_trait]
 pub trait JobObserver: Send + Sync {
     /// `job` as it was claimed (its request, who queued it, when it started); `outcome`, what
-    /// it did. Called once per job, after its end is stored.
+    /// it did. Called once per job, after its end is stored (not when storing it failed: the
+    /// job is then told as interrupted by the next worker's start).
     async fn job_finished(&self, job: &JobRecord, outcome: &JobOutcome);
 }
 
@@ -247,7 +248,10 @@ impl JobRunner {
             .finish_job(job.id, outcome.status, message, Utc::now())
             .await
         {
+            // Still `running` in the store: the next worker's start fails it as interrupted
+            // and tells the observer then, so the trail never says two different things.
             tracing::error!(error = %e, "could not record the end of a training job");
+            return;
         }
         if let Some(observer) = &self.observer {
             observer.job_finished(&job, &outcome).await;

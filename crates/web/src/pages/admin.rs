@@ -256,6 +256,8 @@ struct StationPage {
     keys: Vec<KeyRow>,
     new_key: Option<String>,
     flagged: Vec<FlaggedRow>,
+    /// Older findings than those shown exist.
+    flagged_cut: bool,
 }
 
 /// A reading the anomaly checks found suspect, with the flag it has now (an operator may have
@@ -273,7 +275,7 @@ struct FlaggedRow {
     flag: &'static str,
 }
 
-/// The flagged readings shown on a station's page, newest first.
+/// The anomaly findings read for a station's page, newest first (a reading may have several).
 const FLAGGED_SHOWN: i64 = 50;
 
 async fn station_or_404(web: &WebState, id: &str) -> WebResult<Station> {
@@ -315,7 +317,7 @@ async fn station_page(
     } else {
         Vec::new()
     };
-    let flagged = flagged_readings(web, &station.id).await?;
+    let (flagged, flagged_cut) = flagged_readings(web, &station.id).await?;
     Ok(StationPage {
         layout,
         id: station.id.to_string(),
@@ -328,16 +330,22 @@ async fn station_page(
         keys,
         new_key,
         flagged,
+        flagged_cut,
     })
 }
 
 /// The station's readings the anomaly checks flagged, one row per reading (its findings
 /// joined), with the flag each has now.
-async fn flagged_readings(web: &WebState, station: &StationId) -> WebResult<Vec<FlaggedRow>> {
+/// Also says whether older findings were left out.
+async fn flagged_readings(
+    web: &WebState,
+    station: &StationId,
+) -> WebResult<(Vec<FlaggedRow>, bool)> {
     let store = web.app.store();
     let found = store
         .anomalies(station, i64::MIN, i64::MAX, FLAGGED_SHOWN)
         .await?;
+    let cut = found.len() as i64 == FLAGGED_SHOWN;
     let mut rows: Vec<FlaggedRow> = Vec::new();
     for a in found {
         let time = a.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -367,7 +375,7 @@ async fn flagged_readings(web: &WebState, station: &StationId) -> WebResult<Vec<
             flag: flag.as_str(),
         });
     }
-    Ok(rows)
+    Ok((rows, cut))
 }
 
 #[derive(Deserialize)]
